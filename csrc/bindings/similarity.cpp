@@ -1,0 +1,250 @@
+// Bindings of the Gram and similarity kernels: array -> view conversion and the GIL release.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "gram.h"
+#include "similarity.h"
+
+namespace py = pybind11;
+using mmkern::DType;
+using mmkern::MatrixView;
+
+namespace {
+
+using F64Array = py::array_t<double, py::array::forcecast>;
+
+MatrixView to_view(const py::array& a, const std::string& what) {
+  if (a.ndim() != 2)
+    throw std::invalid_argument(what + " must be 2-D, got " + std::to_string(a.ndim()) + "-D");
+  DType dt;
+  if (a.dtype().is(py::dtype::of<float>())) dt = DType::Float32;
+  else if (a.dtype().is(py::dtype::of<double>())) dt = DType::Float64;
+  else throw std::invalid_argument(what + " must be float32 or float64");
+  const auto item = static_cast<py::ssize_t>(a.itemsize());
+  if (a.strides(0) % item != 0 || a.strides(1) % item != 0)
+    throw std::invalid_argument(what + " has strides that are not a multiple of its item size");
+  return MatrixView{a.data(), a.shape(0), a.shape(1), a.strides(0) / item, a.strides(1) / item, dt};
+}
+
+std::vector<MatrixView> to_views(const std::vector<py::array>& arrays) {
+  std::vector<MatrixView> views;
+  views.reserve(arrays.size());
+  for (size_t i = 0; i < arrays.size(); ++i)
+    views.push_back(to_view(arrays[i], "array " + std::to_string(i)));
+  return views;
+}
+
+// A writable, C-contiguous float64 buffer of exactly `size` elements, or an error naming it.
+double* writable(const py::array& a, py::ssize_t size, const char* what) {
+  if (!a.dtype().is(py::dtype::of<double>()) || !(a.flags() & py::array::c_style) ||
+      !a.writeable() || a.size() != size)
+    throw std::invalid_argument(std::string(what) + " must be a writable contiguous float64 array of " +
+                                std::to_string(size) + " elements");
+  return static_cast<double*>(const_cast<void*>(a.data()));
+}
+
+std::vector<int64_t> check_offsets(const std::vector<int64_t>& offsets) {
+  if (offsets.size() < 2 || offsets[0] != 0)
+    throw std::invalid_argument("offsets must start at 0 and name at least one model");
+  for (size_t i = 1; i < offsets.size(); ++i)
+    if (offsets[i] < offsets[i - 1]) throw std::invalid_argument("offsets must be non-decreasing");
+  return offsets;
+}
+
+// Holds the Gram array alive for as long as its factors are used.
+struct PyGramFactors {
+  py::array gram;
+  std::unique_ptr<mmkern::GramFactors> factors;
+};
+
+}  // namespace
+
+void bind_similarity(py::module_& m) {
+  m.def(
+      "column_sums",
+      [](const std::vector<py::array>& arrays) {
+        auto views = to_views(arrays);
+        py::ssize_t D = 0;
+        for (const auto& v : views) D += v.cols;
+        F64Array out(D);
+        int bad;
+        {
+          py::gil_scoped_release release;
+          bad = mmkern::column_sums(views.data(), static_cast<int>(views.size()), out.mutable_data());
+        }
+        return py::make_tuple(out, bad);
+      },
+      py::arg("arrays"),
+      "Concatenated float64 column sums of 2-D arrays and the index of the first array holding "
+      "a NaN or infinity (-1 if none).");
+
+  m.def(
+      "gram_update",
+      [](const std::vector<py::array>& arrays, std::vector<int64_t> offsets, const py::array& shift,
+         const py::array& gram, const py::array& colsum, std::optional<py::array> row_moments,
+         std::optional<py::array> norm_products, std::optional<py::array> norm_sums,
+         int64_t chunk_rows) {
+        auto views = to_views(arrays);
+        offsets = check_offsets(offsets);
+        const auto M = static_cast<py::ssize_t>(views.size());
+        const auto D = static_cast<py::ssize_t>(offsets.back());
+        if (static_cast<py::ssize_t>(offsets.size()) != M + 1)
+          throw std::invalid_argument("offsets must have one entry per array plus one");
+        for (py::ssize_t i = 0; i < M; ++i) {
+          if (views[i].cols != offsets[i + 1] - offsets[i])
+            throw std::invalid_argument("array " + std::to_string(i) + " width does not match offsets");
+          if (views[i].rows != views[0].rows)
+            throw std::invalid_argument("all arrays must have the same number of rows");
+        }
+        mmkern::GramAccumulator acc;
+        acc.dim = D;
+        acc.models = static_cast<int>(M);
+        acc.offsets = offsets.data();
+        acc.shift = writable(shift, D, "shift");
+        acc.gram = writable(gram, D * D, "gram");
+        acc.colsum = writable(colsum, D, "colsum");
+        const bool moments = row_moments.has_value();
+        if (moments != norm_products.has_value() || moments != norm_sums.has_value())
+          throw std::invalid_argument("row_moments, norm_products and norm_sums go together");
+        if (moments) {
+          acc.row_moments = writable(*row_moments, D * M, "row_moments");
+          acc.norm_products = writable(*norm_products, M * M, "norm_products");
+          acc.norm_sums = writable(*norm_sums, M, "norm_sums");
+        }
+        py::gil_scoped_release release;
+        return mmkern::gram_update(views.data(), static_cast<int>(M), acc, chunk_rows);
+      },
+      py::arg("arrays"), py::arg("offsets"), py::arg("shift"), py::arg("gram"), py::arg("colsum"),
+      py::arg("row_moments") = py::none(), py::arg("norm_products") = py::none(),
+      py::arg("norm_sums") = py::none(), py::arg("chunk_rows") = 2048,
+      "Accumulate the shifted joint Gram statistics of equally long arrays in place (gram.h). "
+      "Returns the index of the first array holding a NaN or infinity (nothing is added), or -1.");
+
+  m.def(
+      "center_gram",
+      [](std::vector<int64_t> offsets, const py::array& gram, const py::array& colsum,
+         std::optional<py::array> row_moments, std::optional<py::array> norm_products,
+         std::optional<py::array> norm_sums, int64_t n, const py::array& gram_out,
+         std::optional<py::array> norm_products_out) {
+        offsets = check_offsets(offsets);
+        const auto D = static_cast<py::ssize_t>(offsets.back());
+        const auto M = static_cast<py::ssize_t>(offsets.size()) - 1;
+        if (n <= 0) throw std::invalid_argument("n must be positive");
+        mmkern::GramAccumulator acc;
+        acc.dim = D;
+        acc.models = static_cast<int>(M);
+        acc.offsets = offsets.data();
+        acc.gram = writable(gram, D * D, "gram");
+        acc.colsum = writable(colsum, D, "colsum");
+        double* npo = nullptr;
+        if (row_moments && norm_products && norm_sums && norm_products_out) {
+          acc.row_moments = writable(*row_moments, D * M, "row_moments");
+          acc.norm_products = writable(*norm_products, M * M, "norm_products");
+          acc.norm_sums = writable(*norm_sums, M, "norm_sums");
+          npo = writable(*norm_products_out, M * M, "norm_products_out");
+        }
+        double* go = writable(gram_out, D * D, "gram_out");
+        py::gil_scoped_release release;
+        mmkern::center_gram(acc, n, go, npo);
+      },
+      py::arg("offsets"), py::arg("gram"), py::arg("colsum"), py::arg("row_moments"),
+      py::arg("norm_products"), py::arg("norm_sums"), py::arg("n"), py::arg("gram_out"),
+      py::arg("norm_products_out"),
+      "Centered Gram (and centered norm products) from accumulated statistics (gram.h).");
+
+  py::class_<PyGramFactors>(m, "GramFactors",
+                            "Per-model eigendecompositions of a centered joint Gram (similarity.h).")
+      .def(py::init([](const py::array& gram, std::vector<int64_t> offsets, int64_t n, double rtol,
+                       double keep, int keep_mode, bool factor, bool loadings) {
+             offsets = check_offsets(offsets);
+             const auto D = static_cast<py::ssize_t>(offsets.back());
+             const double* g = writable(gram, D * D, "gram");
+             if (keep_mode < 0 || keep_mode > 2) throw std::invalid_argument("keep_mode must be 0, 1 or 2");
+             mmkern::SimilarityOptions opt;
+             opt.rtol = rtol;
+             opt.keep = keep;
+             opt.keep_mode = static_cast<mmkern::KeepMode>(keep_mode);
+             opt.factor = factor;
+             opt.loadings = loadings;
+             auto out = std::make_unique<PyGramFactors>();
+             out->gram = gram;
+             {
+               py::gil_scoped_release release;
+               out->factors = std::make_unique<mmkern::GramFactors>(g, offsets, n, opt);
+             }
+             return out;
+           }),
+           py::arg("gram"), py::arg("offsets"), py::arg("n"), py::arg("rtol"), py::arg("keep"),
+           py::arg("keep_mode"), py::arg("factor") = true, py::arg("loadings") = false)
+      .def_property_readonly("ranks",
+                             [](const PyGramFactors& f) {
+                               std::vector<int> r;
+                               for (int i = 0; i < f.factors->models(); ++i) r.push_back(f.factors->rank(i));
+                               return r;
+                             })
+      .def_property_readonly("svcca_dims",
+                             [](const PyGramFactors& f) {
+                               std::vector<int> r;
+                               for (int i = 0; i < f.factors->models(); ++i)
+                                 r.push_back(f.factors->svcca_dim(i));
+                               return r;
+                             })
+      .def(
+          "pairs",
+          [](const PyGramFactors& f, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& first,
+             const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& second,
+             const std::vector<std::string>& metrics, std::optional<F64Array> norm_products) {
+            const py::ssize_t np = first.size();
+            const int M = f.factors->models();
+            if (second.size() != np) throw std::invalid_argument("first and second differ in length");
+            for (py::ssize_t p = 0; p < np; ++p)
+              if (first.data()[p] < 0 || first.data()[p] >= M || second.data()[p] < 0 ||
+                  second.data()[p] >= M)
+                throw std::invalid_argument("pair index out of range");
+            py::dict result;
+            mmkern::PairOutputs out;
+            for (const auto& name : metrics) {
+              F64Array a(np);
+              double* ptr = a.mutable_data();
+              if (name == "svcca") out.svcca = ptr;
+              else if (name == "cca_mean") out.cca_mean = ptr;
+              else if (name == "cca_r2") out.cca_r2 = ptr;
+              else if (name == "pwcca") out.pwcca = ptr;
+              else if (name == "cka") out.cka = ptr;
+              else if (name == "cka_debiased") out.cka_debiased = ptr;
+              else throw std::invalid_argument("unknown metric: " + name);
+              result[py::str(name)] = a;
+            }
+            if (out.cka_debiased) {
+              if (!norm_products || norm_products->size() != static_cast<py::ssize_t>(M) * M)
+                throw std::invalid_argument("cka_debiased needs the M x M norm_products");
+              out.norm_products = norm_products->data();
+            }
+            {
+              py::gil_scoped_release release;
+              f.factors->pairs(first.data(), second.data(), np, out);
+            }
+            return result;
+          },
+          py::arg("first"), py::arg("second"), py::arg("metrics"), py::arg("norm_products") = py::none(),
+          "Metrics for the pairs (first[p], second[p]) -> dict of float64 arrays.")
+      .def(
+          "correlations",
+          [](const PyGramFactors& f, int i, int j, bool svcca) {
+            std::vector<double> c;
+            {
+              py::gil_scoped_release release;
+              c = svcca ? f.factors->svcca_correlations(i, j) : f.factors->correlations(i, j);
+            }
+            return F64Array(static_cast<py::ssize_t>(c.size()), c.data());
+          },
+          py::arg("i"), py::arg("j"), py::arg("svcca") = false,
+          "Canonical correlations of a pair, descending (of the SVCCA-reduced pair if svcca).");
+}

@@ -1,0 +1,62 @@
+// BLAS/LAPACK routines used by the CPU kernels, reached through function pointers.
+//
+// The pointers come from SciPy's published Cython capsules (scipy.linalg.cython_blas and
+// cython_lapack): the bindings look them up once at import and call `set_routine`. This keeps
+// `pip install` self-contained (no link-time BLAS) and uses SciPy's optimised OpenBLAS. Nothing
+// here knows about Python. All matrices are column-major (Fortran convention).
+#pragma once
+
+#include <string>
+
+namespace mmkern::lapack {
+
+using dsyrk_t = void(const char* uplo, const char* trans, const int* n, const int* k,
+                     const double* alpha, const double* a, const int* lda, const double* beta,
+                     double* c, const int* ldc);
+using dgemm_t = void(const char* transa, const char* transb, const int* m, const int* n,
+                     const int* k, const double* alpha, const double* a, const int* lda,
+                     const double* b, const int* ldb, const double* beta, double* c,
+                     const int* ldc);
+using dsyevd_t = void(const char* jobz, const char* uplo, const int* n, double* a, const int* lda,
+                      double* w, double* work, const int* lwork, int* iwork, const int* liwork,
+                      int* info);
+using dgesdd_t = void(const char* jobz, const int* m, const int* n, double* a, const int* lda,
+                      double* s, double* u, const int* ldu, double* vt, const int* ldvt,
+                      double* work, const int* lwork, int* iwork, int* info);
+
+struct Routines {
+  dsyrk_t* dsyrk = nullptr;
+  dgemm_t* dgemm = nullptr;
+  dsyevd_t* dsyevd = nullptr;
+  dgesdd_t* dgesdd = nullptr;
+};
+
+// The process-wide table. Filled by the bindings before any kernel runs.
+Routines& routines();
+
+// Stores the pointer for `name` (one of: dsyrk, dgemm, dsyevd, dgesdd). Throws
+// std::invalid_argument for an unknown name.
+void set_routine(const std::string& name, void* fn);
+
+// Throws std::runtime_error when a routine was never set (a packaging error, not user error).
+void require_all();
+
+// --- thin, typed wrappers (column-major, int dimensions as LAPACK expects) -------------------
+
+// C (upper triangle) = alpha * A^T A + beta * C; A is k x n with leading dimension lda.
+void syrk_upper_t(int n, int k, double alpha, const double* a, int lda, double beta, double* c,
+                  int ldc);
+
+// C = alpha * op(A) op(B) + beta * C with op given by 'N' or 'T'.
+void gemm(char transa, char transb, int m, int n, int k, double alpha, const double* a, int lda,
+          const double* b, int ldb, double beta, double* c, int ldc);
+
+// Eigen-decomposition of the symmetric n x n matrix `a` (upper triangle read). On return `w`
+// holds the eigenvalues in ascending order and, if `vectors`, `a` holds the eigenvectors.
+void syevd(bool vectors, int n, double* a, int lda, double* w);
+
+// Singular values of the m x n matrix `a` (destroyed), descending, into `s` (min(m, n)).
+// With `u` non-null, also the first min(m, n) left singular vectors (m x min(m,n), ld m).
+void gesdd(int m, int n, double* a, int lda, double* s, double* u);
+
+}  // namespace mmkern::lapack

@@ -1,0 +1,187 @@
+// CPU pairwise similarity from a centered joint Gram: per-model eigendecompositions once, then
+// small BLAS products and singular values per pair, pairs in parallel.
+#include "similarity.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "common/lapack.h"
+
+namespace mmkern {
+namespace {
+
+// Element (a, b) of a symmetric matrix stored in its upper triangle.
+inline double sym_at(const double* g, int64_t ld, int64_t a, int64_t b) {
+  return a <= b ? g[b * ld + a] : g[a * ld + b];
+}
+
+}  // namespace
+
+GramFactors::GramFactors(const double* gram, std::vector<int64_t> offsets, int64_t n,
+                         const SimilarityOptions& options)
+    : gram_(gram), dim_(offsets.back()), offsets_(std::move(offsets)), n_(n), opt_(options) {
+  const int m = models();
+  rank_.assign(m, 0);
+  keep_.assign(m, 0);
+  evals_.resize(m);
+  basis_.resize(m);
+  loadings_.resize(m);
+  fro_.assign(m, 0.0);
+  trace_.assign(m, 0.0);
+  std::vector<int> failed(m, 0);
+
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int i = 0; i < m; ++i) {
+    const int d = width(i);
+    const int64_t o = offsets_[i];
+    double fro2 = 0.0, tr = 0.0;
+    for (int b = 0; b < d; ++b) {
+      for (int a = 0; a < b; ++a) fro2 += 2.0 * std::pow(gram_[(o + b) * dim_ + o + a], 2);
+      const double diag = gram_[(o + b) * dim_ + o + b];
+      fro2 += diag * diag;
+      tr += diag;
+    }
+    fro_[i] = std::sqrt(fro2);
+    trace_[i] = tr;
+    if (!opt_.factor) continue;
+
+    std::vector<double> v(static_cast<size_t>(d) * d), w(d);
+    for (int b = 0; b < d; ++b)
+      for (int a = 0; a <= b; ++a) v[b * d + a] = gram_[(o + b) * dim_ + o + a];
+    try {
+      lapack::syevd(true, d, v.data(), d, w.data());
+    } catch (const std::exception&) {
+      failed[i] = 1;
+      continue;
+    }
+    std::reverse(w.begin(), w.end());  // descending; column l of V pairs with w[d - 1 - l]
+    const int r = numerical_rank(w.data(), d, opt_.rtol);
+    rank_[i] = r;
+    keep_[i] = svcca_keep_count(w.data(), r, opt_.keep, opt_.keep_mode);
+    evals_[i].assign(w.begin(), w.begin() + r);
+    basis_[i].resize(static_cast<size_t>(d) * r);
+    if (opt_.loadings) loadings_[i].resize(static_cast<size_t>(d) * r);
+    for (int l = 0; l < r; ++l) {
+      const double* col = v.data() + static_cast<size_t>(d - 1 - l) * d;
+      const double s = std::sqrt(w[l]);
+      for (int a = 0; a < d; ++a) basis_[i][static_cast<size_t>(l) * d + a] = col[a] / s;
+      if (opt_.loadings)
+        for (int a = 0; a < d; ++a) loadings_[i][static_cast<size_t>(l) * d + a] = col[a] * s;
+    }
+  }
+  for (int i = 0; i < m; ++i)
+    if (failed[i]) throw std::runtime_error("eigendecomposition of model " + std::to_string(i) +
+                                            " did not converge");
+}
+
+void GramFactors::whitened_cross(int i, int j, int ci, int cj, std::vector<double>& t,
+                                 std::vector<double>& w) const {
+  const int di = width(i), dj = width(j);
+  t.resize(static_cast<size_t>(di) * cj);
+  w.resize(static_cast<size_t>(ci) * cj);
+  if (ci == 0 || cj == 0) return;
+  const int ld = static_cast<int>(dim_);
+  // T = G_ij B_j. G_ij is stored directly when i's columns come first; otherwise G_ji^T.
+  if (offsets_[i] < offsets_[j]) {
+    const double* gij = gram_ + offsets_[j] * dim_ + offsets_[i];
+    lapack::gemm('N', 'N', di, cj, dj, 1.0, gij, ld, basis_[j].data(), dj, 0.0, t.data(), di);
+  } else {
+    const double* gji = gram_ + offsets_[i] * dim_ + offsets_[j];
+    lapack::gemm('T', 'N', di, cj, dj, 1.0, gji, ld, basis_[j].data(), dj, 0.0, t.data(), di);
+  }
+  lapack::gemm('T', 'N', ci, cj, di, 1.0, basis_[i].data(), di, t.data(), di, 0.0, w.data(), ci);
+}
+
+std::vector<double> GramFactors::correlations(int i, int j) const {
+  std::vector<double> t, w, s(std::min(rank_[i], rank_[j]));
+  whitened_cross(i, j, rank_[i], rank_[j], t, w);
+  lapack::gesdd(rank_[i], rank_[j], w.data(), std::max(1, rank_[i]), s.data(), nullptr);
+  for (double& c : s) c = clamp_unit(c);
+  return s;
+}
+
+std::vector<double> GramFactors::svcca_correlations(int i, int j) const {
+  std::vector<double> t, w, s(std::min(keep_[i], keep_[j]));
+  whitened_cross(i, j, keep_[i], keep_[j], t, w);
+  lapack::gesdd(keep_[i], keep_[j], w.data(), std::max(1, keep_[i]), s.data(), nullptr);
+  for (double& c : s) c = clamp_unit(c);
+  return s;
+}
+
+void GramFactors::pairs(const int64_t* first, const int64_t* second, int64_t npairs,
+                        const PairOutputs& out) const {
+  const bool want_full = out.cca_mean || out.cca_r2 || out.pwcca;
+  const int m = models();
+  const double n = static_cast<double>(n_);
+#pragma omp parallel
+  {
+    std::vector<double> t, w, sub, s, u, h;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t p = 0; p < npairs; ++p) {
+      const int i = static_cast<int>(first[p]), j = static_cast<int>(second[p]);
+      if (out.cka || out.cka_debiased) {
+        double cross2 = 0.0;
+        const int di = width(i), dj = width(j);
+        for (int b = 0; b < dj; ++b)
+          for (int a = 0; a < di; ++a) {
+            const double g = sym_at(gram_, dim_, offsets_[i] + a, offsets_[j] + b);
+            cross2 += g * g;
+          }
+        if (out.cka) out.cka[p] = cka_ratio(cross2, fro_[i] * fro_[i], fro_[j] * fro_[j]);
+        if (out.cka_debiased) {
+          const double* np = out.norm_products;
+          const double hxy = debiased_hsic(cross2, np[j * m + i], trace_[i], trace_[j], n);
+          const double hxx = debiased_hsic(fro_[i] * fro_[i], np[i * m + i], trace_[i], trace_[i], n);
+          const double hyy = debiased_hsic(fro_[j] * fro_[j], np[j * m + j], trace_[j], trace_[j], n);
+          out.cka_debiased[p] = cka_ratio(hxy, hxx, hyy);
+        }
+      }
+      if (!out.svcca && !want_full) continue;
+      if (i == j) {  // a model against itself: every canonical correlation is exactly 1
+        if (out.svcca) out.svcca[p] = 1.0;
+        if (out.cca_mean) out.cca_mean[p] = 1.0;
+        if (out.cca_r2) out.cca_r2[p] = 1.0;
+        if (out.pwcca) out.pwcca[p] = 1.0;
+        continue;
+      }
+      const int ci = want_full ? rank_[i] : keep_[i];
+      const int cj = want_full ? rank_[j] : keep_[j];
+      whitened_cross(i, j, ci, cj, t, w);
+      if (out.svcca) {
+        // SVCCA directions are the leading eigen-directions: the top-left k_i x k_j block of W.
+        const int ki = keep_[i], kj = keep_[j];
+        sub.resize(static_cast<size_t>(ki) * kj);
+        for (int b = 0; b < kj; ++b)
+          std::copy_n(w.data() + static_cast<size_t>(b) * ci, ki, sub.data() + static_cast<size_t>(b) * ki);
+        s.resize(std::min(ki, kj));
+        lapack::gesdd(ki, kj, sub.data(), std::max(1, ki), s.data(), nullptr);
+        double mean = 0.0, r2 = 0.0;
+        correlation_summary(s.data(), static_cast<int>(s.size()), &mean, &r2);
+        out.svcca[p] = mean;
+      }
+      if (!want_full) continue;
+      const int k = std::min(ci, cj);
+      s.resize(k);
+      u.resize(out.pwcca ? static_cast<size_t>(ci) * k : 0);
+      lapack::gesdd(ci, cj, w.data(), std::max(1, ci), s.data(), out.pwcca ? u.data() : nullptr);
+      double mean = 0.0, r2 = 0.0;
+      correlation_summary(s.data(), k, &mean, &r2);
+      if (out.cca_mean) out.cca_mean[p] = mean;
+      if (out.cca_r2) out.cca_r2[p] = r2;
+      if (out.pwcca) {
+        // <h_l, x_a> = (L_i U)[a, l]; weight_l = sum_a |.| (Morcos et al. 2018).
+        const int di = width(i);
+        h.resize(static_cast<size_t>(di) * k);
+        lapack::gemm('N', 'N', di, k, ci, 1.0, loadings_[i].data(), di, u.data(), ci, 0.0,
+                     h.data(), di);
+        std::vector<double> weight(k, 0.0);
+        for (int l = 0; l < k; ++l)
+          for (int a = 0; a < di; ++a) weight[l] += std::abs(h[static_cast<size_t>(l) * di + a]);
+        out.pwcca[p] = weighted_correlation(s.data(), weight.data(), k);
+      }
+    }
+  }
+}
+
+}  // namespace mmkern

@@ -1,0 +1,75 @@
+// Pairwise representational similarity from a centered joint Gram matrix (see gram.h).
+//
+// Each model i (columns offsets[i] .. offsets[i+1] of the D x D Gram) is factored once:
+//   G_ii = V diag(lambda) V^T  (eigenvalues descending; lambda_l <= rtol * lambda_0 dropped),
+//   basis    B_i = V_r diag(lambda_r)^{-1/2}   (d_i x r_i; X_i B_i is orthonormal),
+//   loadings L_i = V_r diag(lambda_r)^{1/2}    (d_i x r_i; X_i^T (X_i B_i), for PWCCA).
+// A pair (i, j) then needs only d x d work: W = B_i^T G_ij B_j (r_i x r_j) is Q_i^T Q_j, whose
+// singular values are the canonical correlations (CCA); its leading k_i x k_j block gives SVCCA.
+// CKA uses the Gram blocks directly. Pairs are processed in parallel (OpenMP).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/similarity_math.h"
+
+namespace mmkern {
+
+struct SimilarityOptions {
+  double rtol = 1e-10;   // relative variance tolerance for the numerical rank
+  double keep = 0.99;    // SVCCA `keep` (fraction, or count when keep_mode == Count)
+  KeepMode keep_mode = KeepMode::VarianceFraction;
+  bool factor = true;    // eigendecompose the models (needed by SVCCA, CCA, PWCCA; not CKA)
+  bool loadings = false;  // also store loadings (needed by PWCCA)
+};
+
+// Per-pair outputs; a null pointer means "not requested". Each array has npairs entries.
+struct PairOutputs {
+  double* svcca = nullptr;
+  double* cca_mean = nullptr;
+  double* cca_r2 = nullptr;
+  double* pwcca = nullptr;          // weights from the neurons of the first model of the pair
+  double* cka = nullptr;            // linear CKA
+  double* cka_debiased = nullptr;   // needs norm_products
+  const double* norm_products = nullptr;  // M x M centered sum_s |x_s|^2 |y_s|^2 (gram.h)
+};
+
+class GramFactors {
+ public:
+  // `gram`: centered D x D Gram (upper triangle read, column-major, leading dimension D) that
+  // must outlive this object; `offsets`: M + 1 increasing column offsets; `n`: sample count.
+  GramFactors(const double* gram, std::vector<int64_t> offsets, int64_t n,
+              const SimilarityOptions& options);
+
+  int models() const { return static_cast<int>(offsets_.size()) - 1; }
+  int rank(int i) const { return rank_[i]; }
+  int svcca_dim(int i) const { return keep_[i]; }
+
+  // Metrics for pairs (first[p], second[p]); pairs with first == second give the self value.
+  void pairs(const int64_t* first, const int64_t* second, int64_t npairs,
+             const PairOutputs& out) const;
+
+  // All canonical correlations of pair (i, j), descending (min(r_i, r_j) values).
+  std::vector<double> correlations(int i, int j) const;
+
+  // Canonical correlations of the SVCCA-reduced pair (min(k_i, k_j) values), descending.
+  std::vector<double> svcca_correlations(int i, int j) const;
+
+ private:
+  int width(int i) const { return static_cast<int>(offsets_[i + 1] - offsets_[i]); }
+  // W = B_i[:, :ci]^T G_ij B_j[:, :cj] into `w` (ci x cj, column-major); `t` is scratch.
+  void whitened_cross(int i, int j, int ci, int cj, std::vector<double>& t,
+                      std::vector<double>& w) const;
+
+  const double* gram_;
+  int64_t dim_;
+  std::vector<int64_t> offsets_;
+  int64_t n_;
+  SimilarityOptions opt_;
+  std::vector<int> rank_, keep_;
+  std::vector<std::vector<double>> evals_, basis_, loadings_;
+  std::vector<double> fro_, trace_;  // ||G_ii||_F and tr(G_ii)
+};
+
+}  // namespace mmkern
