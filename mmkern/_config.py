@@ -1,0 +1,43 @@
+"""``mmkern.show_config()``: what this installation was built with."""
+
+from __future__ import annotations
+
+import sys
+
+
+def config() -> dict:
+    """Build facts as a dict: version, OpenMP threads, BLAS route, CUDA module and devices."""
+    from mmkern import _C
+
+    info = dict(_C.build_info())
+    try:
+        from mmkern import _C_cuda
+
+        info["cuda_module"] = True
+        info["cuda"] = dict(_C_cuda.build_info())
+    except ImportError:
+        info["cuda_module"] = False
+    try:
+        import scipy
+
+        info["scipy"] = scipy.__version__
+    except ImportError:  # pragma: no cover - scipy is a hard dependency
+        info["scipy"] = None
+    return info
+
+
+def show_config(file=None) -> None:
+    """Print what was built: version, OpenMP and its threads, BLAS/LAPACK route, CUDA support."""
+    info = config()
+    out = file or sys.stdout
+    print(f"mmkern {info['version']}", file=out)
+    omp = f"yes, {info['openmp_threads']} threads" if info["openmp"] else "no (single-threaded)"
+    print(f"  OpenMP:       {omp}", file=out)
+    print(f"  BLAS/LAPACK:  {info['blas']} (SciPy {info['scipy']})", file=out)
+    print(f"  C++ compiler: {info['compiler']}", file=out)
+    if info["cuda_module"]:
+        cuda = info["cuda"]
+        print(f"  CUDA module:  built (CUDA {cuda.get('cuda_version')}); devices visible: "
+              f"{cuda.get('device_count', 0)}", file=out)
+    else:
+        print("  CUDA module:  not built (no CUDA compiler at build time)", file=out)
