@@ -1,0 +1,59 @@
+"""Shared fixtures (STYLE.md convention 10): dtypes, a seeded rng, devices, edge shapes, layouts."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from _data import LAYOUTS
+
+DTYPES = (np.float32, np.float64)
+
+#: (n, d) edge shapes for single-pair tests: n = d + 1, d = 1, odd sizes, n = 3d.
+EDGE_SHAPES = ((2, 1), (3, 1), (8, 7), (21, 7), (13, 5), (65, 64), (97, 32))
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.fixture(params=DTYPES, ids=lambda t: np.dtype(t).name)
+def dtype(request):
+    """Accepted floating dtypes of activations."""
+    return np.dtype(request.param)
+
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    """A NumPy generator seeded from the test's id: reproducible, different per test case."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture(params=[
+    "cpu",
+    pytest.param("cuda", marks=[
+        pytest.mark.cuda,
+        pytest.mark.skipif(not _cuda_available(), reason="torch.cuda is not available"),
+    ]),
+])
+def device(request) -> str:
+    """Torch device of the inputs; the CUDA case skips without a GPU."""
+    return request.param
+
+
+@pytest.fixture(params=EDGE_SHAPES, ids=lambda s: f"n{s[0]}-d{s[1]}")
+def edge_shape(request) -> tuple[int, int]:
+    """An (n, d) edge shape."""
+    return request.param
+
+
+@pytest.fixture(params=LAYOUTS)
+def layout(request) -> str:
+    """Memory layout of inputs: C-ordered, Fortran-ordered or a non-contiguous slice."""
+    return request.param

@@ -1,0 +1,39 @@
+"""The one table of numerical tolerances, per input dtype (STYLE.md convention 11).
+
+Every comparison of a fast function with its reference uses ``TOLERANCES[dtype]`` (through
+:func:`tol`). The reference is always run on the *same* values converted to float64 (float32 is
+exact in float64), so the float32 row covers only the fast path's own arithmetic on float32
+data, not the rounding of the data itself. A test that needs a wider tolerance says why where
+it widens it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TOLERANCES = {
+    # Fast (Gram matrices + eigendecomposition) vs reference (SVD of the centered data), both
+    # in float64 arithmetic: agreement to ~1e-12 on well-conditioned data; 1e-9 leaves room for
+    # the squared condition number of the Gram route.
+    np.dtype(np.float64): {"rtol": 1e-9, "atol": 1e-11},
+    # float32 inputs: the kernels read them as they are and accumulate in float64, so the only
+    # extra error is from products of float32 values summed in float64 (or, if a kernel keeps
+    # float32 partial sums, ~sqrt(n) * 6e-8 relative).
+    np.dtype(np.float32): {"rtol": 1e-5, "atol": 1e-6},
+}
+
+#: Streaming accumulator vs the in-memory functions on the same data (float64).
+ACCUMULATOR = {"rtol": 1e-8, "atol": 1e-8}
+
+#: Independent textbook formulations (covariance inverses, centering matrices) vs the reference:
+#: those formulas square the condition number or form n x n products, so they agree only to
+#: ~1e-10 relative on the well-conditioned data the tests feed them.
+FORMULA = {"rtol": 1e-8, "atol": 1e-10}
+
+#: Exact properties (self-similarity 1, symmetry, invariances) of the fast functions, float64.
+PROPERTY = {"rtol": 1e-9, "atol": 1e-9}
+
+
+def tol(dtype) -> dict:
+    """``{"rtol": ..., "atol": ...}`` for comparing results computed from ``dtype`` inputs."""
+    return dict(TOLERANCES[np.dtype(dtype)])
