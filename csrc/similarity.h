@@ -6,7 +6,13 @@
 //   loadings L_i = V_r diag(lambda_r)^{1/2}    (d_i x r_i; X_i^T (X_i B_i), for PWCCA).
 // A pair (i, j) then needs only d x d work: W = B_i^T G_ij B_j (r_i x r_j) is Q_i^T Q_j, whose
 // singular values are the canonical correlations (CCA); its leading k_i x k_j block gives SVCCA.
-// CKA uses the Gram blocks directly. Pairs are processed in parallel (OpenMP).
+// CKA uses the Gram blocks directly. Pairs are processed in parallel (OpenMP, with BLAS pinned to
+// one thread per worker where possible).
+//
+// In memory, SVCCA instead takes a second pass over the data (gram.h, projected_gram_update):
+// only the diagonal Gram blocks are needed to factor the models, and the Gram of the projected
+// data U = [X_i B_i[:, :k_i]] holds every pair's whitened cross product at once; a pair then costs
+// one k_i x k_j SVD. This is cheaper than the full D x D Gram whenever SVCCA truncates.
 #pragma once
 
 #include <cstdint>
@@ -37,16 +43,22 @@ struct PairOutputs {
 
 class GramFactors {
  public:
-  // `gram`: centered D x D Gram (upper triangle read, column-major, leading dimension D) that
-  // must outlive this object; `offsets`: M + 1 increasing column offsets; `n`: sample count.
-  GramFactors(const double* gram, std::vector<int64_t> offsets, int64_t n,
+  // `gram`: centered Gram that must outlive this object, either the full D x D matrix
+  // (upper triangle read, column-major) or, with `blocks_only`, its diagonal blocks one after
+  // another (gram.h); `offsets`: M + 1 increasing column offsets; `n`: sample count.
+  GramFactors(const double* gram, std::vector<int64_t> offsets, bool blocks_only, int64_t n,
               const SimilarityOptions& options);
 
   int models() const { return static_cast<int>(offsets_.size()) - 1; }
   int rank(int i) const { return rank_[i]; }
   int svcca_dim(int i) const { return keep_[i]; }
 
+  // Whitening basis of model i: d_i x rank(i), column-major; its first svcca_dim(i) columns span
+  // the SVCCA subspace.
+  const double* basis(int i) const { return basis_[i].data(); }
+
   // Metrics for pairs (first[p], second[p]); pairs with first == second give the self value.
+  // Needs the full Gram layout (throws std::invalid_argument for blocks_only).
   void pairs(const int64_t* first, const int64_t* second, int64_t npairs,
              const PairOutputs& out) const;
 
@@ -58,11 +70,14 @@ class GramFactors {
 
  private:
   int width(int i) const { return static_cast<int>(offsets_[i + 1] - offsets_[i]); }
+  // Diagonal block of model i and its leading dimension.
+  const double* diagonal_block(int i, int64_t* ld) const;
   // W = B_i[:, :ci]^T G_ij B_j[:, :cj] into `w` (ci x cj, column-major); `t` is scratch.
   void whitened_cross(int i, int j, int ci, int cj, std::vector<double>& t,
                       std::vector<double>& w) const;
 
   const double* gram_;
+  bool blocks_only_;
   int64_t dim_;
   std::vector<int64_t> offsets_;
   int64_t n_;
@@ -71,5 +86,13 @@ class GramFactors {
   std::vector<std::vector<double>> evals_, basis_, loadings_;
   std::vector<double> fro_, trace_;  // ||G_ii||_F and tr(G_ii)
 };
+
+// SVCCA of pairs from the projected Gram P (K x K, upper triangle, column-major) of
+// U = [Xc_0 B_0[:, :k_0] | ...]: pair (i, j) is the mean singular value of its k_i x k_j block.
+// `koffsets` are the M + 1 offsets of the k_i, K = koffsets[M]. Pairs with first == second
+// give 1.
+void svcca_from_projection(const double* proj, int64_t K, const int64_t* koffsets,
+                           const int64_t* first, const int64_t* second, int64_t npairs,
+                           double* out);
 
 }  // namespace mmkern

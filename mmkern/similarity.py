@@ -190,42 +190,59 @@ class _GramStats:
     """Shifted joint Gram statistics of M models (see ``csrc/gram.h``), kept as NumPy arrays.
 
     ``shift`` should be close to the column means: the exact means in memory, the first batch's
-    means when streaming. All state is plain float64 arrays, so it can be saved and resumed.
+    means when streaming. ``blocks_only`` keeps just the per-model diagonal Gram blocks (enough to
+    factor each model; SVCCA gets its cross terms from a second, projected pass). All state is
+    plain float64 arrays, so it can be saved and resumed.
     """
 
-    def __init__(self, widths: Sequence[int], shift: np.ndarray, moments: bool):
+    def __init__(self, widths: Sequence[int], shift: np.ndarray, moments: bool, blocks_only: bool = False):
         self.widths = [int(w) for w in widths]
         self.offsets = [0, *np.cumsum(self.widths).tolist()]
+        self.blocks_only = blocks_only
         d, m = self.offsets[-1], len(self.widths)
         self.n = 0
         self.shift = np.ascontiguousarray(shift, dtype=np.float64)
-        self.gram = np.zeros((d, d))
+        self.gram = np.zeros(sum(w * w for w in self.widths)) if blocks_only else np.zeros((d, d))
         self.colsum = np.zeros(d)
         self.moments = (np.zeros((m, d)), np.zeros((m, m)), np.zeros(m)) if moments else None
 
+    @property
+    def chunk_rows(self) -> int:
+        return max(64, _CHUNK_BYTES // (8 * max(1, self.offsets[-1])))
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.shift + self.colsum / self.n
+
     def update(self, arrays: list[np.ndarray], names: list[str]) -> None:
-        chunk_rows = max(64, _CHUNK_BYTES // (8 * max(1, self.offsets[-1])))
         moments = self.moments or (None, None, None)
-        bad = _C.gram_update(arrays, self.offsets, self.shift, self.gram, self.colsum, *moments, chunk_rows)
+        bad = _C.gram_update(arrays, self.offsets, self.blocks_only, self.shift, self.gram, self.colsum,
+                             *moments, self.chunk_rows)
         if bad >= 0:
             raise ValueError(f"{names[bad]} contains NaN or infinity")
         self.n += arrays[0].shape[0]
 
     def centered(self, names: Sequence[str], in_place: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """Centered Gram (D, D) and, with moments, centered norm products (M, M)."""
+        """Centered Gram (same layout) and, with moments, centered norm products (M, M)."""
         gram = self.gram if in_place else np.empty_like(self.gram)
         m = len(self.widths)
         norm_products = np.empty((m, m)) if self.moments else None
         moments = self.moments or (None, None, None)
-        _C.center_gram(self.offsets, self.gram, self.colsum, *moments, self.n, gram, norm_products)
+        _C.center_gram(self.offsets, self.blocks_only, self.gram, self.colsum, *moments, self.n, gram,
+                       norm_products)
         self._check_variance(gram, names)
         return gram, norm_products
 
+    def _diagonal(self, gram: np.ndarray) -> np.ndarray:
+        if not self.blocks_only:
+            return np.diagonal(gram)
+        starts = np.cumsum([0] + [w * w for w in self.widths])
+        return np.concatenate([np.diagonal(gram[s : s + w * w].reshape(w, w)) for s, w in zip(starts, self.widths)])
+
     def _check_variance(self, gram: np.ndarray, names: Sequence[str]) -> None:
         # A column is constant when its centered variance is at the rounding level of its values.
-        mean = self.shift + self.colsum / self.n
-        floor = self.n * (64 * np.finfo(np.float64).eps * np.abs(mean)) ** 2
-        variable = np.diagonal(gram) > floor
+        floor = self.n * (64 * np.finfo(np.float64).eps * np.abs(self.mean)) ** 2
+        variable = self._diagonal(gram) > floor
         for i, name in enumerate(names):
             if not variable[self.offsets[i] : self.offsets[i + 1]].any():
                 raise ValueError(f"{name} has no variance: every column is constant")
@@ -233,16 +250,16 @@ class _GramStats:
 
 def _factors(gram, stats: _GramStats, metrics, rtol, keep, keep_mode):
     return _C.GramFactors(
-        gram, stats.offsets, stats.n, rtol, keep, keep_mode,
+        gram, stats.offsets, stats.blocks_only, stats.n, rtol, keep, keep_mode,
         factor=any(m in _CCA_FAMILY for m in metrics), loadings="pwcca" in metrics,
     )
 
 
-def _host_gram(arrays: list[np.ndarray], names: list[str], moments: bool):
+def _host_gram(arrays: list[np.ndarray], names: list[str], moments: bool, blocks_only: bool = False):
     sums, bad = _C.column_sums(arrays)
     if bad >= 0:
         raise ValueError(f"{names[bad]} contains NaN or infinity")
-    stats = _GramStats([a.shape[1] for a in arrays], sums / arrays[0].shape[0], moments)
+    stats = _GramStats([a.shape[1] for a in arrays], sums / arrays[0].shape[0], moments, blocks_only)
     stats.update(arrays, names)
     gram, norm_products = stats.centered(names, in_place=True)
     return stats, gram, norm_products
@@ -250,9 +267,17 @@ def _host_gram(arrays: list[np.ndarray], names: list[str], moments: bool):
 
 def _pair_metrics(arrays, names, first, second, metrics, *, rtol=RANK_RTOL, keep=0.99, keep_mode=0):
     """{metric: (npairs,) float64} for the pairs (first[p], second[p]) of host ``arrays``."""
+    first, second = np.asarray(first, np.int64), np.asarray(second, np.int64)
+    if list(metrics) == ["svcca"]:
+        # Two passes: factor each model from its own Gram block, then project onto the SVCCA
+        # bases; cheaper than the full joint Gram whenever SVCCA truncates (csrc/similarity.h).
+        stats, gram, _ = _host_gram(arrays, names, moments=False, blocks_only=True)
+        factors = _factors(gram, stats, metrics, rtol, keep, keep_mode)
+        values = factors.svcca_projected(arrays, stats.offsets, stats.mean, first, second, stats.chunk_rows)
+        return {"svcca": values}
     stats, gram, norm_products = _host_gram(arrays, names, "cka_debiased" in metrics)
     factors = _factors(gram, stats, metrics, rtol, keep, keep_mode)
-    return factors.pairs(np.asarray(first, np.int64), np.asarray(second, np.int64), list(metrics), norm_products)
+    return factors.pairs(first, second, list(metrics), norm_products)
 
 
 def _metric_args(metric: str, n: int, widths, names, keep, keep_by, rtol, statistic, debiased):

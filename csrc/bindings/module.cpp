@@ -1,7 +1,15 @@
 // mmkern._C: the CPU kernels. This file loads BLAS/LAPACK from SciPy and reports the build.
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <string>
+#include <vector>
+
+#if defined(__linux__)
+#include <dlfcn.h>
+#include <link.h>
+#endif
 
 #include "common/lapack.h"
 
@@ -25,6 +33,32 @@ void load_routine(const char* module, const char* name) {
   mmkern::lapack::set_routine(name, fn);
 }
 
+// Finds openblas_set_num_threads_local in an already loaded OpenBLAS, preferring SciPy's own
+// copy (the one behind the capsules). Returns null where there is none (e.g. another BLAS).
+void* find_threads_local_hook() {
+#if defined(__linux__)
+  std::vector<std::string> paths;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* data) {
+        std::string name = info->dlpi_name ? info->dlpi_name : "";
+        if (name.find("openblas") != std::string::npos)
+          static_cast<std::vector<std::string>*>(data)->push_back(name);
+        return 0;
+      },
+      &paths);
+  std::stable_partition(paths.begin(), paths.end(),
+                        [](const std::string& p) { return p.find("scipy") != std::string::npos; });
+  for (const auto& path : paths) {
+    void* handle = dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+    if (!handle) continue;
+    void* fn = dlsym(handle, "openblas_set_num_threads_local");
+    dlclose(handle);  // RTLD_NOLOAD took a reference; the library stays loaded by SciPy
+    if (fn) return fn;
+  }
+#endif
+  return nullptr;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -33,6 +67,12 @@ PYBIND11_MODULE(_C, m) {
   load_routine("scipy.linalg.cython_blas", "dgemm");
   load_routine("scipy.linalg.cython_lapack", "dsyevd");
   load_routine("scipy.linalg.cython_lapack", "dgesdd");
+  load_routine("scipy.linalg.cython_lapack", "dgesvd");
+  // MMKERN_PIN_BLAS_THREADS=0 keeps BLAS multi-threaded and runs small problems sequentially.
+  const char* pin = std::getenv("MMKERN_PIN_BLAS_THREADS");
+  void* hook = (pin && std::string(pin) == "0") ? nullptr : find_threads_local_hook();
+  if (hook)
+    mmkern::lapack::set_routine("openblas_set_num_threads_local", hook);
   mmkern::lapack::require_all();
 
   m.def("build_info", []() {
@@ -47,6 +87,7 @@ PYBIND11_MODULE(_C, m) {
 #endif
     info["blas"] = "scipy.linalg.cython_blas / cython_lapack capsules";
     info["compiler"] = std::string(__VERSION__);
+    info["blas_thread_pinning"] = mmkern::lapack::can_pin_threads();
     return info;
   });
   bind_similarity(m);

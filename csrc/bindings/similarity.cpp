@@ -58,6 +58,56 @@ std::vector<int64_t> check_offsets(const std::vector<int64_t>& offsets) {
   return offsets;
 }
 
+py::ssize_t gram_size(const std::vector<int64_t>& offsets, bool blocks_only) {
+  const auto D = static_cast<py::ssize_t>(offsets.back());
+  if (!blocks_only) return D * D;
+  return static_cast<py::ssize_t>(
+      mmkern::diagonal_block_offset(offsets.data(), static_cast<int>(offsets.size()) - 1));
+}
+
+// An accumulator over caller-owned NumPy buffers, each checked for dtype, layout and size.
+mmkern::GramAccumulator make_accumulator(const std::vector<int64_t>& offsets, bool blocks_only,
+                                         const py::array& gram, const py::array& colsum,
+                                         const std::optional<py::array>& row_moments,
+                                         const std::optional<py::array>& norm_products,
+                                         const std::optional<py::array>& norm_sums) {
+  const auto D = static_cast<py::ssize_t>(offsets.back());
+  const auto M = static_cast<py::ssize_t>(offsets.size()) - 1;
+  mmkern::GramAccumulator acc;
+  acc.dim = D;
+  acc.models = static_cast<int>(M);
+  acc.offsets = offsets.data();
+  acc.blocks_only = blocks_only;
+  acc.gram = writable(gram, gram_size(offsets, blocks_only), "gram");
+  acc.colsum = writable(colsum, D, "colsum");
+  const bool moments = row_moments.has_value();
+  if (moments != norm_products.has_value() || moments != norm_sums.has_value())
+    throw std::invalid_argument("row_moments, norm_products and norm_sums go together");
+  if (moments && blocks_only)
+    throw std::invalid_argument("debiased-CKA statistics need the full Gram layout");
+  if (moments) {
+    acc.row_moments = writable(*row_moments, D * M, "row_moments");
+    acc.norm_products = writable(*norm_products, M * M, "norm_products");
+    acc.norm_sums = writable(*norm_sums, M, "norm_sums");
+  }
+  return acc;
+}
+
+// Views of equally long arrays whose widths match `offsets`.
+std::vector<MatrixView> population_views(const std::vector<py::array>& arrays,
+                                         const std::vector<int64_t>& offsets) {
+  auto views = to_views(arrays);
+  if (offsets.size() != views.size() + 1)
+    throw std::invalid_argument("offsets must have one entry per array plus one");
+  for (size_t i = 0; i < views.size(); ++i) {
+    if (views[i].cols != offsets[i + 1] - offsets[i])
+      throw std::invalid_argument("array " + std::to_string(i) + " width does not match offsets");
+    if (views[i].rows != views[0].rows)
+      throw std::invalid_argument("all arrays must have the same number of rows");
+  }
+  return views;
+}
+
 // Holds the Gram array alive for as long as its factors are used.
 struct PyGramFactors {
   py::array gram;
@@ -87,85 +137,52 @@ void bind_similarity(py::module_& m) {
 
   m.def(
       "gram_update",
-      [](const std::vector<py::array>& arrays, std::vector<int64_t> offsets, const py::array& shift,
-         const py::array& gram, const py::array& colsum, std::optional<py::array> row_moments,
-         std::optional<py::array> norm_products, std::optional<py::array> norm_sums,
-         int64_t chunk_rows) {
-        auto views = to_views(arrays);
+      [](const std::vector<py::array>& arrays, std::vector<int64_t> offsets, bool blocks_only,
+         const py::array& shift, const py::array& gram, const py::array& colsum,
+         std::optional<py::array> row_moments, std::optional<py::array> norm_products,
+         std::optional<py::array> norm_sums, int64_t chunk_rows) {
         offsets = check_offsets(offsets);
-        const auto M = static_cast<py::ssize_t>(views.size());
-        const auto D = static_cast<py::ssize_t>(offsets.back());
-        if (static_cast<py::ssize_t>(offsets.size()) != M + 1)
-          throw std::invalid_argument("offsets must have one entry per array plus one");
-        for (py::ssize_t i = 0; i < M; ++i) {
-          if (views[i].cols != offsets[i + 1] - offsets[i])
-            throw std::invalid_argument("array " + std::to_string(i) + " width does not match offsets");
-          if (views[i].rows != views[0].rows)
-            throw std::invalid_argument("all arrays must have the same number of rows");
-        }
-        mmkern::GramAccumulator acc;
-        acc.dim = D;
-        acc.models = static_cast<int>(M);
-        acc.offsets = offsets.data();
-        acc.shift = writable(shift, D, "shift");
-        acc.gram = writable(gram, D * D, "gram");
-        acc.colsum = writable(colsum, D, "colsum");
-        const bool moments = row_moments.has_value();
-        if (moments != norm_products.has_value() || moments != norm_sums.has_value())
-          throw std::invalid_argument("row_moments, norm_products and norm_sums go together");
-        if (moments) {
-          acc.row_moments = writable(*row_moments, D * M, "row_moments");
-          acc.norm_products = writable(*norm_products, M * M, "norm_products");
-          acc.norm_sums = writable(*norm_sums, M, "norm_sums");
-        }
+        auto views = population_views(arrays, offsets);
+        auto acc = make_accumulator(offsets, blocks_only, gram, colsum, row_moments, norm_products, norm_sums);
+        acc.shift = writable(shift, acc.dim, "shift");
         py::gil_scoped_release release;
-        return mmkern::gram_update(views.data(), static_cast<int>(M), acc, chunk_rows);
+        return mmkern::gram_update(views.data(), acc.models, acc, chunk_rows);
       },
-      py::arg("arrays"), py::arg("offsets"), py::arg("shift"), py::arg("gram"), py::arg("colsum"),
-      py::arg("row_moments") = py::none(), py::arg("norm_products") = py::none(),
-      py::arg("norm_sums") = py::none(), py::arg("chunk_rows") = 2048,
+      py::arg("arrays"), py::arg("offsets"), py::arg("blocks_only"), py::arg("shift"),
+      py::arg("gram"), py::arg("colsum"), py::arg("row_moments") = py::none(),
+      py::arg("norm_products") = py::none(), py::arg("norm_sums") = py::none(),
+      py::arg("chunk_rows") = 2048,
       "Accumulate the shifted joint Gram statistics of equally long arrays in place (gram.h). "
       "Returns the index of the first array holding a NaN or infinity (nothing is added), or -1.");
 
   m.def(
       "center_gram",
-      [](std::vector<int64_t> offsets, const py::array& gram, const py::array& colsum,
-         std::optional<py::array> row_moments, std::optional<py::array> norm_products,
-         std::optional<py::array> norm_sums, int64_t n, const py::array& gram_out,
-         std::optional<py::array> norm_products_out) {
+      [](std::vector<int64_t> offsets, bool blocks_only, const py::array& gram,
+         const py::array& colsum, std::optional<py::array> row_moments,
+         std::optional<py::array> norm_products, std::optional<py::array> norm_sums, int64_t n,
+         const py::array& gram_out, std::optional<py::array> norm_products_out) {
         offsets = check_offsets(offsets);
-        const auto D = static_cast<py::ssize_t>(offsets.back());
-        const auto M = static_cast<py::ssize_t>(offsets.size()) - 1;
         if (n <= 0) throw std::invalid_argument("n must be positive");
-        mmkern::GramAccumulator acc;
-        acc.dim = D;
-        acc.models = static_cast<int>(M);
-        acc.offsets = offsets.data();
-        acc.gram = writable(gram, D * D, "gram");
-        acc.colsum = writable(colsum, D, "colsum");
+        auto acc = make_accumulator(offsets, blocks_only, gram, colsum, row_moments, norm_products, norm_sums);
+        double* go = writable(gram_out, gram_size(offsets, blocks_only), "gram_out");
         double* npo = nullptr;
-        if (row_moments && norm_products && norm_sums && norm_products_out) {
-          acc.row_moments = writable(*row_moments, D * M, "row_moments");
-          acc.norm_products = writable(*norm_products, M * M, "norm_products");
-          acc.norm_sums = writable(*norm_sums, M, "norm_sums");
-          npo = writable(*norm_products_out, M * M, "norm_products_out");
-        }
-        double* go = writable(gram_out, D * D, "gram_out");
+        if (acc.row_moments && norm_products_out)
+          npo = writable(*norm_products_out, acc.models * acc.models, "norm_products_out");
         py::gil_scoped_release release;
         mmkern::center_gram(acc, n, go, npo);
       },
-      py::arg("offsets"), py::arg("gram"), py::arg("colsum"), py::arg("row_moments"),
-      py::arg("norm_products"), py::arg("norm_sums"), py::arg("n"), py::arg("gram_out"),
-      py::arg("norm_products_out"),
+      py::arg("offsets"), py::arg("blocks_only"), py::arg("gram"), py::arg("colsum"),
+      py::arg("row_moments"), py::arg("norm_products"), py::arg("norm_sums"), py::arg("n"),
+      py::arg("gram_out"), py::arg("norm_products_out"),
       "Centered Gram (and centered norm products) from accumulated statistics (gram.h).");
 
   py::class_<PyGramFactors>(m, "GramFactors",
                             "Per-model eigendecompositions of a centered joint Gram (similarity.h).")
-      .def(py::init([](const py::array& gram, std::vector<int64_t> offsets, int64_t n, double rtol,
-                       double keep, int keep_mode, bool factor, bool loadings) {
+      .def(py::init([](const py::array& gram, std::vector<int64_t> offsets, bool blocks_only,
+                       int64_t n, double rtol, double keep, int keep_mode, bool factor,
+                       bool loadings) {
              offsets = check_offsets(offsets);
-             const auto D = static_cast<py::ssize_t>(offsets.back());
-             const double* g = writable(gram, D * D, "gram");
+             const double* g = writable(gram, gram_size(offsets, blocks_only), "gram");
              if (keep_mode < 0 || keep_mode > 2) throw std::invalid_argument("keep_mode must be 0, 1 or 2");
              mmkern::SimilarityOptions opt;
              opt.rtol = rtol;
@@ -177,11 +194,11 @@ void bind_similarity(py::module_& m) {
              out->gram = gram;
              {
                py::gil_scoped_release release;
-               out->factors = std::make_unique<mmkern::GramFactors>(g, offsets, n, opt);
+               out->factors = std::make_unique<mmkern::GramFactors>(g, offsets, blocks_only, n, opt);
              }
              return out;
            }),
-           py::arg("gram"), py::arg("offsets"), py::arg("n"), py::arg("rtol"), py::arg("keep"),
+           py::arg("gram"), py::arg("offsets"), py::arg("blocks_only"), py::arg("n"), py::arg("rtol"), py::arg("keep"),
            py::arg("keep_mode"), py::arg("factor") = true, py::arg("loadings") = false)
       .def_property_readonly("ranks",
                              [](const PyGramFactors& f) {
@@ -236,8 +253,49 @@ void bind_similarity(py::module_& m) {
           py::arg("first"), py::arg("second"), py::arg("metrics"), py::arg("norm_products") = py::none(),
           "Metrics for the pairs (first[p], second[p]) -> dict of float64 arrays.")
       .def(
+          "svcca_projected",
+          [](const PyGramFactors& f, const std::vector<py::array>& arrays, std::vector<int64_t> offsets,
+             const py::array& mean, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& first,
+             const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& second,
+             int64_t chunk_rows) {
+            offsets = check_offsets(offsets);
+            auto views = population_views(arrays, offsets);
+            const int M = f.factors->models();
+            if (static_cast<int>(views.size()) != M)
+              throw std::invalid_argument("arrays must hold one array per factored model");
+            const double* mu = writable(mean, offsets.back(), "mean");
+            std::vector<int64_t> koffsets(M + 1, 0);
+            std::vector<const double*> bases(M);
+            for (int i = 0; i < M; ++i) {
+              koffsets[i + 1] = koffsets[i] + f.factors->svcca_dim(i);
+              bases[i] = f.factors->basis(i);
+            }
+            const py::ssize_t np = first.size();
+            if (second.size() != np) throw std::invalid_argument("first and second differ in length");
+            for (py::ssize_t p = 0; p < np; ++p)
+              if (first.data()[p] < 0 || first.data()[p] >= M || second.data()[p] < 0 || second.data()[p] >= M)
+                throw std::invalid_argument("pair index out of range");
+            F64Array out(np);
+            double* o = out.mutable_data();
+            {
+              py::gil_scoped_release release;
+              const int64_t K = koffsets[M];
+              std::vector<double> proj(static_cast<size_t>(K) * K, 0.0);
+              mmkern::projected_gram_update(views.data(), M, offsets.data(), mu, bases.data(),
+                                            koffsets.data(), proj.data(), chunk_rows);
+              mmkern::svcca_from_projection(proj.data(), K, koffsets.data(), first.data(),
+                                            second.data(), np, o);
+            }
+            return out;
+          },
+          py::arg("arrays"), py::arg("offsets"), py::arg("mean"), py::arg("first"), py::arg("second"),
+          py::arg("chunk_rows") = 2048,
+          "SVCCA of pairs by a second pass over the data projected onto the SVCCA bases (similarity.h).")
+      .def(
           "correlations",
           [](const PyGramFactors& f, int i, int j, bool svcca) {
+            if (i < 0 || j < 0 || i >= f.factors->models() || j >= f.factors->models())
+              throw std::invalid_argument("model index out of range");
             std::vector<double> c;
             {
               py::gil_scoped_release release;

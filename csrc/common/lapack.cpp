@@ -17,13 +17,26 @@ void set_routine(const std::string& name, void* fn) {
   else if (name == "dgemm") r.dgemm = reinterpret_cast<dgemm_t*>(fn);
   else if (name == "dsyevd") r.dsyevd = reinterpret_cast<dsyevd_t*>(fn);
   else if (name == "dgesdd") r.dgesdd = reinterpret_cast<dgesdd_t*>(fn);
+  else if (name == "dgesvd") r.dgesvd = reinterpret_cast<dgesvd_t*>(fn);
+  else if (name == "openblas_set_num_threads_local")
+    r.set_threads_local = reinterpret_cast<int (*)(int)>(fn);
   else throw std::invalid_argument("unknown BLAS/LAPACK routine: " + name);
 }
 
 void require_all() {
   const Routines& r = routines();
-  if (!r.dsyrk || !r.dgemm || !r.dsyevd || !r.dgesdd)
+  if (!r.dsyrk || !r.dgemm || !r.dsyevd || !r.dgesdd || !r.dgesvd)
     throw std::runtime_error("mmkern: BLAS/LAPACK routines were not loaded from SciPy");
+}
+
+bool can_pin_threads() { return routines().set_threads_local != nullptr; }
+
+SingleThreadedBlas::SingleThreadedBlas() {
+  if (auto f = routines().set_threads_local) previous_ = f(1);
+}
+
+SingleThreadedBlas::~SingleThreadedBlas() {
+  if (auto f = routines().set_threads_local; f && previous_ > 0) f(previous_);
 }
 
 void syrk_upper_t(int n, int k, double alpha, const double* a, int lda, double beta, double* c,
@@ -72,6 +85,23 @@ void gesdd(int m, int n, double* a, int lda, double* s, double* u) {
                     iwork.data(), &info);
   if (info != 0)
     throw std::runtime_error("LAPACK dgesdd failed to converge (info=" + std::to_string(info) + ")");
+}
+
+void gesvd_left(int m, int n, double* a, int lda, double* s, double* u) {
+  const int mn = std::min(m, n);
+  if (mn == 0) return;
+  double vt_dummy = 0.0;
+  const int ldu = std::max(1, m), ldvt = 1;
+  int lwork = -1, info = 0;
+  double work_query = 0.0;
+  routines().dgesvd("S", "N", &m, &n, a, &lda, s, u, &ldu, &vt_dummy, &ldvt, &work_query, &lwork,
+                    &info);
+  lwork = std::max(1, static_cast<int>(work_query));
+  std::vector<double> work(lwork);
+  routines().dgesvd("S", "N", &m, &n, a, &lda, s, u, &ldu, &vt_dummy, &ldvt, work.data(), &lwork,
+                    &info);
+  if (info != 0)
+    throw std::runtime_error("LAPACK dgesvd failed to converge (info=" + std::to_string(info) + ")");
 }
 
 }  // namespace mmkern::lapack

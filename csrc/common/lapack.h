@@ -20,6 +20,9 @@ using dgemm_t = void(const char* transa, const char* transb, const int* m, const
 using dsyevd_t = void(const char* jobz, const char* uplo, const int* n, double* a, const int* lda,
                       double* w, double* work, const int* lwork, int* iwork, const int* liwork,
                       int* info);
+using dgesvd_t = void(const char* jobu, const char* jobvt, const int* m, const int* n, double* a,
+                      const int* lda, double* s, double* u, const int* ldu, double* vt,
+                      const int* ldvt, double* work, const int* lwork, int* info);
 using dgesdd_t = void(const char* jobz, const int* m, const int* n, double* a, const int* lda,
                       double* s, double* u, const int* ldu, double* vt, const int* ldvt,
                       double* work, const int* lwork, int* iwork, int* info);
@@ -29,17 +32,39 @@ struct Routines {
   dgemm_t* dgemm = nullptr;
   dsyevd_t* dsyevd = nullptr;
   dgesdd_t* dgesdd = nullptr;
+  dgesvd_t* dgesvd = nullptr;
+  // OpenBLAS's openblas_set_num_threads_local (returns the previous value), when the BLAS is an
+  // OpenBLAS new enough to have it; lets OpenMP workers run BLAS single-threaded.
+  int (*set_threads_local)(int) = nullptr;
 };
 
 // The process-wide table. Filled by the bindings before any kernel runs.
 Routines& routines();
 
-// Stores the pointer for `name` (one of: dsyrk, dgemm, dsyevd, dgesdd). Throws
+// Stores the pointer for `name` (one of: dsyrk, dgemm, dsyevd, dgesdd, dgesvd,
+// openblas_set_num_threads_local). Throws
 // std::invalid_argument for an unknown name.
 void set_routine(const std::string& name, void* fn);
 
 // Throws std::runtime_error when a routine was never set (a packaging error, not user error).
 void require_all();
+
+// True when BLAS calls can be pinned to one thread per OpenMP worker. Kernels that call BLAS on
+// many small problems parallelise over the problems only then; otherwise each BLAS call runs
+// multi-threaded on its own and the problems run one after another (no oversubscription).
+bool can_pin_threads();
+
+// RAII: while alive, BLAS calls from this thread use one thread (no-op without the hook).
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas();
+  ~SingleThreadedBlas();
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int previous_ = -1;
+};
 
 // --- thin, typed wrappers (column-major, int dimensions as LAPACK expects) -------------------
 
@@ -58,5 +83,9 @@ void syevd(bool vectors, int n, double* a, int lda, double* w);
 // Singular values of the m x n matrix `a` (destroyed), descending, into `s` (min(m, n)).
 // With `u` non-null, also the first min(m, n) left singular vectors (m x min(m,n), ld m).
 void gesdd(int m, int n, double* a, int lda, double* s, double* u);
+
+// Singular values (descending) and the first min(m, n) left singular vectors (m x min(m, n),
+// leading dimension m) of `a` (destroyed); right vectors are not formed.
+void gesvd_left(int m, int n, double* a, int lda, double* s, double* u);
 
 }  // namespace mmkern::lapack

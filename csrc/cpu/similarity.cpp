@@ -7,6 +7,8 @@
 #include <stdexcept>
 
 #include "common/lapack.h"
+#include "common/parallel_for.h"
+#include "gram.h"
 
 namespace mmkern {
 namespace {
@@ -16,11 +18,25 @@ inline double sym_at(const double* g, int64_t ld, int64_t a, int64_t b) {
   return a <= b ? g[b * ld + a] : g[a * ld + b];
 }
 
+// Mean of the singular values of the column-major m x n matrix `w` (destroyed).
+double mean_singular_value(int m, int n, double* w, int ld, std::vector<double>& s) {
+  s.resize(std::min(m, n));
+  lapack::gesdd(m, n, w, std::max(1, ld), s.data(), nullptr);
+  double mean = 0.0, r2 = 0.0;
+  correlation_summary(s.data(), static_cast<int>(s.size()), &mean, &r2);
+  return mean;
+}
+
 }  // namespace
 
-GramFactors::GramFactors(const double* gram, std::vector<int64_t> offsets, int64_t n,
-                         const SimilarityOptions& options)
-    : gram_(gram), dim_(offsets.back()), offsets_(std::move(offsets)), n_(n), opt_(options) {
+GramFactors::GramFactors(const double* gram, std::vector<int64_t> offsets, bool blocks_only,
+                         int64_t n, const SimilarityOptions& options)
+    : gram_(gram),
+      blocks_only_(blocks_only),
+      dim_(offsets.back()),
+      offsets_(std::move(offsets)),
+      n_(n),
+      opt_(options) {
   const int m = models();
   rank_.assign(m, 0);
   keep_.assign(m, 0);
@@ -29,33 +45,27 @@ GramFactors::GramFactors(const double* gram, std::vector<int64_t> offsets, int64
   loadings_.resize(m);
   fro_.assign(m, 0.0);
   trace_.assign(m, 0.0);
-  std::vector<int> failed(m, 0);
 
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int i = 0; i < m; ++i) {
+  parallel_problems(m, [&](int64_t ii) {
+    const int i = static_cast<int>(ii);
     const int d = width(i);
-    const int64_t o = offsets_[i];
+    int64_t ld = 0;
+    const double* g = diagonal_block(i, &ld);
     double fro2 = 0.0, tr = 0.0;
     for (int b = 0; b < d; ++b) {
-      for (int a = 0; a < b; ++a) fro2 += 2.0 * std::pow(gram_[(o + b) * dim_ + o + a], 2);
-      const double diag = gram_[(o + b) * dim_ + o + b];
-      fro2 += diag * diag;
-      tr += diag;
+      for (int a = 0; a < b; ++a) fro2 += 2.0 * g[b * ld + a] * g[b * ld + a];
+      fro2 += g[b * ld + b] * g[b * ld + b];
+      tr += g[b * ld + b];
     }
     fro_[i] = std::sqrt(fro2);
     trace_[i] = tr;
-    if (!opt_.factor) continue;
+    if (!opt_.factor) return;
 
     std::vector<double> v(static_cast<size_t>(d) * d), w(d);
     for (int b = 0; b < d; ++b)
-      for (int a = 0; a <= b; ++a) v[b * d + a] = gram_[(o + b) * dim_ + o + a];
-    try {
-      lapack::syevd(true, d, v.data(), d, w.data());
-    } catch (const std::exception&) {
-      failed[i] = 1;
-      continue;
-    }
-    std::reverse(w.begin(), w.end());  // descending; column l of V pairs with w[d - 1 - l]
+      for (int a = 0; a <= b; ++a) v[b * d + a] = g[b * ld + a];
+    lapack::syevd(true, d, v.data(), d, w.data());
+    std::reverse(w.begin(), w.end());  // descending; eigenvalue w[l] pairs with column d - 1 - l
     const int r = numerical_rank(w.data(), d, opt_.rtol);
     rank_[i] = r;
     keep_[i] = svcca_keep_count(w.data(), r, opt_.keep, opt_.keep_mode);
@@ -69,20 +79,28 @@ GramFactors::GramFactors(const double* gram, std::vector<int64_t> offsets, int64
       if (opt_.loadings)
         for (int a = 0; a < d; ++a) loadings_[i][static_cast<size_t>(l) * d + a] = col[a] * s;
     }
+  });
+}
+
+const double* GramFactors::diagonal_block(int i, int64_t* ld) const {
+  if (blocks_only_) {
+    *ld = width(i);
+    return gram_ + diagonal_block_offset(offsets_.data(), i);
   }
-  for (int i = 0; i < m; ++i)
-    if (failed[i]) throw std::runtime_error("eigendecomposition of model " + std::to_string(i) +
-                                            " did not converge");
+  *ld = dim_;
+  return gram_ + offsets_[i] * dim_ + offsets_[i];
 }
 
 void GramFactors::whitened_cross(int i, int j, int ci, int cj, std::vector<double>& t,
                                  std::vector<double>& w) const {
+  if (blocks_only_)
+    throw std::invalid_argument("cross-model products need the full Gram, not only its diagonal blocks");
   const int di = width(i), dj = width(j);
   t.resize(static_cast<size_t>(di) * cj);
   w.resize(static_cast<size_t>(ci) * cj);
   if (ci == 0 || cj == 0) return;
   const int ld = static_cast<int>(dim_);
-  // T = G_ij B_j. G_ij is stored directly when i's columns come first; otherwise G_ji^T.
+  // T = G_ij B_j. G_ij is stored directly when i's columns come first; otherwise use G_ji^T.
   if (offsets_[i] < offsets_[j]) {
     const double* gij = gram_ + offsets_[j] * dim_ + offsets_[i];
     lapack::gemm('N', 'N', di, cj, dj, 1.0, gij, ld, basis_[j].data(), dj, 0.0, t.data(), di);
@@ -111,77 +129,94 @@ std::vector<double> GramFactors::svcca_correlations(int i, int j) const {
 
 void GramFactors::pairs(const int64_t* first, const int64_t* second, int64_t npairs,
                         const PairOutputs& out) const {
+  if (blocks_only_)
+    throw std::invalid_argument("pair metrics need the full Gram, not only its diagonal blocks");
   const bool want_full = out.cca_mean || out.cca_r2 || out.pwcca;
   const int m = models();
   const double n = static_cast<double>(n_);
-#pragma omp parallel
-  {
-    std::vector<double> t, w, sub, s, u, h;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t p = 0; p < npairs; ++p) {
-      const int i = static_cast<int>(first[p]), j = static_cast<int>(second[p]);
-      if (out.cka || out.cka_debiased) {
-        double cross2 = 0.0;
-        const int di = width(i), dj = width(j);
-        for (int b = 0; b < dj; ++b)
-          for (int a = 0; a < di; ++a) {
-            const double g = sym_at(gram_, dim_, offsets_[i] + a, offsets_[j] + b);
-            cross2 += g * g;
-          }
-        if (out.cka) out.cka[p] = cka_ratio(cross2, fro_[i] * fro_[i], fro_[j] * fro_[j]);
-        if (out.cka_debiased) {
-          const double* np = out.norm_products;
-          const double hxy = debiased_hsic(cross2, np[j * m + i], trace_[i], trace_[j], n);
-          const double hxx = debiased_hsic(fro_[i] * fro_[i], np[i * m + i], trace_[i], trace_[i], n);
-          const double hyy = debiased_hsic(fro_[j] * fro_[j], np[j * m + j], trace_[j], trace_[j], n);
-          out.cka_debiased[p] = cka_ratio(hxy, hxx, hyy);
+  parallel_problems(npairs, [&](int64_t p) {
+    thread_local std::vector<double> t, w, sub, s, u, h, weight;
+    const int i = static_cast<int>(first[p]), j = static_cast<int>(second[p]);
+    if (out.cka || out.cka_debiased) {
+      double cross2 = 0.0;
+      const int di = width(i), dj = width(j);
+      for (int b = 0; b < dj; ++b)
+        for (int a = 0; a < di; ++a) {
+          const double g = sym_at(gram_, dim_, offsets_[i] + a, offsets_[j] + b);
+          cross2 += g * g;
         }
-      }
-      if (!out.svcca && !want_full) continue;
-      if (i == j) {  // a model against itself: every canonical correlation is exactly 1
-        if (out.svcca) out.svcca[p] = 1.0;
-        if (out.cca_mean) out.cca_mean[p] = 1.0;
-        if (out.cca_r2) out.cca_r2[p] = 1.0;
-        if (out.pwcca) out.pwcca[p] = 1.0;
-        continue;
-      }
-      const int ci = want_full ? rank_[i] : keep_[i];
-      const int cj = want_full ? rank_[j] : keep_[j];
-      whitened_cross(i, j, ci, cj, t, w);
-      if (out.svcca) {
-        // SVCCA directions are the leading eigen-directions: the top-left k_i x k_j block of W.
-        const int ki = keep_[i], kj = keep_[j];
-        sub.resize(static_cast<size_t>(ki) * kj);
-        for (int b = 0; b < kj; ++b)
-          std::copy_n(w.data() + static_cast<size_t>(b) * ci, ki, sub.data() + static_cast<size_t>(b) * ki);
-        s.resize(std::min(ki, kj));
-        lapack::gesdd(ki, kj, sub.data(), std::max(1, ki), s.data(), nullptr);
-        double mean = 0.0, r2 = 0.0;
-        correlation_summary(s.data(), static_cast<int>(s.size()), &mean, &r2);
-        out.svcca[p] = mean;
-      }
-      if (!want_full) continue;
-      const int k = std::min(ci, cj);
-      s.resize(k);
-      u.resize(out.pwcca ? static_cast<size_t>(ci) * k : 0);
-      lapack::gesdd(ci, cj, w.data(), std::max(1, ci), s.data(), out.pwcca ? u.data() : nullptr);
-      double mean = 0.0, r2 = 0.0;
-      correlation_summary(s.data(), k, &mean, &r2);
-      if (out.cca_mean) out.cca_mean[p] = mean;
-      if (out.cca_r2) out.cca_r2[p] = r2;
-      if (out.pwcca) {
-        // <h_l, x_a> = (L_i U)[a, l]; weight_l = sum_a |.| (Morcos et al. 2018).
-        const int di = width(i);
-        h.resize(static_cast<size_t>(di) * k);
-        lapack::gemm('N', 'N', di, k, ci, 1.0, loadings_[i].data(), di, u.data(), ci, 0.0,
-                     h.data(), di);
-        std::vector<double> weight(k, 0.0);
-        for (int l = 0; l < k; ++l)
-          for (int a = 0; a < di; ++a) weight[l] += std::abs(h[static_cast<size_t>(l) * di + a]);
-        out.pwcca[p] = weighted_correlation(s.data(), weight.data(), k);
+      if (out.cka) out.cka[p] = cka_ratio(cross2, fro_[i] * fro_[i], fro_[j] * fro_[j]);
+      if (out.cka_debiased) {
+        const double* np = out.norm_products;
+        const double hxy = debiased_hsic(cross2, np[j * m + i], trace_[i], trace_[j], n);
+        const double hxx = debiased_hsic(fro_[i] * fro_[i], np[i * m + i], trace_[i], trace_[i], n);
+        const double hyy = debiased_hsic(fro_[j] * fro_[j], np[j * m + j], trace_[j], trace_[j], n);
+        out.cka_debiased[p] = cka_ratio(hxy, hxx, hyy);
       }
     }
-  }
+    if (!out.svcca && !want_full) return;
+    if (i == j) {  // a model against itself: every canonical correlation is exactly 1
+      if (out.svcca) out.svcca[p] = 1.0;
+      if (out.cca_mean) out.cca_mean[p] = 1.0;
+      if (out.cca_r2) out.cca_r2[p] = 1.0;
+      if (out.pwcca) out.pwcca[p] = 1.0;
+      return;
+    }
+    const int ci = want_full ? rank_[i] : keep_[i];
+    const int cj = want_full ? rank_[j] : keep_[j];
+    whitened_cross(i, j, ci, cj, t, w);
+    if (out.svcca) {
+      // The SVCCA directions lead the eigen-ordered basis: the top-left k_i x k_j block of W.
+      const int ki = keep_[i], kj = keep_[j];
+      sub.resize(static_cast<size_t>(ki) * kj);
+      for (int b = 0; b < kj; ++b)
+        std::copy_n(w.data() + static_cast<size_t>(b) * ci, ki, sub.data() + static_cast<size_t>(b) * ki);
+      out.svcca[p] = mean_singular_value(ki, kj, sub.data(), ki, s);
+    }
+    if (!want_full) return;
+    const int k = std::min(ci, cj);
+    s.resize(k);
+    if (out.pwcca) {
+      u.resize(static_cast<size_t>(ci) * k);
+      lapack::gesvd_left(ci, cj, w.data(), std::max(1, ci), s.data(), u.data());
+    } else {
+      lapack::gesdd(ci, cj, w.data(), std::max(1, ci), s.data(), nullptr);
+    }
+    double mean = 0.0, r2 = 0.0;
+    correlation_summary(s.data(), k, &mean, &r2);
+    if (out.cca_mean) out.cca_mean[p] = mean;
+    if (out.cca_r2) out.cca_r2[p] = r2;
+    if (out.pwcca) {
+      // <h_l, x_a> = (L_i U)[a, l]; weight_l = sum_a |.| (Morcos et al. 2018).
+      const int di = width(i);
+      h.resize(static_cast<size_t>(di) * k);
+      lapack::gemm('N', 'N', di, k, ci, 1.0, loadings_[i].data(), di, u.data(), ci, 0.0, h.data(), di);
+      weight.assign(k, 0.0);
+      for (int l = 0; l < k; ++l)
+        for (int a = 0; a < di; ++a) weight[l] += std::abs(h[static_cast<size_t>(l) * di + a]);
+      out.pwcca[p] = weighted_correlation(s.data(), weight.data(), k);
+    }
+  });
+}
+
+void svcca_from_projection(const double* proj, int64_t K, const int64_t* koffsets,
+                           const int64_t* first, const int64_t* second, int64_t npairs,
+                           double* out) {
+  parallel_problems(npairs, [&](int64_t p) {
+    thread_local std::vector<double> w, s;
+    const int64_t i = first[p], j = second[p];
+    if (i == j) {  // a model against itself
+      out[p] = 1.0;
+      return;
+    }
+    const int ki = static_cast<int>(koffsets[i + 1] - koffsets[i]);
+    const int kj = static_cast<int>(koffsets[j + 1] - koffsets[j]);
+    w.resize(static_cast<size_t>(ki) * kj);
+    for (int b = 0; b < kj; ++b)
+      for (int a = 0; a < ki; ++a)
+        w[static_cast<size_t>(b) * ki + a] = sym_at(proj, K, koffsets[i] + a, koffsets[j] + b);
+    out[p] = mean_singular_value(ki, kj, w.data(), ki, s);
+  });
 }
 
 }  // namespace mmkern

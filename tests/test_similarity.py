@@ -1,0 +1,756 @@
+"""The fast public similarity API (mmkern.svcca, ...) against the NumPy reference.
+
+Every fast result is compared with :mod:`mmkern.reference` run on the same values (float32
+inputs are widened exactly, so both see the same numbers), with the tolerance of the input dtype
+from ``tests/tolerances.py``. Then properties, degenerate inputs, the streaming accumulator,
+torch inputs and every rejected input.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+import mmkern
+from _data import latent_activations, noise_activations, with_layout
+from _formulas import feature_debiased_cka
+from mmkern import reference as ref
+from tolerances import ACCUMULATOR, PROPERTY, tol
+
+# (n, d): d in {1, 7, 64, 300} and n in {d + 1, 3d, 10^4}, plus (4, 1) so that d = 1 has a case
+# with n >= 4 for debiased CKA. (10^4, 300) is left out: the reference (full SVDs, a Python loop
+# over 300 PWCCA variates, n x n debiased-CKA Grams) would take most of the test budget for no
+# code path the other shapes do not already reach.
+PAIR_SHAPES = [
+    (2, 1), (3, 1), (4, 1), (10_000, 1),
+    (8, 7), (21, 7), (10_000, 7),
+    (65, 64), (192, 64), (10_000, 64),
+    (301, 300), (900, 300),
+]
+
+#: The reference's debiased CKA forms n x n Gram matrices; above this n the test compares with
+#: the feature-space formula instead (checked against the reference in the reference tests).
+MAX_N_FOR_GRAM_REFERENCE = 3000
+
+
+def _shape_id(shape):
+    return f"n{shape[0]}-d{shape[1]}"
+
+
+def _y_width(d: int) -> int:
+    """A second width that differs from ``d`` (except d = 1), to exercise d1 != d2."""
+    return max(1, (2 * d) // 3 + 1) if d > 1 else 1
+
+
+def _pair(rng, n, d, dtype, layout="C"):
+    x, y = latent_activations(rng, n, [d, _y_width(d)], dtype=dtype)
+    return with_layout(x, layout), with_layout(y, layout)
+
+
+def _as64(a):
+    return np.asarray(a).astype(np.float64)
+
+
+def _reference_cka(x, y, debiased):
+    if debiased and x.shape[0] > MAX_N_FOR_GRAM_REFERENCE:
+        return feature_debiased_cka(_as64(x), _as64(y))
+    return ref.cka(x, y, debiased=debiased)
+
+
+def _approx(expected):
+    """``pytest.approx`` with the tolerance of exact properties (self-similarity, invariances)."""
+    return pytest.approx(expected, rel=PROPERTY["rtol"], abs=PROPERTY["atol"])
+
+
+def _assert_close(actual, expected, dtype, **widen):
+    assert_allclose(actual, expected, **{**tol(dtype), **widen})
+
+
+# ---------------------------------------------------------------------------------------------
+# Single pairs: fast vs reference
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", PAIR_SHAPES, ids=_shape_id)
+def test_cca_matches_reference(rng, shape, dtype, layout):
+    x, y = _pair(rng, *shape, dtype, layout)
+    got, want = mmkern.cca(x, y), ref.cca(x, y)
+    assert isinstance(got.correlations, np.ndarray) and got.correlations.dtype == np.float64
+    assert got.correlations.shape == want.correlations.shape
+    assert isinstance(got.mean, float) and isinstance(got.r2, float)
+    _assert_close(got.correlations, want.correlations, dtype)
+    _assert_close(got.mean, want.mean, dtype)
+    _assert_close(got.r2, want.r2, dtype)
+
+
+@pytest.mark.parametrize("keep, keep_by", [
+    (0.99, "variance"), (0.6, "singular_values"), (0.5, "variance"), (1.0, "variance"), (3, "variance"),
+])
+@pytest.mark.parametrize("shape", PAIR_SHAPES, ids=_shape_id)
+def test_svcca_matches_reference(rng, shape, dtype, layout, keep, keep_by):
+    x, y = _pair(rng, *shape, dtype, layout)
+    if isinstance(keep, int):
+        keep = min(keep, x.shape[1], y.shape[1])
+    got = mmkern.svcca(x, y, keep, keep_by=keep_by)
+    assert isinstance(got, float)
+    _assert_close(got, ref.svcca(x, y, keep, keep_by=keep_by), dtype)
+
+
+@pytest.mark.parametrize("shape", PAIR_SHAPES, ids=_shape_id)
+def test_pwcca_matches_reference(rng, shape, dtype, layout):
+    x, y = _pair(rng, *shape, dtype, layout)
+    got_xy, got_yx = mmkern.pwcca(x, y), mmkern.pwcca(y, x)
+    assert isinstance(got_xy, float)
+    _assert_close(got_xy, ref.pwcca(x, y), dtype)
+    _assert_close(got_yx, ref.pwcca(y, x), dtype)
+
+
+@pytest.mark.parametrize("debiased", [False, True], ids=["biased", "debiased"])
+@pytest.mark.parametrize("shape", PAIR_SHAPES + [(5, 40), (30, 300)], ids=_shape_id)
+def test_cka_matches_reference(rng, shape, dtype, layout, debiased):
+    n, d = shape
+    if debiased and n < 4:
+        pytest.skip("debiased CKA needs n >= 4 (tested in the error cases)")
+    x, y = _pair(rng, n, d, dtype, layout)
+    got = mmkern.cka(x, y, debiased=debiased)
+    assert isinstance(got, float)
+    _assert_close(got, _reference_cka(x, y, debiased), dtype)
+
+
+def test_float16_is_upcast(rng):
+    x, y = latent_activations(rng, 100, [6, 4], dtype=np.float16)
+    x64, y64 = _as64(x), _as64(y)
+    _assert_close(mmkern.svcca(x, y), ref.svcca(x64, y64), np.float32)
+    _assert_close(mmkern.cca(x, y).correlations, ref.cca(x64, y64).correlations, np.float32)
+    _assert_close(mmkern.pwcca(x, y), ref.pwcca(x64, y64), np.float32)
+    _assert_close(mmkern.cka(x, y, debiased=True), ref.cka(x64, y64, debiased=True), np.float32)
+    _assert_close(mmkern.pairwise_svcca([x, y]), ref.pairwise_svcca([x64, y64]), np.float32)
+
+
+def test_mixed_dtypes_and_layouts(rng):
+    x, y = latent_activations(rng, 120, [9, 5])
+    x32 = x.astype(np.float32)
+    yf = with_layout(y, "sliced")
+    _assert_close(mmkern.svcca(x32, yf), ref.svcca(x32, yf), np.float32)
+    _assert_close(mmkern.pwcca(yf, x32), ref.pwcca(yf, x32), np.float32)
+    _assert_close(mmkern.pairwise_cca([x32, yf, with_layout(x, "F")]),
+                  ref.pairwise_cca([x32, yf, x]), np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched (b, n, d) inputs
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric", ["svcca", "pwcca", "cka", "cka_debiased"])
+def test_batched_matches_reference(rng, dtype, layout, metric):
+    b, n = 3, 60
+    xs = np.stack([np.hstack(latent_activations(rng, n, [5])) for _ in range(b)]).astype(dtype)
+    ys = np.stack([np.hstack(latent_activations(rng, n, [8])) for _ in range(b)]).astype(dtype)
+    xs, ys = with_layout(xs, layout), with_layout(ys, layout)
+    if metric == "cka_debiased":
+        got, want = mmkern.cka(xs, ys, debiased=True), ref.cka(xs, ys, debiased=True)
+    else:
+        got, want = getattr(mmkern, metric)(xs, ys), getattr(ref, metric)(xs, ys)
+    assert isinstance(got, np.ndarray) and got.dtype == np.float64 and got.shape == (b,)
+    _assert_close(got, want, dtype)
+    # each item equals the unbatched call
+    for i in range(b):
+        single = (mmkern.cka(xs[i], ys[i], debiased=True) if metric == "cka_debiased"
+                  else getattr(mmkern, metric)(xs[i], ys[i]))
+        assert got[i] == pytest.approx(single, rel=1e-12, abs=1e-14)
+
+
+def test_batched_svcca_options(rng):
+    xs = np.stack(latent_activations(rng, 40, [6, 6, 6, 6]))
+    ys = np.stack(latent_activations(rng, 40, [3, 3, 3, 3]))
+    for keep, keep_by in [(2, "variance"), (0.7, "singular_values")]:
+        _assert_close(mmkern.svcca(xs, ys, keep, keep_by=keep_by),
+                      ref.svcca(xs, ys, keep, keep_by=keep_by), np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pairwise and cross matrices
+# ---------------------------------------------------------------------------------------------
+
+
+def _population(rng, case, dtype):
+    if case == "M8-mixed-widths":
+        widths = [1, 13, 40, 7, 25, 3, 40, 18]
+        return latent_activations(rng, 200, widths, dtype=dtype)
+    if case == "M3-n10000":
+        return latent_activations(rng, 10_000, [1, 7, 5], dtype=dtype)
+    if case == "M1":
+        return latent_activations(rng, 30, [4], dtype=dtype)
+    if case == "M2-n=d+1":
+        return latent_activations(rng, 41, [40, 40], dtype=dtype)
+    if case == "M5-stacked":
+        return np.stack(latent_activations(rng, 50, [6] * 5, dtype=dtype))
+    if case == "M4-layouts":
+        acts = latent_activations(rng, 90, [5, 9, 5, 11], dtype=dtype)
+        return [with_layout(a, lay) for a, lay in zip(acts, ["C", "F", "sliced", "sliced"])]
+    raise ValueError(case)
+
+
+POPULATIONS = ["M8-mixed-widths", "M3-n10000", "M1", "M2-n=d+1", "M5-stacked", "M4-layouts"]
+
+PAIRWISE_METRICS = {
+    "svcca": (lambda m, a: m.pairwise_svcca(a), True),
+    "svcca-sv-0.8": (lambda m, a: m.pairwise_svcca(a, 0.8, keep_by="singular_values"), True),
+    "svcca-int1": (lambda m, a: m.pairwise_svcca(a, 1), True),
+    "cca-mean": (lambda m, a: m.pairwise_cca(a), True),
+    "cca-r2": (lambda m, a: m.pairwise_cca(a, statistic="r2"), True),
+    "pwcca": (lambda m, a: m.pairwise_pwcca(a), False),
+    "cka": (lambda m, a: m.pairwise_cka(a), True),
+    "cka-debiased": (lambda m, a: m.pairwise_cka(a, debiased=True), True),
+}
+
+
+@pytest.mark.parametrize("metric", list(PAIRWISE_METRICS))
+@pytest.mark.parametrize("case", POPULATIONS)
+def test_pairwise_matches_reference(rng, case, metric, dtype):
+    acts = _population(rng, case, dtype)
+    call, symmetric = PAIRWISE_METRICS[metric]
+    m = len(acts)
+    if metric == "cka-debiased" and case == "M3-n10000":
+        # the reference forms 10^4 x 10^4 Gram matrices; use the feature-space formula
+        want = np.array([[feature_debiased_cka(a, b) for b in acts] for a in acts])
+    else:
+        want = call(ref, acts)
+    got = call(mmkern, acts)
+    assert isinstance(got, np.ndarray) and got.dtype == np.float64 and got.shape == (m, m)
+    _assert_close(got, want, dtype)
+    assert_allclose(np.diag(got), 1.0, **PROPERTY)
+    if symmetric:
+        assert_allclose(got, got.T, rtol=0, atol=0)
+
+
+def test_pairwise_accepts_tuples_and_stacked_arrays(rng):
+    acts = latent_activations(rng, 60, [5, 5, 5])
+    stacked = np.stack(acts)
+    expected = mmkern.pairwise_svcca(acts)
+    assert_allclose(mmkern.pairwise_svcca(tuple(acts)), expected, rtol=0)
+    assert_allclose(mmkern.pairwise_svcca(stacked), expected, rtol=1e-13)
+    assert_allclose(mmkern.pairwise_svcca(np.asfortranarray(stacked)), expected, rtol=1e-13)
+
+
+@pytest.mark.parametrize("metric", ["svcca", "cca", "cca-r2", "pwcca", "cka", "cka-debiased"])
+def test_cross_matches_reference(rng, dtype, metric):
+    acts = latent_activations(rng, 150, [4, 9, 6, 12, 3], dtype=dtype)
+    a, b = acts[:3], [acts[3], with_layout(acts[4], "sliced")]
+    calls = {
+        "svcca": lambda m: m.cross_svcca(a, b, 0.9),
+        "cca": lambda m: m.cross_cca(a, b),
+        "cca-r2": lambda m: m.cross_cca(a, b, statistic="r2"),
+        "pwcca": lambda m: m.cross_pwcca(a, b),
+        "cka": lambda m: m.cross_cka(a, b),
+        "cka-debiased": lambda m: m.cross_cka(a, b, debiased=True),
+    }
+    got = calls[metric](mmkern)
+    assert isinstance(got, np.ndarray) and got.dtype == np.float64 and got.shape == (3, 2)
+    _assert_close(got, calls[metric](ref), dtype)
+
+
+def test_cross_is_consistent_with_pairwise(rng):
+    acts = latent_activations(rng, 100, [4, 6, 8, 5])
+    full = mmkern.pairwise_svcca(acts)
+    cross = mmkern.cross_svcca(acts[:2], acts[2:])
+    assert_allclose(cross, full[:2, 2:], rtol=1e-12)
+    pw = mmkern.pairwise_pwcca(acts)
+    assert_allclose(mmkern.cross_pwcca(acts[2:], acts[:2]), pw[2:, :2], rtol=1e-12)
+    stacked = np.stack(latent_activations(rng, 50, [3, 3, 3]))
+    assert mmkern.cross_cka(stacked, stacked[:1]).shape == (3, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties
+# ---------------------------------------------------------------------------------------------
+
+
+def _invertible(rng, d):
+    return rng.standard_normal((d, d)) / np.sqrt(d) + 2.0 * np.eye(d)
+
+
+def _orthogonal(rng, d):
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    return q * np.sign(np.diag(r))
+
+
+def test_self_similarity_is_one(rng):
+    x = latent_activations(rng, 300, [12])[0]
+    assert mmkern.svcca(x, x) == _approx(1.0)
+    assert mmkern.svcca(x, x, 4) == _approx(1.0)
+    result = mmkern.cca(x, x)
+    assert_allclose(result.correlations, 1.0, **PROPERTY)
+    assert result.mean == _approx(1.0)
+    assert result.r2 == _approx(1.0)
+    assert mmkern.pwcca(x, x) == _approx(1.0)
+    assert mmkern.cka(x, x) == _approx(1.0)
+    assert mmkern.cka(x, x, debiased=True) == _approx(1.0)
+
+
+def test_symmetry(rng):
+    x, y = latent_activations(rng, 200, [10, 6])
+    assert mmkern.svcca(x, y) == _approx(mmkern.svcca(y, x))
+    assert_allclose(mmkern.cca(x, y).correlations, mmkern.cca(y, x).correlations, **PROPERTY)
+    assert mmkern.cka(x, y) == _approx(mmkern.cka(y, x))
+    assert mmkern.cka(x, y, debiased=True) == _approx(mmkern.cka(y, x, debiased=True))
+    # PWCCA weights come from the first argument: not symmetric
+    assert mmkern.pwcca(x, y) != pytest.approx(mmkern.pwcca(y, x), rel=1e-6)
+
+
+@pytest.mark.parametrize("d1, d2", [(7, 7), (12, 5), (1, 3)])
+def test_cca_and_svcca_invariant_to_invertible_maps(rng, d1, d2):
+    x, y = latent_activations(rng, 400, [d1, d2])
+    a, b = _invertible(rng, d1), _invertible(rng, d2)
+    xa, yb = x @ a + 3.0, y @ b - 1.0
+    assert_allclose(mmkern.cca(xa, yb).correlations, mmkern.cca(x, y).correlations, **PROPERTY)
+    assert mmkern.svcca(xa, yb, 1.0) == _approx(mmkern.svcca(x, y, 1.0))
+    if d1 == d2:  # an int keep covering every direction (a smaller k is not invariant)
+        assert mmkern.svcca(xa, yb, d1) == _approx(mmkern.svcca(x, y, d1))
+    assert mmkern.svcca(x @ a, x, 1.0) == _approx(1.0)
+    assert mmkern.svcca(x @ a, x, d1) == _approx(1.0)
+    assert mmkern.pwcca(x @ a, x) == _approx(1.0)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_cka_invariant_to_orthogonal_maps_and_scaling(rng, debiased):
+    x, y = latent_activations(rng, 150, [9, 14])
+    base = mmkern.cka(x, y, debiased=debiased)
+    q = _orthogonal(rng, 9)
+    assert mmkern.cka(x @ q, y, debiased=debiased) == _approx(base)
+    assert mmkern.cka(4.5 * x, 0.01 * y, debiased=debiased) == _approx(base)
+    assert mmkern.cka(x + 100.0, y, debiased=debiased) == _approx(base)
+    pair = mmkern.pairwise_cka([x, x @ q * 2.0, y], debiased=debiased)
+    assert pair[0, 1] == _approx(1.0)
+
+
+def test_svcca_of_noise_is_far_below_linear_transform(rng):
+    n, d = 2000, 20
+    x = latent_activations(rng, n, [d], latent_dim=d, noise=0.3)[0]
+    linear = mmkern.svcca(x, x @ _invertible(rng, d) + 0.05 * rng.standard_normal((n, d)))
+    noise = mmkern.svcca(x, noise_activations(rng, n, d))
+    assert linear > 0.95
+    assert noise < 0.2
+    acts = [x, x @ _invertible(rng, d), noise_activations(rng, n, d)]
+    p = mmkern.pairwise_svcca(acts)
+    assert p[0, 1] > 0.99 and p[0, 2] < 0.2 and p[1, 2] < 0.2
+
+
+# ---------------------------------------------------------------------------------------------
+# Degenerate inputs: constant columns, rank deficiency
+# ---------------------------------------------------------------------------------------------
+
+
+def _degenerate_cases(rng):
+    n = 120
+    x, y = latent_activations(rng, n, [6, 5])
+    z = rng.standard_normal((n, 3))
+    return {
+        "constant-columns": np.hstack([x[:, :2], np.full((n, 1), 1e3), x[:, 2:], np.zeros((n, 1))]),
+        "duplicated-columns": np.hstack([x, x[:, :3]]),
+        "dependent-columns": np.hstack([x, x[:, :1] - 2.5 * x[:, 4:5], x @ rng.standard_normal((6, 2))]),
+        "low-rank": z @ rng.standard_normal((3, 10)) + 4.0,
+        "one-variable-column": np.hstack([np.full((n, 3), -2.0), x[:, :1]]),
+    }, y
+
+
+@pytest.mark.parametrize("case", ["constant-columns", "duplicated-columns", "dependent-columns",
+                                  "low-rank", "one-variable-column"])
+def test_degenerate_inputs_match_reference_and_are_finite(rng, case):
+    cases, y = _degenerate_cases(rng)
+    x = cases[case]
+    results = {
+        "cca": (mmkern.cca(x, y).correlations, ref.cca(x, y).correlations),
+        "cca-yx": (mmkern.cca(y, x).correlations, ref.cca(y, x).correlations),
+        "svcca": (mmkern.svcca(x, y), ref.svcca(x, y)),
+        "svcca-1.0": (mmkern.svcca(x, y, 1.0), ref.svcca(x, y, 1.0)),
+        "svcca-int": (mmkern.svcca(x, y, 3), ref.svcca(x, y, 3)),
+        "pwcca": (mmkern.pwcca(x, y), ref.pwcca(x, y)),
+        "pwcca-yx": (mmkern.pwcca(y, x), ref.pwcca(y, x)),
+        "cka": (mmkern.cka(x, y), ref.cka(x, y)),
+        "cka-debiased": (mmkern.cka(x, y, debiased=True), ref.cka(x, y, debiased=True)),
+        "self-svcca": (mmkern.svcca(x, x), 1.0),
+        "self-cka": (mmkern.cka(x, x), 1.0),
+    }
+    for name, (got, want) in results.items():
+        assert np.all(np.isfinite(got)), name
+        assert np.shape(got) == np.shape(want), name
+        assert_allclose(got, want, err_msg=name, **tol(np.float64))
+    acts = [x, y, x[:, ::-1].copy()]
+    for fast, slow in [(mmkern.pairwise_svcca(acts), ref.pairwise_svcca(acts)),
+                       (mmkern.pairwise_pwcca(acts), ref.pairwise_pwcca(acts)),
+                       (mmkern.pairwise_cca(acts, statistic="r2"), ref.pairwise_cca(acts, statistic="r2")),
+                       (mmkern.pairwise_cka(acts, debiased=True), ref.pairwise_cka(acts, debiased=True))]:
+        assert np.all(np.isfinite(fast))
+        _assert_close(fast, slow, np.float64)
+
+
+def test_debiased_cka_tiny_samples_never_nan(rng):
+    for _ in range(30):
+        x = rng.standard_normal((4, 1))
+        y = rng.standard_normal((4, 3))
+        got = mmkern.cka(x, y, debiased=True)
+        assert np.isfinite(got) and -1.0 <= got <= 1.0
+        assert got == pytest.approx(ref.cka(x, y, debiased=True), rel=1e-9, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming accumulator
+# ---------------------------------------------------------------------------------------------
+
+ACC_METHODS = {
+    "svcca": (lambda acc: acc.svcca(), lambda a: mmkern.pairwise_svcca(a)),
+    "svcca-int": (lambda acc: acc.svcca(2), lambda a: mmkern.pairwise_svcca(a, 2)),
+    "svcca-sv": (lambda acc: acc.svcca(0.7, keep_by="singular_values"),
+                 lambda a: mmkern.pairwise_svcca(a, 0.7, keep_by="singular_values")),
+    "cca": (lambda acc: acc.cca(), lambda a: mmkern.pairwise_cca(a)),
+    "cca-r2": (lambda acc: acc.cca(statistic="r2"), lambda a: mmkern.pairwise_cca(a, statistic="r2")),
+    "pwcca": (lambda acc: acc.pwcca(), lambda a: mmkern.pairwise_pwcca(a)),
+    "cka": (lambda acc: acc.cka(), lambda a: mmkern.pairwise_cka(a)),
+    "cka-debiased": (lambda acc: acc.cka(debiased=True), lambda a: mmkern.pairwise_cka(a, debiased=True)),
+}
+
+BATCH_SIZES = [1, 37, 200, 3, 1, 158]  # uneven, starting with a single row; sums to 400
+
+
+def _accumulate(acc, acts, sizes):
+    start = 0
+    for size in sizes:
+        acc.update([a[start:start + size] for a in acts])
+        start += size
+    return acc
+
+
+def _stream_population(rng, dtype=np.float64):
+    # large offsets stress the centering of streamed sums; a constant column stresses rank
+    acts = latent_activations(rng, sum(BATCH_SIZES), [3, 8, 5, 12], dtype=dtype)
+    acts = [a + np.asarray(50.0, dtype=dtype) for a in acts]
+    acts[1][:, 2] = 7.0
+    return acts
+
+
+def test_accumulator_matches_in_memory(rng):
+    acts = _stream_population(rng)
+    acc = _accumulate(mmkern.SimilarityAccumulator(len(acts)), acts, BATCH_SIZES)
+    assert acc.n_samples == sum(BATCH_SIZES)
+    for name, (streamed, in_memory) in ACC_METHODS.items():
+        got = streamed(acc)
+        assert isinstance(got, np.ndarray) and got.shape == (4, 4) and got.dtype == np.float64, name
+        assert_allclose(got, in_memory(acts), err_msg=name, **ACCUMULATOR)
+    assert_allclose(acc.svcca(), ref.pairwise_svcca(acts), **ACCUMULATOR)
+    assert_allclose(acc.pwcca(), ref.pairwise_pwcca(acts), **ACCUMULATOR)
+    assert_allclose(acc.cka(debiased=True), ref.pairwise_cka(acts, debiased=True), **ACCUMULATOR)
+
+
+def test_accumulator_float32_batches(rng):
+    acts = _stream_population(rng, np.float32)
+    acc = _accumulate(mmkern.SimilarityAccumulator(4), [with_layout(a, "sliced") for a in acts],
+                      BATCH_SIZES)
+    _assert_close(acc.svcca(), ref.pairwise_svcca(acts), np.float32)
+    _assert_close(acc.cka(), ref.pairwise_cka(acts), np.float32)
+
+
+def test_accumulator_save_load_resumes(rng, tmp_path):
+    acts = _stream_population(rng)
+    path = tmp_path / "acc.npz"
+    acc = _accumulate(mmkern.SimilarityAccumulator(4), [a[:238] for a in acts], BATCH_SIZES[:3])
+    acc.save(path)
+    partial = acc.svcca()
+    resumed = mmkern.SimilarityAccumulator.load(path)
+    assert resumed.n_samples == 238
+    assert_allclose(resumed.svcca(), partial, rtol=1e-13, atol=1e-15)
+    _accumulate(resumed, [a[238:] for a in acts], BATCH_SIZES[3:])
+    _accumulate(acc, [a[238:] for a in acts], BATCH_SIZES[3:])
+    assert resumed.n_samples == acc.n_samples == sum(BATCH_SIZES)
+    for name, (streamed, in_memory) in ACC_METHODS.items():
+        assert_allclose(streamed(resumed), streamed(acc), rtol=1e-13, atol=1e-15, err_msg=name)
+        assert_allclose(streamed(resumed), in_memory(acts), err_msg=name, **ACCUMULATOR)
+    # an empty accumulator round-trips too
+    mmkern.SimilarityAccumulator(2).save(tmp_path / "empty.npz")
+    empty = mmkern.SimilarityAccumulator.load(tmp_path / "empty.npz")
+    assert empty.n_samples == 0
+    empty.update([acts[0][:50], acts[2][:50]])
+    assert_allclose(empty.cka(), mmkern.pairwise_cka([acts[0][:50], acts[2][:50]]), **ACCUMULATOR)
+
+
+def test_accumulator_bad_input(rng, tmp_path):
+    acts = _stream_population(rng)
+    acc = _accumulate(mmkern.SimilarityAccumulator(4), acts, [100])
+    before = acc.svcca()
+    bad = [a[100:120].copy() for a in acts]
+    bad[2][3, 1] = np.nan
+    with pytest.raises(ValueError, match=re.escape("2]")):
+        acc.update(bad)
+    assert acc.n_samples == 100
+    assert_allclose(acc.svcca(), before, rtol=0, atol=0)
+    with pytest.raises(ValueError):
+        acc.update([a[:10] for a in acts[:3]])  # wrong number of models
+    with pytest.raises(ValueError):
+        acc.update([acts[0][:10, :2], *[a[:10] for a in acts[1:]]])  # width changed
+    with pytest.raises(ValueError):
+        acc.update([acts[0][:10], acts[1][:11], *[a[:10] for a in acts[2:]]])  # n differs
+    with pytest.raises(TypeError):
+        acc.update([acts[0][:10].astype(np.int64), *[a[:10] for a in acts[1:]]])
+    with pytest.raises(ValueError):
+        mmkern.SimilarityAccumulator(0)
+    with pytest.raises(ValueError):
+        mmkern.SimilarityAccumulator(2).svcca()  # nothing accumulated
+    with pytest.raises(ValueError, match="sample"):
+        _accumulate(mmkern.SimilarityAccumulator(4), acts, [5]).svcca()  # n <= d
+    assert np.all(np.isfinite(_accumulate(mmkern.SimilarityAccumulator(4), acts, [5]).cka()))
+    (tmp_path / "junk.npz").write_bytes(b"not an npz")
+    with pytest.raises(ValueError):
+        mmkern.SimilarityAccumulator.load(tmp_path / "junk.npz")
+
+
+# ---------------------------------------------------------------------------------------------
+# torch inputs: torch out
+# ---------------------------------------------------------------------------------------------
+
+
+def test_torch_inputs_return_torch(rng, device):
+    torch = pytest.importorskip("torch")
+    x, y, z = latent_activations(rng, 80, [6, 4, 5])
+    tx, ty, tz = (torch.from_numpy(a).to(device) for a in (x, y, z))
+    assert isinstance(mmkern.svcca(tx, ty), float)
+    assert mmkern.svcca(tx, ty) == pytest.approx(ref.svcca(x, y), rel=1e-9)
+    assert mmkern.pwcca(tx, ty) == pytest.approx(ref.pwcca(x, y), rel=1e-9)
+    assert mmkern.cka(tx, ty, debiased=True) == pytest.approx(ref.cka(x, y, debiased=True), rel=1e-9)
+
+    result = mmkern.cca(tx, ty)
+    assert isinstance(result.correlations, torch.Tensor)
+    assert result.correlations.dtype == torch.float64 and result.correlations.device.type == device
+    assert isinstance(result.mean, float) and isinstance(result.r2, float)
+    assert_allclose(result.correlations.cpu().numpy(), ref.cca(x, y).correlations, rtol=1e-9)
+
+    for fast, slow in [(mmkern.pairwise_svcca([tx, ty, tz]), ref.pairwise_svcca([x, y, z])),
+                       (mmkern.pairwise_pwcca([tx, ty, tz]), ref.pairwise_pwcca([x, y, z])),
+                       (mmkern.pairwise_cca([tx, ty, tz]), ref.pairwise_cca([x, y, z])),
+                       (mmkern.pairwise_cka([tx, ty, tz]), ref.pairwise_cka([x, y, z])),
+                       (mmkern.cross_svcca([tx], [ty, tz]), ref.cross_svcca([x], [y, z]))]:
+        assert isinstance(fast, torch.Tensor) and fast.dtype == torch.float64
+        assert fast.device.type == device
+        assert_allclose(fast.cpu().numpy(), slow, rtol=1e-9)
+
+    stacked = torch.stack([tx, tx * 2.0 + 1.0])
+    batched = mmkern.svcca(stacked, stacked.flip(-1))
+    assert isinstance(batched, torch.Tensor) and batched.shape == (2,) and batched.dtype == torch.float64
+    pairwise = mmkern.pairwise_cka(stacked)
+    assert isinstance(pairwise, torch.Tensor) and pairwise.shape == (2, 2)
+
+
+def test_torch_float32_half_and_views(rng):
+    torch = pytest.importorskip("torch")
+    x, y = latent_activations(rng, 70, [5, 8], dtype=np.float32)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    _assert_close(mmkern.svcca(tx, ty), ref.svcca(x, y), np.float32)
+    # a non-contiguous torch view (transpose of a transpose slice)
+    view = torch.from_numpy(np.ascontiguousarray(y.T)).T[:, 1:]
+    _assert_close(mmkern.pwcca(tx, view), ref.pwcca(x, y[:, 1:]), np.float32)
+    half = tx.half()
+    _assert_close(mmkern.cka(half, ty), ref.cka(half.double().numpy(), y), np.float32)
+    with pytest.raises(TypeError, match=r"\bx\b"):
+        mmkern.svcca(tx.to(torch.int32), ty)
+    with pytest.raises(TypeError, match=r"\by\b"):
+        mmkern.cka(tx, ty.to(torch.bool))
+
+
+# ---------------------------------------------------------------------------------------------
+# Rejected inputs
+# ---------------------------------------------------------------------------------------------
+
+PAIR_FUNCTIONS = {
+    "svcca": lambda x, y: mmkern.svcca(x, y),
+    "cca": lambda x, y: mmkern.cca(x, y),
+    "pwcca": lambda x, y: mmkern.pwcca(x, y),
+    "cka": lambda x, y: mmkern.cka(x, y),
+    "cka-debiased": lambda x, y: mmkern.cka(x, y, debiased=True),
+}
+
+POPULATION_FUNCTIONS = {
+    "pairwise_svcca": lambda acts: mmkern.pairwise_svcca(acts),
+    "pairwise_cca": lambda acts: mmkern.pairwise_cca(acts),
+    "pairwise_pwcca": lambda acts: mmkern.pairwise_pwcca(acts),
+    "pairwise_cka": lambda acts: mmkern.pairwise_cka(acts),
+    "cross_svcca": lambda acts: mmkern.cross_svcca(acts[:1], acts),
+    "cross_cka": lambda acts: mmkern.cross_cka(acts[:1], acts, debiased=True),
+}
+
+
+def _names(arg):
+    """A regex matching the argument name as a word (``x`` but not ``max``)."""
+    return rf"(?<![\w]){re.escape(arg)}(?![\w])"
+
+
+@pytest.fixture
+def xy(rng):
+    return latent_activations(rng, 30, [4, 3])
+
+
+@pytest.mark.parametrize("fn", list(PAIR_FUNCTIONS))
+def test_rejects_mismatched_samples(xy, fn):
+    x, y = xy
+    with pytest.raises(ValueError, match=_names("y")):
+        PAIR_FUNCTIONS[fn](x, y[:-1])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("which", ["x", "y"])
+@pytest.mark.parametrize("fn", list(PAIR_FUNCTIONS))
+def test_rejects_non_finite(xy, fn, which, bad):
+    x, y = (a.copy() for a in xy)
+    (x if which == "x" else y)[17, 1] = bad
+    with pytest.raises(ValueError, match=_names(which)):
+        PAIR_FUNCTIONS[fn](x, y)
+
+
+@pytest.mark.parametrize("fn", list(PAIR_FUNCTIONS))
+def test_rejects_wrong_dimensions(xy, fn):
+    x, y = xy
+    with pytest.raises(ValueError, match=_names("x")):
+        PAIR_FUNCTIONS[fn](x[:, 0], y)
+    with pytest.raises(ValueError, match=_names("y")):
+        PAIR_FUNCTIONS[fn](x, y[None, None])
+    with pytest.raises(ValueError):
+        PAIR_FUNCTIONS[fn](x[None, None], y[None, None])
+    with pytest.raises(ValueError):
+        PAIR_FUNCTIONS[fn](x[None], y)  # batched x with unbatched y (or 3-D cca)
+    with pytest.raises(ValueError, match=_names("x")):
+        PAIR_FUNCTIONS[fn](np.float64(1.0), y)
+
+
+@pytest.mark.parametrize("fn", list(PAIR_FUNCTIONS))
+def test_rejects_empty(xy, fn):
+    x, y = xy
+    with pytest.raises(ValueError, match=_names("x")):
+        PAIR_FUNCTIONS[fn](x[:0], y[:0])
+    with pytest.raises(ValueError, match=_names("y")):
+        PAIR_FUNCTIONS[fn](x, y[:, :0])
+
+
+@pytest.mark.parametrize("bad_dtype", [np.int32, np.int64, np.bool_, np.complex128, np.uint8])
+@pytest.mark.parametrize("fn", list(PAIR_FUNCTIONS))
+def test_rejects_non_float_dtypes(xy, fn, bad_dtype):
+    x, y = xy
+    with pytest.raises(TypeError, match=_names("x")):
+        PAIR_FUNCTIONS[fn](x.astype(bad_dtype), y)
+    with pytest.raises(TypeError, match=_names("y")):
+        PAIR_FUNCTIONS[fn](x, y.astype(bad_dtype))
+
+
+@pytest.mark.parametrize("keep", [0.0, -0.5, 1.5, math.nan, math.inf, 0, -3, 1000])
+def test_rejects_bad_keep(xy, keep):
+    x, y = xy
+    with pytest.raises(ValueError, match=_names("keep")):
+        mmkern.svcca(x, y, keep)
+    with pytest.raises(ValueError, match=_names("keep")):
+        mmkern.pairwise_svcca([x, y], keep)
+
+
+def test_rejects_bool_keep_and_bad_keep_by(xy):
+    x, y = xy
+    for keep in (True, False, np.bool_(True)):
+        with pytest.raises(TypeError, match=_names("keep")):
+            mmkern.svcca(x, y, keep)
+    with pytest.raises(ValueError, match="keep_by"):
+        mmkern.svcca(x, y, keep_by="eigenvalues")
+    with pytest.raises(ValueError, match="keep_by"):
+        mmkern.cross_svcca([x], [y], keep_by="var")
+    acc = _accumulate(mmkern.SimilarityAccumulator(2), [x, y], [30])
+    with pytest.raises(ValueError, match="keep_by"):
+        acc.svcca(keep_by="s")
+    with pytest.raises(TypeError, match=_names("keep")):
+        acc.svcca(True)
+
+
+def test_rejects_bad_statistic(xy):
+    x, y = xy
+    for call in (lambda: mmkern.pairwise_cca([x, y], statistic="median"),
+                 lambda: mmkern.cross_cca([x], [y], statistic="R2"),
+                 lambda: _accumulate(mmkern.SimilarityAccumulator(2), [x, y], [30]).cca(statistic="max")):
+        with pytest.raises(ValueError, match="statistic"):
+            call()
+
+
+@pytest.mark.parametrize("fn", ["svcca", "cca", "pwcca"])
+@pytest.mark.parametrize("n_minus_d", [0, -1, -20])
+def test_cca_family_needs_more_samples_than_features(rng, fn, n_minus_d):
+    n = 20
+    x, y = latent_activations(rng, n, [n - n_minus_d, 5])
+    for args in ((x, y), (y, x)):
+        with pytest.raises(ValueError) as info:
+            PAIR_FUNCTIONS[fn](*args)
+        message = str(info.value).lower()
+        assert "sample" in message and "feature" in message
+    pairwise = {"svcca": mmkern.pairwise_svcca, "cca": mmkern.pairwise_cca, "pwcca": mmkern.pairwise_pwcca}
+    with pytest.raises(ValueError, match=re.escape("acts[1]")):
+        pairwise[fn]([y, x])
+    # CKA is defined there
+    _assert_close(mmkern.cka(x, y), ref.cka(x, y), np.float64)
+    _assert_close(mmkern.cka(x, y, debiased=True), ref.cka(x, y, debiased=True), np.float64)
+    _assert_close(mmkern.pairwise_cka([y, x]), ref.pairwise_cka([y, x]), np.float64)
+
+
+@pytest.mark.parametrize("fn", list(PAIR_FUNCTIONS))
+def test_rejects_all_constant_input(xy, fn):
+    x, y = xy
+    for const in (np.zeros_like(x), np.full_like(x, 3.25)):
+        with pytest.raises(ValueError, match=_names("x")):
+            PAIR_FUNCTIONS[fn](const, y)
+        with pytest.raises(ValueError, match=_names("y")):
+            PAIR_FUNCTIONS[fn](y, const)
+
+
+def test_rejects_debiased_cka_with_fewer_than_four_samples(rng):
+    x, y = latent_activations(rng, 3, [2, 2])
+    with pytest.raises(ValueError, match="4"):
+        mmkern.cka(x, y, debiased=True)
+    with pytest.raises(ValueError, match="4"):
+        mmkern.pairwise_cka([x, y], debiased=True)
+    assert np.isfinite(mmkern.cka(x, y))  # the biased estimator is fine
+
+
+@pytest.mark.parametrize("fn", list(POPULATION_FUNCTIONS))
+def test_population_errors_name_the_model(rng, fn):
+    acts = latent_activations(rng, 30, [4, 3, 5, 2])
+    call = POPULATION_FUNCTIONS[fn]
+    with pytest.raises(ValueError):
+        call([])
+    bad = [a.copy() for a in acts]
+    bad[2][0, 0] = np.nan
+    with pytest.raises(ValueError, match=re.escape("[2]")):
+        call(bad)
+    with pytest.raises(ValueError, match=re.escape("[2]")):
+        call(acts[:2] + [acts[2][:-1]] + acts[3:])  # different n
+    with pytest.raises(ValueError, match=re.escape("[2]")):
+        call(acts[:2] + [acts[2][:, 0]] + acts[3:])  # 1-D
+    with pytest.raises(TypeError, match=re.escape("[2]")):
+        call(acts[:2] + [acts[2].astype(np.int64)] + acts[3:])
+    with pytest.raises(ValueError, match=re.escape("[2]")):
+        call(acts[:2] + [np.ones_like(acts[2])] + acts[3:])  # no variance
+
+
+def test_population_names(rng):
+    acts = latent_activations(rng, 30, [4, 3])
+    with pytest.raises(ValueError, match=re.escape("acts[1]")):
+        mmkern.pairwise_svcca([acts[0], acts[1][:-2]])
+    with pytest.raises(ValueError, match=re.escape("acts_b[0]")):
+        mmkern.cross_cka(acts, [acts[1][:-2]])
+    with pytest.raises(ValueError, match="acts_b"):
+        mmkern.cross_pwcca(acts, [])
+    with pytest.raises(ValueError, match="acts_a"):
+        mmkern.cross_cca([], acts)
+    with pytest.raises(ValueError, match="acts"):
+        mmkern.pairwise_cka(np.zeros((0, 30, 4)))
+
+
+def test_rejects_bad_rtol(xy):
+    x, y = xy
+    for rtol in (-1e-3, math.nan):
+        with pytest.raises(ValueError, match="rtol"):
+            mmkern.cca(x, y, rtol=rtol)
