@@ -38,15 +38,15 @@ from __future__ import annotations
 
 import numbers
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from mmkern import _C
-from mmkern._backend import Kind, common_kind, kind_of, to_host, to_kind
+from mmkern._backend import common_kind, kind_of, to_host, to_kind
 from mmkern._dtypes import float_array
+from mmkern._io import atomic_write
 
 __all__ = [
     "RANK_RTOL",
@@ -716,16 +716,7 @@ class SimilarityAccumulator:
             state.update(widths=np.array(s.widths), n=np.array(s.n), shift=s.shift, gram=s.gram,
                          colsum=s.colsum, row_moments=s.moments[0], norm_products=s.moments[1],
                          norm_sums=s.moments[2])
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".mmkern-", suffix=".npz.tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **state)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, lambda f: np.savez(f, **state))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SimilarityAccumulator":

@@ -1,0 +1,126 @@
+"""Benchmark cases and the comparison table: reference vs mmkern, same data, same run.
+
+A :class:`Case` names a workload, builds its inputs once, and holds the two callables that
+compute the same result: the plain reference (``mmkern.reference``) and the fast function.
+:func:`run_cases` checks that both agree before timing anything, times each (best of ``repeat``
+runs, so one-off noise on a shared 2-core machine does not count), and returns rows for
+:func:`format_table`. ``benchmarks/bench_*.py`` time the same cases with pytest-benchmark.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass
+class Case:
+    """One benchmark workload.
+
+    Attributes
+    ----------
+    name : str
+        Row label, e.g. ``"pairwise_svcca M=16 n=5000 d=256 float32"``.
+    make_inputs : callable () -> tuple
+        Builds the positional arguments shared by both implementations.
+    reference, fast : callable (*inputs) -> result
+        Same result, plain and fast.
+    target : float or None
+        The speed-up goal (reference time / mmkern time), if there is one.
+    rtol : float
+        Agreement required between the two results before timing.
+    notes : str or callable () -> str
+        Extra text for the table (e.g. memory figures); a callable runs after the timings.
+    """
+
+    name: str
+    make_inputs: Callable[[], tuple]
+    reference: Callable[..., Any] | None
+    fast: Callable[..., Any]
+    target: float | None = None
+    rtol: float = 1e-9
+    notes: str | Callable[[], str] = ""
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Row:
+    name: str
+    reference_s: float | None
+    mmkern_s: float
+    target: float | None
+    max_rel_diff: float | None
+    notes: str = ""
+
+    @property
+    def speedup(self) -> float | None:
+        return None if self.reference_s is None else self.reference_s / self.mmkern_s
+
+    @property
+    def meets_target(self) -> bool | None:
+        return None if self.target is None or self.speedup is None else self.speedup >= self.target
+
+
+def _best_time(fn: Callable[[], Any], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def max_relative_difference(a: Any, b: Any) -> float:
+    """max |a - b| / max(|b|, tiny) over all entries (scalars, arrays or CCA results)."""
+    a = np.asarray(getattr(a, "correlations", a), dtype=np.float64)
+    b = np.asarray(getattr(b, "correlations", b), dtype=np.float64)
+    if a.shape != b.shape:
+        raise AssertionError(f"shape mismatch: {a.shape} vs {b.shape}")
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300))) if a.size else 0.0
+
+
+def run_case(case: Case, repeat: int = 3, reference_repeat: int = 1, progress=None) -> Row:
+    """Check ``case.fast`` against ``case.reference`` on the same inputs, then time both."""
+    inputs = case.make_inputs()
+    say = progress or (lambda msg: None)
+    say(f"{case.name}: checking")
+    fast_result = case.fast(*inputs)
+    diff = None
+    ref_time = None
+    if case.reference is not None:
+        t0 = time.perf_counter()
+        ref_result = case.reference(*inputs)
+        first_ref = time.perf_counter() - t0
+        diff = max_relative_difference(fast_result, ref_result)
+        if not diff <= case.rtol:
+            raise AssertionError(f"{case.name}: mmkern differs from the reference by {diff:.2e} (> {case.rtol:.0e})")
+        say(f"{case.name}: timing reference")
+        ref_time = min(first_ref, _best_time(lambda: case.reference(*inputs), reference_repeat - 1)) \
+            if reference_repeat > 1 else first_ref
+    say(f"{case.name}: timing mmkern")
+    fast_time = _best_time(lambda: case.fast(*inputs), repeat)
+    notes = case.notes() if callable(case.notes) else case.notes
+    return Row(case.name, ref_time, fast_time, case.target, diff, notes)
+
+
+def format_table(rows: list[Row]) -> str:
+    """A plain-text table: case, reference time, mmkern time, speed-up, target, agreement."""
+    header = ("case", "reference", "mmkern", "speed-up", "target", "max rel diff")
+    lines = []
+    for r in rows:
+        ref = "-" if r.reference_s is None else f"{r.reference_s:.3f} s"
+        sp = "-" if r.speedup is None else f"{r.speedup:.1f}x"
+        tgt = "-" if r.target is None else f">= {r.target:g}x " + ("ok" if r.meets_target else "MISSED")
+        diff = "-" if r.max_rel_diff is None else f"{r.max_rel_diff:.1e}"
+        lines.append((r.name, ref, f"{r.mmkern_s:.3f} s", sp, tgt, diff))
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*line) for line in lines]
+    notes = [f"  {r.name}: {r.notes}" for r in rows if r.notes]
+    if notes:
+        out += ["", "notes:", *notes]
+    return "\n".join(out)

@@ -1,0 +1,126 @@
+"""Benchmark cases for the representational-similarity kernels (``mmkern bench similarity``).
+
+Targets (issue #2, on a 2-core machine): ``pairwise_svcca`` with M=16, n=5000, d=256 (float32)
+at least 25x faster than the reference per-pair loop; single ``svcca`` with n=10000, d=512 at
+least 3x; the streaming accumulator with M=4, d=128 over 10^6 rows in memory independent of n.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import mmkern
+from mmkern import reference
+from mmkern.bench.data import SyntheticPopulation, activation_population
+from mmkern.bench.runner import Case
+
+
+def _population_case(fn: str, m: int, n: int, d: int, dtype, target=None, **kw) -> Case:
+    return Case(
+        name=f"{fn} M={m} n={n} d={d} {np.dtype(dtype).name}",
+        make_inputs=lambda: (activation_population(n, [d] * m, dtype=dtype),),
+        reference=lambda acts: getattr(reference, fn)(acts, **kw),
+        fast=lambda acts: getattr(mmkern, fn)(acts, **kw),
+        target=target,
+    )
+
+
+def _pair_case(fn: str, n: int, d: int, dtype, target=None) -> Case:
+    return Case(
+        name=f"{fn} n={n} d={d} {np.dtype(dtype).name}",
+        make_inputs=lambda: tuple(activation_population(n, [d, d], dtype=dtype, noise=0.3, seed=1)),
+        reference=getattr(reference, fn),
+        fast=getattr(mmkern, fn),
+        target=target,
+    )
+
+
+def stream_job(m: int, n: int, d: int, batch: int) -> dict:
+    """Feed n rows of an M-model population to a SimilarityAccumulator in batches.
+
+    Returns seconds, peak resident memory (MiB) of this process and the SVCCA matrix. Run it in
+    a fresh process (:func:`stream_in_subprocess`) so that the peak belongs to this job alone.
+    """
+    import resource
+
+    pop = SyntheticPopulation([d] * m, seed=3)
+    acc = mmkern.SimilarityAccumulator(m)
+    t0 = time.perf_counter()
+    for start in range(0, n, batch):
+        acc.update(pop.sample(min(batch, n - start), seed=start))
+    matrix = acc.svcca()
+    seconds = time.perf_counter() - t0
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return {"seconds": seconds, "peak_mib": peak_mib, "svcca": matrix.tolist(), "n": acc.n_samples}
+
+
+def stream_in_subprocess(m: int, n: int, d: int, batch: int) -> dict:
+    """:func:`stream_job` in a fresh Python process; returns its result dict."""
+    code = (
+        "import json, sys; from mmkern.bench.similarity import stream_job; "
+        f"json.dump(stream_job({m}, {n}, {d}, {batch}), sys.stdout)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         env={**os.environ})
+    return json.loads(out.stdout)
+
+
+def _streaming_case(m: int, n: int, d: int, batch: int, n_small: int) -> Case:
+    """Accumulator vs the reference on n_small rows in memory; peak RSS at n_small and n."""
+    pop = SyntheticPopulation([d] * m, seed=3)
+
+    def inputs():
+        return ([pop.sample(min(batch, n_small - s), seed=s) for s in range(0, n_small, batch)],)
+
+    def fast(batches):
+        acc = mmkern.SimilarityAccumulator(m)
+        for b in batches:
+            acc.update(b)
+        return acc.svcca()
+
+    def ref(batches):
+        return reference.pairwise_svcca([np.concatenate([b[i] for b in batches]) for i in range(m)])
+
+    case = Case(
+        name=f"SimilarityAccumulator.svcca M={m} d={d} n={n_small} (batches of {batch})",
+        make_inputs=inputs, reference=ref, fast=fast, rtol=1e-8,
+    )
+
+    def memory_notes() -> str:
+        small = stream_in_subprocess(m, n_small, d, batch)
+        large = stream_in_subprocess(m, n, d, batch)
+        case.extra = {"peak_mib_small": small["peak_mib"], "peak_mib_large": large["peak_mib"]}
+        return (
+            f"streaming in a fresh process, n={n_small}: {small['seconds']:.2f} s, peak RSS "
+            f"{small['peak_mib']:.0f} MiB; n={n}: {large['seconds']:.2f} s, peak RSS "
+            f"{large['peak_mib']:.0f} MiB (the data itself: {n * m * d * 4 / 2**20:.0f} MiB as float32)"
+        )
+
+    case.notes = memory_notes
+    return case
+
+
+def cases(quick: bool = False) -> list[Case]:
+    """The similarity benchmark cases; ``quick`` shrinks them to a seconds-long smoke run."""
+    if quick:
+        return [
+            _population_case("pairwise_svcca", 6, 1000, 64, np.float32),
+            _pair_case("svcca", 2000, 128, np.float64),
+            _population_case("pairwise_cka", 6, 1000, 64, np.float32),
+            _population_case("pairwise_cca", 4, 1000, 64, np.float32),
+            _streaming_case(3, 40_000, 32, 10_000, 10_000),
+        ]
+    return [
+        _population_case("pairwise_svcca", 16, 5000, 256, np.float32, target=25),
+        _pair_case("svcca", 10_000, 512, np.float64, target=3),
+        _population_case("pairwise_cka", 16, 5000, 256, np.float32),
+        _population_case("pairwise_cca", 8, 5000, 256, np.float32),
+        _population_case("pairwise_pwcca", 8, 5000, 256, np.float32),
+        _streaming_case(4, 1_000_000, 128, 20_000, 100_000),
+    ]
