@@ -37,3 +37,28 @@ PROPERTY = {"rtol": 1e-9, "atol": 1e-9}
 def tol(dtype) -> dict:
     """``{"rtol": ..., "atol": ...}`` for comparing results computed from ``dtype`` inputs."""
     return dict(TOLERANCES[np.dtype(dtype)])
+
+
+def condition_number(a) -> float:
+    """Condition number of the centered ``(n, d)`` data over its numerically non-zero directions
+    (singular values with ``s_i**2 > 1e-10 * s_0**2``, the reference's rank rule)."""
+    a = np.asarray(a, dtype=np.float64)
+    s = np.linalg.svd(a - a.mean(axis=0), compute_uv=False)
+    s = s[s**2 > 1e-10 * s[0] ** 2]
+    return float(s[0] / s[-1])
+
+
+def gram_tol(dtype, *arrays) -> dict:
+    """``tol(dtype)``, widened for ill-conditioned inputs of the CCA family (CCA, SVCCA, PWCCA).
+
+    The fast functions whiten through the eigendecomposition of the Gram matrix X^T X (DESIGN.md,
+    "Pairwise matrices"), whose rounding error relative to the SVD of X is ~eps * cond(X)^2. Data
+    with n close to d (e.g. n = d + 1) routinely has cond(X) ~ 1e4 - 1e5, where this bound
+    (1e-8 - 1e-6) exceeds the table's 1e-9; measured errors there reach ~1e-9 relative. The
+    tolerance is widened to ``eps * cond^2`` only when that is larger than the table's.
+    """
+    out = tol(dtype)
+    if arrays:
+        kappa = max(condition_number(a) for a in arrays)
+        out["rtol"] = max(out["rtol"], np.finfo(np.float64).eps * kappa**2)
+    return out

@@ -33,9 +33,10 @@ void load_routine(const char* module, const char* name) {
   mmkern::lapack::set_routine(name, fn);
 }
 
-// Finds openblas_set_num_threads_local in an already loaded OpenBLAS, preferring SciPy's own
-// copy (the one behind the capsules). Returns null where there is none (e.g. another BLAS).
-void* find_threads_local_hook() {
+// Finds OpenBLAS's thread-count getter and setter in an already loaded OpenBLAS, preferring
+// SciPy's own copy (the one behind the capsules; its symbols carry a "scipy_" prefix). Returns
+// false where there is none (e.g. another BLAS): small problems then run sequentially.
+bool load_thread_hooks() {
 #if defined(__linux__)
   std::vector<std::string> paths;
   dl_iterate_phdr(
@@ -51,12 +52,20 @@ void* find_threads_local_hook() {
   for (const auto& path : paths) {
     void* handle = dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD);
     if (!handle) continue;
-    void* fn = dlsym(handle, "openblas_set_num_threads_local");
-    dlclose(handle);  // RTLD_NOLOAD took a reference; the library stays loaded by SciPy
-    if (fn) return fn;
+    for (const char* prefix : {"scipy_", ""}) {
+      void* get = dlsym(handle, (std::string(prefix) + "openblas_get_num_threads").c_str());
+      void* set = dlsym(handle, (std::string(prefix) + "openblas_set_num_threads").c_str());
+      if (get && set) {
+        mmkern::lapack::set_routine("openblas_get_num_threads", get);
+        mmkern::lapack::set_routine("openblas_set_num_threads", set);
+        dlclose(handle);  // RTLD_NOLOAD took a reference; the library stays loaded by SciPy
+        return true;
+      }
+    }
+    dlclose(handle);
   }
 #endif
-  return nullptr;
+  return false;
 }
 
 }  // namespace
@@ -70,9 +79,7 @@ PYBIND11_MODULE(_C, m) {
   load_routine("scipy.linalg.cython_lapack", "dgesvd");
   // MMKERN_PIN_BLAS_THREADS=0 keeps BLAS multi-threaded and runs small problems sequentially.
   const char* pin = std::getenv("MMKERN_PIN_BLAS_THREADS");
-  void* hook = (pin && std::string(pin) == "0") ? nullptr : find_threads_local_hook();
-  if (hook)
-    mmkern::lapack::set_routine("openblas_set_num_threads_local", hook);
+  if (!(pin && std::string(pin) == "0")) load_thread_hooks();
   mmkern::lapack::require_all();
 
   m.def("build_info", []() {

@@ -18,8 +18,8 @@ void set_routine(const std::string& name, void* fn) {
   else if (name == "dsyevd") r.dsyevd = reinterpret_cast<dsyevd_t*>(fn);
   else if (name == "dgesdd") r.dgesdd = reinterpret_cast<dgesdd_t*>(fn);
   else if (name == "dgesvd") r.dgesvd = reinterpret_cast<dgesvd_t*>(fn);
-  else if (name == "openblas_set_num_threads_local")
-    r.set_threads_local = reinterpret_cast<int (*)(int)>(fn);
+  else if (name == "openblas_get_num_threads") r.get_threads = reinterpret_cast<int (*)()>(fn);
+  else if (name == "openblas_set_num_threads") r.set_threads = reinterpret_cast<void (*)(int)>(fn);
   else throw std::invalid_argument("unknown BLAS/LAPACK routine: " + name);
 }
 
@@ -29,14 +29,16 @@ void require_all() {
     throw std::runtime_error("mmkern: BLAS/LAPACK routines were not loaded from SciPy");
 }
 
-bool can_pin_threads() { return routines().set_threads_local != nullptr; }
+bool can_pin_threads() { return routines().get_threads && routines().set_threads; }
 
 SingleThreadedBlas::SingleThreadedBlas() {
-  if (auto f = routines().set_threads_local) previous_ = f(1);
+  if (!can_pin_threads()) return;
+  previous_ = routines().get_threads();
+  if (previous_ != 1) routines().set_threads(1);
 }
 
 SingleThreadedBlas::~SingleThreadedBlas() {
-  if (auto f = routines().set_threads_local; f && previous_ > 0) f(previous_);
+  if (can_pin_threads() && previous_ != 1) routines().set_threads(previous_);
 }
 
 void syrk_upper_t(int n, int k, double alpha, const double* a, int lda, double beta, double* c,

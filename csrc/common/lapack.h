@@ -33,28 +33,31 @@ struct Routines {
   dsyevd_t* dsyevd = nullptr;
   dgesdd_t* dgesdd = nullptr;
   dgesvd_t* dgesvd = nullptr;
-  // OpenBLAS's openblas_set_num_threads_local (returns the previous value), when the BLAS is an
-  // OpenBLAS new enough to have it; lets OpenMP workers run BLAS single-threaded.
-  int (*set_threads_local)(int) = nullptr;
+  // OpenBLAS's thread-count getter and setter, when the BLAS is an OpenBLAS. Both act on the
+  // whole process (OpenBLAS's "_local" setter is process-wide too in its pthreads build).
+  int (*get_threads)() = nullptr;
+  void (*set_threads)(int) = nullptr;
 };
 
 // The process-wide table. Filled by the bindings before any kernel runs.
 Routines& routines();
 
 // Stores the pointer for `name` (one of: dsyrk, dgemm, dsyevd, dgesdd, dgesvd,
-// openblas_set_num_threads_local). Throws
+// openblas_get_num_threads, openblas_set_num_threads). Throws
 // std::invalid_argument for an unknown name.
 void set_routine(const std::string& name, void* fn);
 
 // Throws std::runtime_error when a routine was never set (a packaging error, not user error).
 void require_all();
 
-// True when BLAS calls can be pinned to one thread per OpenMP worker. Kernels that call BLAS on
-// many small problems parallelise over the problems only then; otherwise each BLAS call runs
-// multi-threaded on its own and the problems run one after another (no oversubscription).
+// True when the BLAS thread count can be set. Kernels that call BLAS on many small problems
+// parallelise over the problems (OpenMP) only then, with BLAS set to one thread for the loop;
+// otherwise each BLAS call runs multi-threaded and the problems run one after another. Either way
+// the machine's cores are never oversubscribed.
 bool can_pin_threads();
 
-// RAII: while alive, BLAS calls from this thread use one thread (no-op without the hook).
+// RAII: while alive, BLAS runs single-threaded (process-wide; no-op without the hooks). Meant to
+// wrap one OpenMP loop of small BLAS problems, from the thread that starts the loop.
 class SingleThreadedBlas {
  public:
   SingleThreadedBlas();
@@ -63,7 +66,7 @@ class SingleThreadedBlas {
   SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 
  private:
-  int previous_ = -1;
+  int previous_ = 1;
 };
 
 // --- thin, typed wrappers (column-major, int dimensions as LAPACK expects) -------------------
