@@ -1,9 +1,9 @@
 """pytest-benchmark suite for the similarity kernels: each group compares reference and mmkern.
 
-Run: ``pytest benchmarks/bench_similarity.py [--quick] --benchmark-group-by=group``. The cases are
-those of ``mmkern bench similarity`` (mmkern.bench.similarity); each is checked for agreement
-before timing. The speed-up is the ratio of the two rows of a group (pytest-benchmark prints it
-in parentheses relative to the fastest).
+Run: ``pytest benchmarks/bench_similarity.py [--quick]``. The cases are those of
+``mmkern bench similarity`` (mmkern.bench.similarity); each is checked for agreement before
+timing. Rows are grouped by case, so the speed-up is the ratio of a group's two rows
+(pytest-benchmark prints it in parentheses, relative to the fastest).
 """
 
 from __future__ import annotations
@@ -13,22 +13,15 @@ import pytest
 from mmkern.bench import suite_cases
 from mmkern.bench.runner import max_relative_difference
 
-_FULL = suite_cases("similarity", quick=False)
-_QUICK = suite_cases("similarity", quick=True)
 
-
-@pytest.fixture(scope="module")
-def quick(request):
-    return request.config.getoption("--quick")
+def pytest_generate_tests(metafunc):
+    if "case" in metafunc.fixturenames:
+        cases = suite_cases("similarity", quick=metafunc.config.getoption("--quick"))
+        metafunc.parametrize("case", cases, ids=[c.name for c in cases])
 
 
 @pytest.mark.parametrize("impl", ["reference", "mmkern"])
-@pytest.mark.parametrize("index", range(max(len(_FULL), len(_QUICK))))
-def test_similarity(benchmark, quick, index, impl):
-    cases = _QUICK if quick else _FULL
-    if index >= len(cases):
-        pytest.skip("no such case in this mode")
-    case = cases[index]
+def test_similarity(benchmark, case, impl):
     inputs = case.make_inputs()
     if case.reference is None and impl == "reference":
         pytest.skip("no reference for this case")

@@ -1,0 +1,577 @@
+"""Representational similarity on the GPU: the host algorithm of mmkern.similarity in torch ops.
+
+Same definitions and the same algorithm as the C++ path (``csrc/gram.h``, ``csrc/similarity.h``),
+all in float64 on the inputs' device:
+
+1. validate (dtype, finiteness, variance) and take exact column means;
+2. pack the stacked inputs minus their means into float64 row chunks (``_C_cuda.pack_rows`` on
+   CUDA; ``torch.cat`` otherwise) and accumulate the joint Gram G = Z^T Z with torch.matmul
+   (cuBLAS on a GPU) and, for debiased CKA, the products of per-sample squared row norms;
+3. per model, eigendecompose its Gram block (``torch.linalg.eigh``, batched over models of equal
+   width): numerical rank r_i (eigenvalues above rtol * the largest), SVCCA's count k_i by the
+   rule of ``svcca_keep_count``, whitened basis B_i = V_r diag(lambda_r)^(-1/2) and, for PWCCA,
+   loadings L_i = V_r diag(lambda_r)^(1/2);
+4. per pair W_ij = B_i^T G_ij B_j (Q_i^T Q_j) and its singular values, the canonical correlations
+   (``torch.linalg.svdvals``; ``torch.linalg.svd`` for PWCCA's left vectors), batched over pairs
+   of equal shapes; SVCCA uses the leading k_i x k_j block;
+5. per-pair summaries with ``mmkern._C_cuda``'s kernels (the shared functors of
+   ``csrc/common/similarity_math.h``) for CUDA tensors when the module was built, otherwise the
+   equivalent torch expressions (which is how CPU tensors exercise this module in the tests).
+
+Entry points used by :mod:`mmkern.similarity`: :func:`pair_metrics`, :func:`correlations`,
+:func:`to_numpy`, :func:`as_kind`. Inputs are torch tensors (any device) or CuPy arrays (viewed
+as torch tensors without a copy through DLPack); results are float64 on the inputs' device and of
+the inputs' array kind.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+try:
+    import torch
+except ImportError as e:  # pragma: no cover - exercised only where torch is missing
+    raise ImportError(
+        "mmkern's GPU path (torch CUDA tensors or CuPy arrays as inputs) needs PyTorch, which is "
+        "not installed: `pip install torch` (or `pip install mmkern[torch]`)",
+        name="torch",
+    ) from e
+
+from mmkern._backend import Kind, kind_of
+from mmkern._gpu import cuda_kernels
+from mmkern.similarity import KEEP_SLACK, RANK_RTOL
+
+__all__ = ["pair_metrics", "correlations", "to_numpy", "as_kind"]
+
+_F64 = torch.float64
+_CCA_FAMILY = ("svcca", "cca_mean", "cca_r2", "pwcca")
+_METRICS = (*_CCA_FAMILY, "cka", "cka_debiased")
+_KEEP_BY_SINGULAR_VALUES = 1
+_KEEP_COUNT = 2
+_DTYPE_CODE = {torch.float32: 0, torch.float64: 1}  # mmkern::DType (csrc/common/view.h)
+_UPCAST_TO_FLOAT32 = (torch.float16, torch.bfloat16)
+#: Bytes of float64 scratch per batch: the packed row chunk of the Gram pass, and the stacked
+#: per-pair matrices of the pair pass.
+_CHUNK_BYTES = 256 * 2**20
+
+
+# ---------------------------------------------------------------------------------------------
+# array kinds
+# ---------------------------------------------------------------------------------------------
+
+
+def _library(a: Any) -> str:
+    return type(a).__module__.split(".", 1)[0]
+
+
+def _as_tensor(a: Any, name: str) -> "torch.Tensor":
+    """A 2-D float32/float64 torch view of a torch tensor or CuPy array (no copy)."""
+    lib = _library(a)
+    if lib == "torch":
+        t = a.detach()
+    elif lib == "cupy":
+        t = torch.from_dlpack(a)
+    else:
+        raise TypeError(f"{name} must be a torch tensor or a CuPy array on the GPU path, got {type(a).__name__}")
+    if t.dtype in _UPCAST_TO_FLOAT32:
+        t = t.float()  # the dtype policy (mmkern._dtypes): half precisions are upcast, visibly
+    elif t.dtype not in _DTYPE_CODE:
+        dtype = str(t.dtype).replace("torch.", "")
+        raise TypeError(
+            f"{name} must be a floating-point array (float32 or float64), got dtype {dtype}; "
+            "cast it explicitly if the values really are activations"
+        )
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(t.shape)}")
+    if 0 in tuple(t.shape):
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); it needs samples and features")
+    return t
+
+
+def _from_tensor(t: "torch.Tensor", library: str) -> Any:
+    """A result tensor as the inputs' array kind (CuPy results share memory through DLPack)."""
+    if library == "cupy":
+        import cupy
+
+        return cupy.from_dlpack(t)
+    return t
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """A host NumPy copy of a torch tensor or CuPy array (NumPy arrays pass through)."""
+    lib = _library(a)
+    if lib == "torch":
+        return a.detach().cpu().numpy()
+    if lib == "cupy":
+        import cupy
+
+        return cupy.asnumpy(a)
+    return np.asarray(a)
+
+
+def as_kind(a: np.ndarray, kind: Kind) -> Any:
+    """The NumPy array ``a`` as a torch tensor or CuPy array on ``kind.device``."""
+    if kind.library == "torch":
+        return torch.from_numpy(np.ascontiguousarray(a)).to(kind.device)
+    if kind.library == "cupy":
+        import cupy
+
+        with cupy.cuda.Device(int(kind.device.split(":")[1])):
+            return cupy.asarray(a)
+    return a
+
+
+def _stream_of(device: "torch.device") -> int:
+    return torch.cuda.current_stream(device).cuda_stream
+
+
+def _kernels_for(device: "torch.device"):
+    """mmkern._C_cuda when it can serve tensors on ``device``, else None (torch expressions)."""
+    return cuda_kernels() if device.type == "cuda" else None
+
+
+def _chunks(items: Sequence[Any], bytes_per_item: int) -> Iterator[list]:
+    """Consecutive slices of ``items`` whose scratch fits in _CHUNK_BYTES (at least one item)."""
+    per = max(1, _CHUNK_BYTES // max(1, bytes_per_item))
+    for s in range(0, len(items), per):
+        yield list(items[s : s + per])
+
+
+# ---------------------------------------------------------------------------------------------
+# scalar rules shared with the C++ kernels (mirrors of csrc/common/similarity_math.h)
+# ---------------------------------------------------------------------------------------------
+
+
+def _numerical_rank(evals_desc: Sequence[float], rtol: float) -> int:
+    """Eigenvalues above rtol * the largest (``numerical_rank``); 0 if the largest is not > 0."""
+    if len(evals_desc) == 0 or not evals_desc[0] > 0.0:
+        return 0
+    cut = rtol * evals_desc[0]
+    r = 0
+    while r < len(evals_desc) and evals_desc[r] > cut:
+        r += 1
+    return r
+
+
+def _svcca_keep_count(evals_desc: Sequence[float], rank: int, keep: float, keep_mode: int) -> int:
+    """SVCCA's number of leading directions (``svcca_keep_count``, same summation order)."""
+    if rank <= 0:
+        return 0
+    if keep_mode == _KEEP_COUNT:
+        return min(int(keep), rank)
+    if keep >= 1.0:
+        return rank
+    by_sv = keep_mode == _KEEP_BY_SINGULAR_VALUES
+    weights = [(math.sqrt(e) if e > 0.0 else 0.0) if by_sv else e for e in evals_desc[:rank]]
+    total = 0.0
+    for w in weights:
+        total += w
+    target = (keep - KEEP_SLACK) * total
+    acc = 0.0
+    for i, w in enumerate(weights):
+        acc += w
+        if acc >= target:
+            return i + 1
+    return rank
+
+
+# ---------------------------------------------------------------------------------------------
+# joint Gram statistics and per-model factors
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Joint:
+    """Centered joint statistics of M models on n samples (all float64 on one device)."""
+
+    n: int
+    widths: list[int]
+    offsets: list[int]
+    mean: "torch.Tensor"                   # (D,) column means
+    gram: "torch.Tensor"                   # (D, D) centered Z^T Z
+    norm_products: "torch.Tensor | None"   # (M, M) sum_s |x_{i,s}|^2 |x_{j,s}|^2, centered rows
+
+    def block(self, i: int, j: int) -> "torch.Tensor":
+        oi, oj = self.offsets[i], self.offsets[j]
+        return self.gram[oi : oi + self.widths[i], oj : oj + self.widths[j]]
+
+    def membership(self) -> "torch.Tensor":
+        """(D, M) 0/1 matrix: column c belongs to model i."""
+        m = len(self.widths)
+        s = torch.zeros((self.offsets[-1], m), dtype=_F64, device=self.gram.device)
+        for i in range(m):
+            s[self.offsets[i] : self.offsets[i + 1], i] = 1.0
+        return s
+
+
+def _membership(offsets: Sequence[int], device) -> "torch.Tensor":
+    m = len(offsets) - 1
+    s = torch.zeros((offsets[-1], m), dtype=_F64, device=device)
+    for i in range(m):
+        s[offsets[i] : offsets[i + 1], i] = 1.0
+    return s
+
+
+def _pack(tensors: Sequence["torch.Tensor"], row_begin: int, rows: int, mean: "torch.Tensor") -> "torch.Tensor":
+    """Rows [row_begin, row_begin + rows) of the stacked inputs minus ``mean``: (rows, D) float64."""
+    kernels = _kernels_for(mean.device)
+    if kernels is None:
+        return torch.cat([t[row_begin : row_begin + rows].to(_F64) for t in tensors], dim=1) - mean
+    # Column-major (rows x D) with leading dimension `rows`: a row-major (D, rows) buffer.
+    buf = torch.empty((mean.shape[0], rows), dtype=_F64, device=mean.device)
+    views = [(t.data_ptr(), t.shape[0], t.shape[1], t.stride(0), t.stride(1), _DTYPE_CODE[t.dtype])
+             for t in tensors]
+    with torch.cuda.device(mean.device):
+        kernels.pack_rows(views, row_begin, rows, mean.data_ptr(), buf.data_ptr(), rows,
+                          _stream_of(mean.device))
+    return buf.T
+
+
+def _joint(tensors: Sequence["torch.Tensor"], names: Sequence[str], norm_products: bool) -> _Joint:
+    device = tensors[0].device
+    n = int(tensors[0].shape[0])
+    widths = [int(t.shape[1]) for t in tensors]
+    offsets = [0, *np.cumsum(widths).tolist()]
+    d, m = offsets[-1], len(tensors)
+
+    sums = [torch.sum(t, dim=0, dtype=_F64) for t in tensors]
+    finite = torch.stack([torch.isfinite(s).all() for s in sums]).tolist()  # one host sync
+    if not all(finite):
+        raise ValueError(f"{names[finite.index(False)]} contains NaN or infinity")
+    mean = torch.cat(sums) / n
+
+    gram = torch.zeros((d, d), dtype=_F64, device=device)
+    products = torch.zeros((m, m), dtype=_F64, device=device) if norm_products else None
+    member = _membership(offsets, device) if norm_products else None
+    chunk = max(64, _CHUNK_BYTES // (8 * max(1, d)))
+    for r0 in range(0, n, chunk):
+        rows = min(chunk, n - r0)
+        z = _pack(tensors, r0, rows, mean)
+        gram.addmm_(z.T, z)
+        if products is not None:
+            q = (z * z) @ member  # (rows, M): squared norm of each sample's centered activations
+            products.addmm_(q.T, q)
+
+    # A column is constant when its centered variance is at the rounding level of its values
+    # (the same floor as the host path's _GramStats._check_variance).
+    eps = torch.finfo(_F64).eps
+    variable = torch.diagonal(gram) > n * (64.0 * eps * mean.abs()) ** 2
+    has_variance = torch.stack([variable[offsets[i] : offsets[i + 1]].any() for i in range(m)]).tolist()
+    for name, ok in zip(names, has_variance):
+        if not ok:
+            raise ValueError(f"{name} has no variance: every column is constant")
+    return _Joint(n=n, widths=widths, offsets=offsets, mean=mean, gram=gram, norm_products=products)
+
+
+@dataclass
+class _Factors:
+    rank: list[int]                        # numerical rank r_i
+    keep: list[int]                        # SVCCA dimension k_i <= r_i
+    basis: list["torch.Tensor"]            # (d_i, r_i) whitening bases, eigenvalues descending
+    loadings: "list[torch.Tensor] | None"  # (d_i, r_i), PWCCA only
+
+
+def _factor(joint: _Joint, rtol: float, keep: float, keep_mode: int, loadings: bool) -> _Factors:
+    m = len(joint.widths)
+    evals: list = [None] * m
+    vecs: list = [None] * m
+    by_width: dict[int, list[int]] = {}
+    for i, d in enumerate(joint.widths):
+        by_width.setdefault(d, []).append(i)
+    for d, models in by_width.items():
+        for group in _chunks(models, 8 * 3 * d * d):
+            w, v = torch.linalg.eigh(torch.stack([joint.block(i, i) for i in group]))
+            w, v = w.flip(-1), v.flip(-1)  # descending eigenvalues, matching eigenvector columns
+            for k, i in enumerate(group):
+                evals[i], vecs[i] = w[k], v[k]
+    host = torch.cat(evals).cpu().tolist()  # one transfer; ranks and counts decide shapes
+
+    ranks, keeps, bases, loads = [], [], [], []
+    for i in range(m):
+        e = host[joint.offsets[i] : joint.offsets[i + 1]]
+        r = _numerical_rank(e, rtol)
+        ranks.append(r)
+        keeps.append(_svcca_keep_count(e, r, keep, keep_mode))
+        root = evals[i][:r].sqrt()
+        v = vecs[i][:, :r]
+        bases.append(v / root)
+        if loadings:
+            loads.append(v * root)
+    return _Factors(rank=ranks, keep=keeps, basis=bases, loadings=loads if loadings else None)
+
+
+def _whitened_cross(joint: _Joint, fac: _Factors, firsts: Sequence[int], seconds: Sequence[int],
+                    ci: int, cj: int) -> "torch.Tensor":
+    """(P, ci, cj) stack of W_p = B_i[:, :ci]^T G_ij B_j[:, :cj] for pairs of equal shapes."""
+    bi = torch.stack([fac.basis[i][:, :ci] for i in firsts])
+    gij = torch.stack([joint.block(i, j) for i, j in zip(firsts, seconds)])
+    bj = torch.stack([fac.basis[j][:, :cj] for j in seconds])
+    return bi.mT @ (gij @ bj)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-pair summaries: mmkern._C_cuda kernels on CUDA, or the same formulas in torch
+# ---------------------------------------------------------------------------------------------
+
+
+def _summaries(rho: "torch.Tensor", count: "torch.Tensor", weights: "torch.Tensor | None",
+               want: Sequence[str]) -> dict[str, "torch.Tensor"]:
+    """{"mean", "r2", "weighted"} (those in ``want``) of rows rho[p, :count[p]] (P, kmax)."""
+    npairs, kmax = rho.shape
+    kernels = _kernels_for(rho.device)
+    if kernels is not None:
+        out = {k: torch.empty(npairs, dtype=_F64, device=rho.device) for k in want}
+        ptr = lambda k: out[k].data_ptr() if k in out else 0
+        with torch.cuda.device(rho.device):
+            kernels.pair_summaries(npairs, kmax, rho.data_ptr(), count.data_ptr(),
+                                   weights.data_ptr() if weights is not None else 0,
+                                   ptr("mean"), ptr("r2"), ptr("weighted"), _stream_of(rho.device))
+        return out
+    # correlation_summary / weighted_correlation of csrc/common/similarity_math.h
+    mask = torch.arange(kmax, device=rho.device)[None, :] < count[:, None]
+    c = torch.where(mask, rho.clamp(0.0, 1.0), 0.0)
+    k = count.to(_F64).clamp_min(1.0)
+    mean = torch.where(count > 0, c.sum(dim=1) / k, 0.0)
+    out = {}
+    if "mean" in want:
+        out["mean"] = mean
+    if "r2" in want:
+        out["r2"] = torch.where(count > 0, (c * c).sum(dim=1) / k, 0.0)
+    if "weighted" in want:
+        w = torch.where(mask, weights, 0.0)
+        den = w.sum(dim=1)
+        num = (w * c).sum(dim=1)
+        out["weighted"] = torch.where(den > 0.0, num / torch.where(den > 0.0, den, 1.0), mean)
+    return out
+
+
+def _cka_ratio(hxy, hxx, hyy):
+    """``cka_ratio``: hxy / sqrt(hxx hyy) clamped to [-1, 1]; 0 unless both self-terms are > 0."""
+    ok = (hxx > 0.0) & (hyy > 0.0)
+    den = torch.where(ok, hxx.clamp_min(0.0).sqrt() * hyy.clamp_min(0.0).sqrt(), 1.0)
+    return torch.where(ok, (hxy / den).clamp(-1.0, 1.0), 0.0)
+
+
+def _debiased_hsic(cross_fro2, norm_products, trace_x, trace_y, n: float):
+    """``debiased_hsic``: the unbiased HSIC numerator of linear kernels (similarity_math.h)."""
+    return cross_fro2 - n / (n - 2.0) * norm_products + trace_x * trace_y / ((n - 1.0) * (n - 2.0))
+
+
+def _cka(joint: _Joint, first: np.ndarray, second: np.ndarray, metrics: Sequence[str]) -> dict:
+    device = joint.gram.device
+    member = _membership(joint.offsets, device)
+    fro2 = member.T @ (joint.gram * joint.gram) @ member  # (M, M): ||G_ij||_F^2
+    trace = member.T @ torch.diagonal(joint.gram)         # (M,): tr(G_ii)
+    fi = torch.as_tensor(first, dtype=torch.int64, device=device)
+    se = torch.as_tensor(second, dtype=torch.int64, device=device)
+    cross = fro2[fi, se].contiguous()
+    self_fro2 = torch.diagonal(fro2).contiguous()
+    want = [m for m in ("cka", "cka_debiased") if m in metrics]
+    n = float(joint.n)
+    kernels = _kernels_for(device)
+    if kernels is not None:
+        out = {m: torch.empty(len(first), dtype=_F64, device=device) for m in want}
+        debiased = "cka_debiased" in out
+        products = joint.norm_products.contiguous() if debiased else None
+        with torch.cuda.device(device):
+            kernels.cka_from_norms(
+                len(first), len(joint.widths), n, fi.data_ptr(), se.data_ptr(), cross.data_ptr(),
+                self_fro2.data_ptr(), trace.data_ptr() if debiased else 0,
+                products.data_ptr() if debiased else 0,
+                out["cka"].data_ptr() if "cka" in out else 0,
+                out["cka_debiased"].data_ptr() if debiased else 0, _stream_of(device))
+        return out
+    sxx, syy = self_fro2[fi], self_fro2[se]
+    out = {}
+    if "cka" in want:
+        out["cka"] = _cka_ratio(cross, sxx, syy)
+    if "cka_debiased" in want:
+        npr = joint.norm_products
+        ti, tj = trace[fi], trace[se]
+        hxy = _debiased_hsic(cross, npr[fi, se], ti, tj, n)
+        hxx = _debiased_hsic(sxx, npr[fi, fi], ti, ti, n)
+        hyy = _debiased_hsic(syy, npr[se, se], tj, tj, n)
+        out["cka_debiased"] = _cka_ratio(hxy, hxx, hyy)
+    return out
+
+
+def _cca_family(joint: _Joint, first: np.ndarray, second: np.ndarray, metrics: Sequence[str],
+                rtol: float, keep: float, keep_mode: int) -> dict:
+    device = joint.gram.device
+    want_svcca = "svcca" in metrics
+    want_pwcca = "pwcca" in metrics
+    want_full = want_pwcca or "cca_mean" in metrics or "cca_r2" in metrics
+    fac = _factor(joint, rtol, keep, keep_mode, loadings=want_pwcca)
+    npairs = len(first)
+
+    # Per-pair counts, decided on the host; a model against itself gets exactly 1 (as on the CPU).
+    full_count = np.ones(npairs, np.int64)
+    svcca_count = np.ones(npairs, np.int64)
+    groups: dict[tuple, list[int]] = {}
+    for p, (i, j) in enumerate(zip(first.tolist(), second.tolist())):
+        if i == j:
+            continue
+        ci, cj = (fac.rank[i], fac.rank[j]) if want_full else (fac.keep[i], fac.keep[j])
+        full_count[p] = min(fac.rank[i], fac.rank[j])
+        svcca_count[p] = min(fac.keep[i], fac.keep[j])
+        key = (joint.widths[i], joint.widths[j], ci, cj, fac.keep[i], fac.keep[j])
+        groups.setdefault(key, []).append(p)
+    self_pairs = torch.as_tensor(np.flatnonzero(first == second), device=device)
+
+    def padded(counts: np.ndarray) -> "torch.Tensor":
+        rho = torch.zeros((npairs, int(counts.max(initial=1))), dtype=_F64, device=device)
+        rho[self_pairs, 0] = 1.0
+        return rho
+
+    rho_full = padded(full_count) if want_full else None
+    weights = padded(full_count) if want_pwcca else None
+    rho_svcca = padded(svcca_count) if want_svcca else None
+
+    for (di, dj, ci, cj, ki, kj), pairs in groups.items():
+        k = min(ci, cj)
+        per_pair = 8 * (di * ci + di * dj + dj * cj + di * cj + 2 * ci * cj + (2 * di * k if want_pwcca else 0))
+        for chunk in _chunks(pairs, per_pair):
+            firsts = [int(first[p]) for p in chunk]
+            seconds = [int(second[p]) for p in chunk]
+            idx = torch.as_tensor(chunk, device=device)
+            w = _whitened_cross(joint, fac, firsts, seconds, ci, cj)
+            if want_svcca:
+                # The SVCCA directions lead the eigen-ordered bases: the top-left k_i x k_j block.
+                rho_svcca[idx, : min(ki, kj)] = torch.linalg.svdvals(w[:, :ki, :kj])
+            if not want_full:
+                continue
+            if want_pwcca:
+                u, s, _ = torch.linalg.svd(w, full_matrices=False)
+                # <h_l, x_a> = (L_i U)[a, l]; weight_l = sum_a |.| (Morcos et al. 2018)
+                h = torch.stack([fac.loadings[i] for i in firsts]) @ u
+                weights[idx, :k] = h.abs().sum(dim=1)
+            else:
+                s = torch.linalg.svdvals(w)
+            rho_full[idx, :k] = s
+
+    out = {}
+    if want_svcca:
+        count = torch.as_tensor(svcca_count, device=device)
+        out["svcca"] = _summaries(rho_svcca, count, None, ["mean"])["mean"]
+    if want_full:
+        want = [s for s, m in (("mean", "cca_mean"), ("r2", "cca_r2"), ("weighted", "pwcca")) if m in metrics]
+        summary = _summaries(rho_full, torch.as_tensor(full_count, device=device), weights, want)
+        for s, m in (("mean", "cca_mean"), ("r2", "cca_r2"), ("weighted", "pwcca")):
+            if s in summary:
+                out[m] = summary[s]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# entry points
+# ---------------------------------------------------------------------------------------------
+
+
+def _population(arrays: Sequence[Any], names: Sequence[str]) -> tuple[list, str]:
+    if len(arrays) == 0:
+        raise ValueError("no inputs given")
+    if len(names) != len(arrays):
+        raise ValueError(f"{len(names)} names for {len(arrays)} arrays")
+    library = _library(arrays[0])
+    tensors = [_as_tensor(a, nm) for a, nm in zip(arrays, names)]
+    for t, nm in zip(tensors[1:], names[1:]):
+        if t.device != tensors[0].device:
+            raise ValueError(f"{nm} is on {t.device} but {names[0]} is on {tensors[0].device}; "
+                             "move all inputs to one device")
+        if t.shape[0] != tensors[0].shape[0]:
+            raise ValueError(f"{nm} has {t.shape[0]} samples but {names[0]} has {tensors[0].shape[0]}; "
+                             "all inputs must hold activations for the same samples (rows)")
+    return tensors, library
+
+
+def _pair_indices(first, second, m: int) -> tuple[np.ndarray, np.ndarray]:
+    first = np.asarray(first, dtype=np.int64).ravel()
+    second = np.asarray(second, dtype=np.int64).ravel()
+    if first.shape != second.shape:
+        raise ValueError(f"first and second differ in length ({first.size} and {second.size})")
+    for idx, what in ((first, "first"), (second, "second")):
+        if idx.size and (idx.min() < 0 or idx.max() >= m):
+            raise ValueError(f"{what} holds a model index outside [0, {m})")
+    return first, second
+
+
+def pair_metrics(arrays: Sequence[Any], names: Sequence[str], first, second, metrics: Sequence[str], *,
+                 rtol: float = RANK_RTOL, keep: float = 0.99, keep_mode: int = 0) -> dict:
+    """Similarity metrics for pairs (first[p], second[p]) of device arrays.
+
+    The GPU twin of ``mmkern.similarity._pair_metrics``: validated options in, the same values
+    out (to rounding).
+
+    Parameters
+    ----------
+    arrays : sequence of M torch tensors or CuPy arrays, shape (n, d_i), float32 or float64
+        Activations of M models on the same n samples, all on one device (float16/bfloat16 are
+        upcast to float32).
+    names : sequence of M str
+        Argument names for error messages.
+    first, second : array_like of int, shape (P,)
+        Model indices of each pair.
+    metrics : sequence of str
+        Among "svcca", "cca_mean", "cca_r2", "pwcca", "cka", "cka_debiased".
+    rtol : float
+        Relative variance below which a direction is numerically zero.
+    keep : float
+        SVCCA's fraction (keep_mode 0: of variance s^2; 1: of singular values s) or count
+        (keep_mode 2).
+    keep_mode : {0, 1, 2}
+
+    Returns
+    -------
+    dict
+        {metric: (P,) float64 tensor / CuPy array on the inputs' device}.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: NaN or infinity, no variance, mismatched samples or devices.
+    TypeError
+        Naming the argument: not a floating-point array.
+    """
+    metrics = list(metrics)
+    for name in metrics:
+        if name not in _METRICS:
+            raise ValueError(f"unknown metric {name!r}; expected one of {_METRICS}")
+    if keep_mode not in (0, 1, 2):
+        raise ValueError(f"keep_mode must be 0, 1 or 2, got {keep_mode}")
+    tensors, library = _population(arrays, names)
+    first, second = _pair_indices(first, second, len(tensors))
+    debiased = "cka_debiased" in metrics
+    if debiased and tensors[0].shape[0] < 4:
+        raise ValueError(f"debiased CKA needs at least 4 samples, got n_samples={tensors[0].shape[0]}")
+    joint = _joint(tensors, names, norm_products=debiased)
+    out: dict = {}
+    if "cka" in metrics or debiased:
+        out.update(_cka(joint, first, second, metrics))
+    if any(m in _CCA_FAMILY for m in metrics):
+        out.update(_cca_family(joint, first, second, metrics, float(rtol), float(keep), int(keep_mode)))
+    return {m: _from_tensor(out[m], library) for m in metrics}
+
+
+def correlations(x: Any, y: Any, *, rtol: float = RANK_RTOL) -> Any:
+    """All canonical correlations of (x, y), descending, clamped to [0, 1].
+
+    Parameters
+    ----------
+    x, y : torch tensor or CuPy array, shape (n, d1) and (n, d2), float32 or float64
+        On one device.
+    rtol : float
+        Relative variance below which a direction is numerically zero.
+
+    Returns
+    -------
+    (min(rank x, rank y),) float64 tensor / CuPy array on the inputs' device.
+    """
+    (tx, ty), library = _population([x, y], ["x", "y"])
+    joint = _joint([tx, ty], ["x", "y"], norm_products=False)
+    fac = _factor(joint, float(rtol), 1.0, 0, loadings=False)
+    w = _whitened_cross(joint, fac, [0], [1], fac.rank[0], fac.rank[1])[0]
+    return _from_tensor(torch.linalg.svdvals(w).clamp(0.0, 1.0), library)
