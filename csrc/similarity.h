@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/similarity_math.h"
+#include "common/view.h"
 
 namespace mmkern {
 
@@ -94,5 +95,14 @@ class GramFactors {
 void svcca_from_projection(const double* proj, int64_t K, const int64_t* koffsets,
                            const int64_t* first, const int64_t* second, int64_t npairs,
                            double* out);
+
+// Linear CKA of pairs through the n x n sample Gram matrices K_i = Xc_i Xc_i^T (Xc_i = X_i minus
+// its column means `mean`, D values): ||Xc_i^T Xc_j||_F^2 = <K_i, K_j>_F. Uses M n^2 doubles
+// instead of the D x D feature-space Gram, so it is the route for wide layers and few samples.
+// Writes the biased and/or debiased CKA of each pair (null outputs are skipped) and each model's
+// trace(K_i) = ||Xc_i||_F^2 into `traces` (M).
+void sample_space_cka(const MatrixView* views, int m, const double* mean, const int64_t* first,
+                      const int64_t* second, int64_t npairs, double* cka, double* cka_debiased,
+                      double* traces);
 
 }  // namespace mmkern

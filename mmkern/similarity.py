@@ -268,6 +268,9 @@ def _host_gram(arrays: list[np.ndarray], names: list[str], moments: bool, blocks
 def _pair_metrics(arrays, names, first, second, metrics, *, rtol=RANK_RTOL, keep=0.99, keep_mode=0):
     """{metric: (npairs,) float64} for the pairs (first[p], second[p]) of host ``arrays``."""
     first, second = np.asarray(first, np.int64), np.asarray(second, np.int64)
+    n, total_width = arrays[0].shape[0], sum(a.shape[1] for a in arrays)
+    if set(metrics) <= {"cka", "cka_debiased"} and len(arrays) * n * n < total_width**2:
+        return _sample_space_cka(arrays, names, first, second, metrics)
     if list(metrics) == ["svcca"]:
         # Two passes: factor each model from its own Gram block, then project onto the SVCCA
         # bases; cheaper than the full joint Gram whenever SVCCA truncates (csrc/similarity.h).
@@ -278,6 +281,23 @@ def _pair_metrics(arrays, names, first, second, metrics, *, rtol=RANK_RTOL, keep
     stats, gram, norm_products = _host_gram(arrays, names, "cka_debiased" in metrics)
     factors = _factors(gram, stats, metrics, rtol, keep, keep_mode)
     return factors.pairs(first, second, list(metrics), norm_products)
+
+
+def _sample_space_cka(arrays, names, first, second, metrics):
+    """CKA through n x n sample Grams: the route when M n^2 < D^2 (wide layers, few samples)."""
+    sums, bad = _C.column_sums(arrays)
+    if bad >= 0:
+        raise ValueError(f"{names[bad]} contains NaN or infinity")
+    n = arrays[0].shape[0]
+    mean = sums / n
+    out = _C.sample_space_cka(arrays, mean, first, second, "cka" in metrics, "cka_debiased" in metrics)
+    # Zero variance: the trace is at the rounding level of the values (see _GramStats).
+    floor = n * (64 * np.finfo(np.float64).eps * np.abs(mean)) ** 2
+    offsets = np.cumsum([0] + [a.shape[1] for a in arrays])
+    for i, name in enumerate(names):
+        if out["traces"][i] <= floor[offsets[i] : offsets[i + 1]].sum():
+            raise ValueError(f"{name} has no variance: every column is constant")
+    return out
 
 
 def _metric_args(metric: str, n: int, widths, names, keep, keep_by, rtol, statistic, debiased):

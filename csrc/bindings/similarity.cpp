@@ -176,6 +176,44 @@ void bind_similarity(py::module_& m) {
       py::arg("gram_out"), py::arg("norm_products_out"),
       "Centered Gram (and centered norm products) from accumulated statistics (gram.h).");
 
+  m.def(
+      "sample_space_cka",
+      [](const std::vector<py::array>& arrays, const py::array& mean,
+         const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& first,
+         const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& second,
+         bool biased, bool debiased) {
+        auto views = to_views(arrays);
+        const auto M = static_cast<int64_t>(views.size());
+        int64_t D = 0;
+        for (const auto& v : views) {
+          if (v.rows != views[0].rows) throw std::invalid_argument("all arrays must have the same number of rows");
+          D += v.cols;
+        }
+        const double* mu = writable(mean, D, "mean");
+        const py::ssize_t np = first.size();
+        if (second.size() != np) throw std::invalid_argument("first and second differ in length");
+        for (py::ssize_t p = 0; p < np; ++p)
+          if (first.data()[p] < 0 || first.data()[p] >= M || second.data()[p] < 0 || second.data()[p] >= M)
+            throw std::invalid_argument("pair index out of range");
+        F64Array cka(biased ? np : 0), cka_debiased(debiased ? np : 0), traces(M);
+        double* c = biased ? cka.mutable_data() : nullptr;
+        double* cd = debiased ? cka_debiased.mutable_data() : nullptr;
+        double* tr = traces.mutable_data();
+        {
+          py::gil_scoped_release release;
+          mmkern::sample_space_cka(views.data(), static_cast<int>(M), mu, first.data(), second.data(), np, c, cd, tr);
+        }
+        py::dict out;
+        if (biased) out["cka"] = cka;
+        if (debiased) out["cka_debiased"] = cka_debiased;
+        out["traces"] = traces;
+        return out;
+      },
+      py::arg("arrays"), py::arg("mean"), py::arg("first"), py::arg("second"), py::arg("biased"),
+      py::arg("debiased"),
+      "Linear CKA of pairs through n x n sample Gram matrices (similarity.h); also returns each "
+      "model's trace ||Xc_i||_F^2.");
+
   py::class_<PyGramFactors>(m, "GramFactors",
                             "Per-model eigendecompositions of a centered joint Gram (similarity.h).")
       .def(py::init([](const py::array& gram, std::vector<int64_t> offsets, bool blocks_only,

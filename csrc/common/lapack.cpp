@@ -47,6 +47,12 @@ void syrk_upper_t(int n, int k, double alpha, const double* a, int lda, double b
   routines().dsyrk("U", "T", &n, &k, &alpha, a, &lda, &beta, c, &ldc);
 }
 
+void syrk_upper_n(int n, int k, double alpha, const double* a, int lda, double beta, double* c,
+                  int ldc) {
+  if (n == 0) return;
+  routines().dsyrk("U", "N", &n, &k, &alpha, a, &lda, &beta, c, &ldc);
+}
+
 void gemm(char transa, char transb, int m, int n, int k, double alpha, const double* a, int lda,
           const double* b, int ldb, double beta, double* c, int ldc) {
   if (m == 0 || n == 0) return;

@@ -75,6 +75,10 @@ class SingleThreadedBlas {
 void syrk_upper_t(int n, int k, double alpha, const double* a, int lda, double beta, double* c,
                   int ldc);
 
+// C (upper triangle) = alpha * A A^T + beta * C; A is n x k with leading dimension lda.
+void syrk_upper_n(int n, int k, double alpha, const double* a, int lda, double beta, double* c,
+                  int ldc);
+
 // C = alpha * op(A) op(B) + beta * C with op given by 'N' or 'T'.
 void gemm(char transa, char transb, int m, int n, int k, double alpha, const double* a, int lda,
           const double* b, int ldb, double beta, double* c, int ldc);

@@ -26,6 +26,7 @@ the inputs' array kind.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -41,7 +42,7 @@ except ImportError as e:  # pragma: no cover - exercised only where torch is mis
         name="torch",
     ) from e
 
-from mmkern._backend import Kind, kind_of
+from mmkern._backend import Kind
 from mmkern._gpu import cuda_kernels
 from mmkern.similarity import KEEP_SLACK, RANK_RTOL
 
@@ -125,8 +126,11 @@ def as_kind(a: np.ndarray, kind: Kind) -> Any:
     return a
 
 
-def _stream_of(device: "torch.device") -> int:
-    return torch.cuda.current_stream(device).cuda_stream
+@contextlib.contextmanager
+def _cuda_launch(device: "torch.device") -> Iterator[int]:
+    """Make ``device`` current for a raw kernel launch; yields torch's current stream on it."""
+    with torch.cuda.device(device):
+        yield torch.cuda.current_stream(device).cuda_stream
 
 
 def _kernels_for(device: "torch.device"):
@@ -199,14 +203,6 @@ class _Joint:
         oi, oj = self.offsets[i], self.offsets[j]
         return self.gram[oi : oi + self.widths[i], oj : oj + self.widths[j]]
 
-    def membership(self) -> "torch.Tensor":
-        """(D, M) 0/1 matrix: column c belongs to model i."""
-        m = len(self.widths)
-        s = torch.zeros((self.offsets[-1], m), dtype=_F64, device=self.gram.device)
-        for i in range(m):
-            s[self.offsets[i] : self.offsets[i + 1], i] = 1.0
-        return s
-
 
 def _membership(offsets: Sequence[int], device) -> "torch.Tensor":
     m = len(offsets) - 1
@@ -225,9 +221,8 @@ def _pack(tensors: Sequence["torch.Tensor"], row_begin: int, rows: int, mean: "t
     buf = torch.empty((mean.shape[0], rows), dtype=_F64, device=mean.device)
     views = [(t.data_ptr(), t.shape[0], t.shape[1], t.stride(0), t.stride(1), _DTYPE_CODE[t.dtype])
              for t in tensors]
-    with torch.cuda.device(mean.device):
-        kernels.pack_rows(views, row_begin, rows, mean.data_ptr(), buf.data_ptr(), rows,
-                          _stream_of(mean.device))
+    with _cuda_launch(mean.device) as stream:
+        kernels.pack_rows(views, row_begin, rows, mean.data_ptr(), buf.data_ptr(), rows, stream)
     return buf.T
 
 
@@ -326,10 +321,10 @@ def _summaries(rho: "torch.Tensor", count: "torch.Tensor", weights: "torch.Tenso
     if kernels is not None:
         out = {k: torch.empty(npairs, dtype=_F64, device=rho.device) for k in want}
         ptr = lambda k: out[k].data_ptr() if k in out else 0
-        with torch.cuda.device(rho.device):
+        with _cuda_launch(rho.device) as stream:
             kernels.pair_summaries(npairs, kmax, rho.data_ptr(), count.data_ptr(),
                                    weights.data_ptr() if weights is not None else 0,
-                                   ptr("mean"), ptr("r2"), ptr("weighted"), _stream_of(rho.device))
+                                   ptr("mean"), ptr("r2"), ptr("weighted"), stream)
         return out
     # correlation_summary / weighted_correlation of csrc/common/similarity_math.h
     mask = torch.arange(kmax, device=rho.device)[None, :] < count[:, None]
@@ -377,13 +372,13 @@ def _cka(joint: _Joint, first: np.ndarray, second: np.ndarray, metrics: Sequence
         out = {m: torch.empty(len(first), dtype=_F64, device=device) for m in want}
         debiased = "cka_debiased" in out
         products = joint.norm_products.contiguous() if debiased else None
-        with torch.cuda.device(device):
+        with _cuda_launch(device) as stream:
             kernels.cka_from_norms(
                 len(first), len(joint.widths), n, fi.data_ptr(), se.data_ptr(), cross.data_ptr(),
                 self_fro2.data_ptr(), trace.data_ptr() if debiased else 0,
                 products.data_ptr() if debiased else 0,
                 out["cka"].data_ptr() if "cka" in out else 0,
-                out["cka_debiased"].data_ptr() if debiased else 0, _stream_of(device))
+                out["cka_debiased"].data_ptr() if debiased else 0, stream)
         return out
     sxx, syy = self_fro2[fi], self_fro2[se]
     out = {}
