@@ -73,6 +73,8 @@ class GramFactors {
   int width(int i) const { return static_cast<int>(offsets_[i + 1] - offsets_[i]); }
   // Diagonal block of model i and its leading dimension.
   const double* diagonal_block(int i, int64_t* ld) const;
+  // Singular values (clamped to [0, 1], descending) of B_i[:, :ci]^T G_ij B_j[:, :cj].
+  std::vector<double> canonical_correlations(int i, int j, int ci, int cj) const;
   // W = B_i[:, :ci]^T G_ij B_j[:, :cj] into `w` (ci x cj, column-major); `t` is scratch.
   void whitened_cross(int i, int j, int ci, int cj, std::vector<double>& t,
                       std::vector<double>& w) const;
