@@ -14,7 +14,9 @@ all in float64 on the inputs' device:
 4. per pair W_ij = B_i^T G_ij B_j (Q_i^T Q_j) and its singular values, the canonical correlations
    (``torch.linalg.svdvals``; ``torch.linalg.svd`` for PWCCA's left vectors), batched over pairs
    of equal shapes; SVCCA uses the leading k_i x k_j block;
-5. per-pair summaries with ``mmkern._C_cuda``'s kernels (the shared functors of
+5. linear CKA from block sums of G, or, when M n^2 < D^2 and only CKA is asked for (wide layers,
+   few samples; the host path's rule), from the n x n sample Grams K_i = Xc_i Xc_i^T;
+6. per-pair summaries with ``mmkern._C_cuda``'s kernels (the shared functors of
    ``csrc/common/similarity_math.h``) for CUDA tensors when the module was built, otherwise the
    equivalent torch expressions (which is how CPU tensors exercise this module in the tests).
 
@@ -226,18 +228,28 @@ def _pack(tensors: Sequence["torch.Tensor"], row_begin: int, rows: int, mean: "t
     return buf.T
 
 
+def _column_means(tensors: Sequence["torch.Tensor"], names: Sequence[str]) -> "torch.Tensor":
+    """Concatenated float64 column means (D,); ValueError naming the first non-finite input."""
+    sums = [torch.sum(t, dim=0, dtype=_F64) for t in tensors]
+    finite = torch.stack([torch.isfinite(s).all() for s in sums]).tolist()  # one host sync
+    if not all(finite):
+        raise ValueError(f"{names[finite.index(False)]} contains NaN or infinity")
+    return torch.cat(sums) / tensors[0].shape[0]
+
+
+def _variance_floor(mean: "torch.Tensor", n: int) -> "torch.Tensor":
+    """Per column: a centered sum of squares at or below this is rounding of constant values
+    (the floor of the host path's _GramStats._check_variance)."""
+    return n * (64.0 * torch.finfo(_F64).eps * mean.abs()) ** 2
+
+
 def _joint(tensors: Sequence["torch.Tensor"], names: Sequence[str], norm_products: bool) -> _Joint:
     device = tensors[0].device
     n = int(tensors[0].shape[0])
     widths = [int(t.shape[1]) for t in tensors]
     offsets = [0, *np.cumsum(widths).tolist()]
     d, m = offsets[-1], len(tensors)
-
-    sums = [torch.sum(t, dim=0, dtype=_F64) for t in tensors]
-    finite = torch.stack([torch.isfinite(s).all() for s in sums]).tolist()  # one host sync
-    if not all(finite):
-        raise ValueError(f"{names[finite.index(False)]} contains NaN or infinity")
-    mean = torch.cat(sums) / n
+    mean = _column_means(tensors, names)
 
     gram = torch.zeros((d, d), dtype=_F64, device=device)
     products = torch.zeros((m, m), dtype=_F64, device=device) if norm_products else None
@@ -251,10 +263,8 @@ def _joint(tensors: Sequence["torch.Tensor"], names: Sequence[str], norm_product
             q = (z * z) @ member  # (rows, M): squared norm of each sample's centered activations
             products.addmm_(q.T, q)
 
-    # A column is constant when its centered variance is at the rounding level of its values
-    # (the same floor as the host path's _GramStats._check_variance).
-    eps = torch.finfo(_F64).eps
-    variable = torch.diagonal(gram) > n * (64.0 * eps * mean.abs()) ** 2
+    # A column is constant when its centered variance is at the rounding level of its values.
+    variable = torch.diagonal(gram) > _variance_floor(mean, n)
     has_variance = torch.stack([variable[offsets[i] : offsets[i + 1]].any() for i in range(m)]).tolist()
     for name, ok in zip(names, has_variance):
         if not ok:
@@ -356,26 +366,75 @@ def _debiased_hsic(cross_fro2, norm_products, trace_x, trace_y, n: float):
     return cross_fro2 - n / (n - 2.0) * norm_products + trace_x * trace_y / ((n - 1.0) * (n - 2.0))
 
 
-def _cka(joint: _Joint, first: np.ndarray, second: np.ndarray, metrics: Sequence[str]) -> dict:
-    device = joint.gram.device
-    member = _membership(joint.offsets, device)
-    fro2 = member.T @ (joint.gram * joint.gram) @ member  # (M, M): ||G_ij||_F^2
-    trace = member.T @ torch.diagonal(joint.gram)         # (M,): tr(G_ii)
+@dataclass
+class _CkaStats:
+    """What linear CKA needs of M centered models on n samples (float64, one device)."""
+
+    n: int
+    fro2: "torch.Tensor"                   # (M, M) ||X_i^T X_j||_F^2
+    trace: "torch.Tensor"                  # (M,) ||X_i||_F^2
+    norm_products: "torch.Tensor | None"   # (M, M) sum_s |x_{i,s}|^2 |x_{j,s}|^2 (debiased)
+
+
+def _cka_stats_from_gram(joint: _Joint) -> _CkaStats:
+    """Block sums of the D x D joint Gram (the feature-space route)."""
+    member = _membership(joint.offsets, joint.gram.device)
+    return _CkaStats(n=joint.n, fro2=member.T @ (joint.gram * joint.gram) @ member,
+                     trace=member.T @ torch.diagonal(joint.gram), norm_products=joint.norm_products)
+
+
+def _use_sample_space(metrics: Sequence[str], n: int, widths: Sequence[int]) -> bool:
+    """CKA alone through n x n sample Grams when M n^2 < D^2 (wide layers, few samples): the
+    same choice as the host path (mmkern.similarity._pair_metrics)."""
+    return set(metrics) <= {"cka", "cka_debiased"} and len(widths) * n * n < sum(widths) ** 2
+
+
+def _cka_stats_from_samples(tensors: Sequence["torch.Tensor"], names: Sequence[str]) -> _CkaStats:
+    """The sample-space route: K_i = Xc_i Xc_i^T (n x n), then ||X_i^T X_j||_F^2 = <K_i, K_j>,
+    ||X_i||_F^2 = tr K_i and sum_s |x_{i,s}|^2 |x_{j,s}|^2 = diag(K_i) . diag(K_j)."""
+    n = int(tensors[0].shape[0])
+    mean = _column_means(tensors, names)
+    floor = _variance_floor(mean, n)
+    step = max(1, _CHUNK_BYTES // (8 * n))  # columns of Xc_i packed at a time
+    grams, floors, offset = [], [], 0
+    for t in tensors:
+        d = int(t.shape[1])
+        k = torch.zeros((n, n), dtype=_F64, device=t.device)
+        for c0 in range(0, d, step):
+            cols = t[:, c0 : c0 + step]
+            z = _pack([cols], 0, n, mean[offset + c0 : offset + c0 + cols.shape[1]].contiguous())
+            k.addmm_(z, z.T)
+        grams.append(k)
+        floors.append(floor[offset : offset + d].sum())
+        offset += d
+    flat = torch.stack(grams).reshape(len(grams), n * n)
+    diag = torch.stack([torch.diagonal(k) for k in grams])  # (M, n)
+    trace = diag.sum(dim=1)
+    has_variance = (trace > torch.stack(floors)).tolist()
+    for name, ok in zip(names, has_variance):
+        if not ok:
+            raise ValueError(f"{name} has no variance: every column is constant")
+    return _CkaStats(n=n, fro2=flat @ flat.T, trace=trace, norm_products=diag @ diag.T)
+
+
+def _cka(stats: _CkaStats, first: np.ndarray, second: np.ndarray, metrics: Sequence[str]) -> dict:
+    device = stats.fro2.device
     fi = torch.as_tensor(first, dtype=torch.int64, device=device)
     se = torch.as_tensor(second, dtype=torch.int64, device=device)
-    cross = fro2[fi, se].contiguous()
-    self_fro2 = torch.diagonal(fro2).contiguous()
+    cross = stats.fro2[fi, se].contiguous()
+    self_fro2 = torch.diagonal(stats.fro2).contiguous()
+    trace = stats.trace.contiguous()
     want = [m for m in ("cka", "cka_debiased") if m in metrics]
-    n = float(joint.n)
+    n = float(stats.n)
     kernels = _kernels_for(device)
     if kernels is not None:
         out = {m: torch.empty(len(first), dtype=_F64, device=device) for m in want}
         debiased = "cka_debiased" in out
-        products = joint.norm_products.contiguous() if debiased else None
+        products = stats.norm_products.contiguous() if debiased else None
         with _cuda_launch(device) as stream:
             kernels.cka_from_norms(
-                len(first), len(joint.widths), n, fi.data_ptr(), se.data_ptr(), cross.data_ptr(),
-                self_fro2.data_ptr(), trace.data_ptr() if debiased else 0,
+                len(first), int(stats.fro2.shape[0]), n, fi.data_ptr(), se.data_ptr(),
+                cross.data_ptr(), self_fro2.data_ptr(), trace.data_ptr() if debiased else 0,
                 products.data_ptr() if debiased else 0,
                 out["cka"].data_ptr() if "cka" in out else 0,
                 out["cka_debiased"].data_ptr() if debiased else 0, stream)
@@ -385,7 +444,7 @@ def _cka(joint: _Joint, first: np.ndarray, second: np.ndarray, metrics: Sequence
     if "cka" in want:
         out["cka"] = _cka_ratio(cross, sxx, syy)
     if "cka_debiased" in want:
-        npr = joint.norm_products
+        npr = stats.norm_products
         ti, tj = trace[fi], trace[se]
         hxy = _debiased_hsic(cross, npr[fi, se], ti, tj, n)
         hxx = _debiased_hsic(sxx, npr[fi, fi], ti, ti, n)
@@ -542,10 +601,13 @@ def pair_metrics(arrays: Sequence[Any], names: Sequence[str], first, second, met
     debiased = "cka_debiased" in metrics
     if debiased and tensors[0].shape[0] < 4:
         raise ValueError(f"debiased CKA needs at least 4 samples, got n_samples={tensors[0].shape[0]}")
-    joint = _joint(tensors, names, norm_products=debiased)
     out: dict = {}
+    if _use_sample_space(metrics, int(tensors[0].shape[0]), [int(t.shape[1]) for t in tensors]):
+        out.update(_cka(_cka_stats_from_samples(tensors, names), first, second, metrics))
+        return {m: _from_tensor(out[m], library) for m in metrics}
+    joint = _joint(tensors, names, norm_products=debiased)
     if "cka" in metrics or debiased:
-        out.update(_cka(joint, first, second, metrics))
+        out.update(_cka(_cka_stats_from_gram(joint), first, second, metrics))
     if any(m in _CCA_FAMILY for m in metrics):
         out.update(_cca_family(joint, first, second, metrics, float(rtol), float(keep), int(keep_mode)))
     return {m: _from_tensor(out[m], library) for m in metrics}
