@@ -37,7 +37,10 @@ def show_config(file=None) -> None:
     print(f"  C++ compiler: {info['compiler']}", file=out)
     if info["cuda_module"]:
         cuda = info["cuda"]
-        print(f"  CUDA module:  built (CUDA {cuda.get('cuda_version')}); devices visible: "
+        version = int(cuda.get("cuda_version", 0))  # CUDART_VERSION: 1000 * major + 10 * minor
+        archs = cuda.get("architectures")
+        print(f"  CUDA module:  built (CUDA runtime {version // 1000}.{version % 1000 // 10}"
+              + (f", architectures {archs}" if archs else "") + f"); devices visible: "
               f"{cuda.get('device_count', 0)}", file=out)
     else:
         print("  CUDA module:  not built (no CUDA compiler at build time)", file=out)
