@@ -132,6 +132,30 @@ def test_cka_matches_reference(rng, shape, dtype, layout, debiased):
     _assert_close(got, _reference_cka(x, y, debiased), dtype)
 
 
+@pytest.mark.parametrize("keep, keep_by, expected_k", [
+    (0.5, "variance", 1), (0.8, "variance", 2), (0.79999, "variance", 2), (0.8000001, "variance", 3),
+    (0.95, "variance", 3), (0.99, "variance", 4), (0.5, "singular_values", 2), (1.0, "variance", 5),
+])
+def test_svcca_keeps_the_documented_number_of_directions(rng, keep, keep_by, expected_k):
+    # x has singular values sqrt(50, 30, 15, 4, 1) (so keep=0.8 is reached exactly, up to the
+    # KEEP_SLACK rounding allowance); y = one left singular vector u_j of x. SVCCA(x, u_j) is 1
+    # when x keeps direction j and 0 otherwise, which reads off the k the fast path chose.
+    n, variances = 60, np.array([50.0, 30.0, 15.0, 4.0, 1.0])
+    a = rng.standard_normal((n, 5))
+    u, _ = np.linalg.qr(a - a.mean(axis=0))
+    x = u @ np.diag(np.sqrt(variances)) @ _orthogonal(rng, 5).T + 5.0
+    got = [mmkern.svcca(x, u[:, j:j + 1], keep, keep_by=keep_by) for j in range(5)]
+    assert_allclose(got, [1.0] * expected_k + [0.0] * (5 - expected_k), atol=1e-9)
+
+
+@pytest.mark.xfail(reason="non-native byte order float arrays are rejected as non-float "
+                          "(mmkern._dtypes.float_array compares dtypes including byte order)")
+def test_non_native_byte_order_is_accepted(rng):
+    x, y = latent_activations(rng, 50, [4, 3])
+    swapped = x.astype(x.dtype.newbyteorder())
+    _assert_close(mmkern.svcca(swapped, y), ref.svcca(x, y), np.float64)
+
+
 def test_float16_is_upcast(rng):
     x, y = latent_activations(rng, 100, [6, 4], dtype=np.float16)
     x64, y64 = _as64(x), _as64(y)
@@ -398,12 +422,14 @@ def _degenerate_cases(rng):
 def test_degenerate_inputs_match_reference_and_are_finite(rng, case):
     cases, y = _degenerate_cases(rng)
     x = cases[case]
+    k_max = min(x.shape[1], y.shape[1])
     results = {
         "cca": (mmkern.cca(x, y).correlations, ref.cca(x, y).correlations),
         "cca-yx": (mmkern.cca(y, x).correlations, ref.cca(y, x).correlations),
         "svcca": (mmkern.svcca(x, y), ref.svcca(x, y)),
         "svcca-1.0": (mmkern.svcca(x, y, 1.0), ref.svcca(x, y, 1.0)),
         "svcca-int": (mmkern.svcca(x, y, 3), ref.svcca(x, y, 3)),
+        "svcca-int-max": (mmkern.svcca(x, y, k_max), ref.svcca(x, y, k_max)),  # above the rank
         "pwcca": (mmkern.pwcca(x, y), ref.pwcca(x, y)),
         "pwcca-yx": (mmkern.pwcca(y, x), ref.pwcca(y, x)),
         "cka": (mmkern.cka(x, y), ref.cka(x, y)),
