@@ -14,9 +14,9 @@
 // Subtracting a shift close to the column means (the exact means in memory, the first batch's
 // means when streaming) keeps the later centering free of cancellation.
 //
-// A second, optional pass projects the centered data onto per-model bases B_i (d_i x k_i) and
-// accumulates the K x K Gram of U = [Xc_0 B_0 | ... | Xc_{M-1} B_{M-1}] (K = sum_i k_i): with
-// whitening bases this is every pair's Q_i^T Q_j at once (SVCCA, similarity.h).
+// A second, optional pass projects the centered data onto per-model bases B_i (d_i x c_i) and
+// accumulates the K x K Gram of U = [Xc_0 B_0 | ... | Xc_{M-1} B_{M-1}] (K = sum_i c_i): with
+// whitening bases this is every pair's Q_i^T Q_j at once (similarity.h, projected_pairs).
 #pragma once
 
 #include <cstdint>
@@ -62,10 +62,12 @@ int gram_update(const MatrixView* views, int m, GramAccumulator& acc, int64_t ch
 void center_gram(const GramAccumulator& acc, int64_t n, double* gram_out, double* norm_products_out);
 
 // The second pass: out (K x K, column-major, upper triangle) += U^T U with
-// U = [(X_0 - 1 mean_0^T) B_0 | ...]; bases[i] is d_i x k_i column-major (leading dimension d_i),
-// koffsets the M + 1 column offsets of the k_i. `mean` (D) are the exact column means.
+// U = [(X_0 - 1 mean_0^T) B_0 | ...]; bases[i] is d_i x c_i column-major (leading dimension d_i),
+// koffsets the M + 1 column offsets of the c_i. `mean` (D) are the exact column means. With
+// `loadings` non-null, also loadings[i] (d_i x c_i) += Xc_i^T U_i (the PWCCA loadings).
 void projected_gram_update(const MatrixView* views, int m, const int64_t* offsets,
                            const double* mean, const double* const* bases,
-                           const int64_t* koffsets, double* out, int64_t chunk_rows);
+                           const int64_t* koffsets, double* out, double* const* loadings,
+                           int64_t chunk_rows);
 
 }  // namespace mmkern

@@ -40,6 +40,8 @@ struct PairOutputs {
   double* cka = nullptr;            // linear CKA
   double* cka_debiased = nullptr;   // needs norm_products
   const double* norm_products = nullptr;  // M x M centered sum_s |x_s|^2 |y_s|^2 (gram.h)
+  // All canonical correlations of each pair (descending), when requested: npairs vectors.
+  std::vector<std::vector<double>>* correlations = nullptr;
 };
 
 class GramFactors {
@@ -90,13 +92,27 @@ class GramFactors {
   std::vector<double> fro_, trace_;  // ||G_ii||_F and tr(G_ii)
 };
 
-// SVCCA of pairs from the projected Gram P (K x K, upper triangle, column-major) of
-// U = [Xc_0 B_0[:, :k_0] | ...]: pair (i, j) is the mean singular value of its k_i x k_j block.
-// `koffsets` are the M + 1 offsets of the k_i, K = koffsets[M]. Pairs with first == second
-// give 1.
-void svcca_from_projection(const double* proj, int64_t K, const int64_t* koffsets,
-                           const int64_t* first, const int64_t* second, int64_t npairs,
-                           double* out);
+// The projection route (in memory): canonical statistics of pairs from the projected Gram
+// P = U^T U (K x K, upper triangle, column-major; gram.h, projected_gram_update) of
+// U = [Xc_0 B_0 | ... ] with c_i columns per model, ordered by decreasing variance. The bases
+// B_i = V Lambda^{-1/2} whiten X_i only up to the rounding of the Gram eigendecomposition
+// (orthonormality error ~ eps cond(X_i)^2), so each model is re-whitened with the Cholesky factor
+// of its own block, P_ii = R_i^T R_i, and a pair uses W_ij = R_i^{-T} P_ij R_j^{-1}
+// (CholeskyQR2): canonical correlations then carry an error ~ eps cond(X_i), as an SVD of the
+// data would. SVCCA takes the leading k_i x k_j block of W_ij.
+struct Projection {
+  const double* gram = nullptr;             // P, K x K
+  std::vector<int64_t> koffsets;            // M + 1 offsets of the c_i in U
+  std::vector<int> keep;                    // k_i <= c_i, the SVCCA dimension of each model
+  std::vector<double*> loadings;            // per model Xc_i^T U_i (d_i x c_i), or empty
+  std::vector<int> widths;                  // d_i
+};
+
+// Fills the SVCCA / CCA / PWCCA outputs of `out` (CKA outputs must be null) for the pairs
+// (first[p], second[p]). Re-whitens `projection.loadings` in place. Throws std::runtime_error
+// when a model's block is not positive definite (its directions are not numerically independent).
+void projected_pairs(Projection& projection, const int64_t* first, const int64_t* second,
+                     int64_t npairs, const PairOutputs& out);
 
 // Linear CKA of pairs through the n x n sample Gram matrices K_i = Xc_i Xc_i^T (Xc_i = X_i minus
 // its column means `mean`, D values): ||Xc_i^T Xc_j||_F^2 = <K_i, K_j>_F. Uses M n^2 doubles

@@ -4,9 +4,17 @@ Representational similarity (SVCCA, CCA, PWCCA, linear CKA; single, batched, pai
 streaming) with plain-NumPy reference implementations in :mod:`mmkern.reference`.
 """
 
-from mmkern._version import __version__
-from mmkern._config import show_config
-from mmkern.similarity import (
+import os as _os
+
+# mmkern alternates OpenMP loops with multi-threaded BLAS calls. OpenMP threads that spin while
+# waiting for work steal the cores BLAS needs (measured: a single svcca 6x slower on 2 cores),
+# so unless the user chose otherwise, idle OpenMP threads sleep. Must be set before the OpenMP
+# runtime loads with mmkern._C.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from mmkern._version import __version__  # noqa: E402
+from mmkern._config import show_config  # noqa: E402
+from mmkern.similarity import (  # noqa: E402
     CCAResult,
     SimilarityAccumulator,
     cca,

@@ -1,7 +1,7 @@
 """The dtype policy, written once.
 
 Activations and probabilities are accepted as float32 or float64 (float16 and bfloat16 are upcast
-to float32, visibly, here). Kernels read either without copying and accumulate in float64; every
+to float32, and non-native byte order is swapped to native, visibly, here). Kernels read either without copying and accumulate in float64; every
 metric is returned as float64. Integer, boolean and complex inputs are a ``TypeError``: they are
 almost always a mistake (labels or masks passed as activations), so we do not guess a cast.
 """
@@ -28,10 +28,14 @@ def float_array(a: np.ndarray, name: str) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``a`` itself, or a float32 copy of a float16/bfloat16 array.
+        ``a`` itself, a native-byte-order copy of a big/little-endian-swapped float32/float64
+        array, or a float32 copy of a float16/bfloat16 array.
     """
     if a.dtype in ACCEPTED_FLOAT:
         return a
+    native = a.dtype.newbyteorder("=")
+    if native in ACCEPTED_FLOAT:
+        return a.astype(native)
     if a.dtype.name in UPCAST_TO_FLOAT32:
         return a.astype(np.float32)
     raise TypeError(

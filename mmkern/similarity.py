@@ -75,7 +75,7 @@ KEEP_SLACK = 1e-10
 
 _KEEP_BY = {"variance": 0, "singular_values": 1}
 _KEEP_COUNT = 2
-_CCA_FAMILY = ("svcca", "cca_mean", "cca_r2", "pwcca")
+_CCA_FAMILY = ("svcca", "cca_mean", "cca_r2", "pwcca", "correlations")
 _CHUNK_BYTES = 64 * 2**20  # float64 row-chunk buffer for the Gram pass
 
 
@@ -251,7 +251,8 @@ class _GramStats:
 def _factors(gram, stats: _GramStats, metrics, rtol, keep, keep_mode):
     return _C.GramFactors(
         gram, stats.offsets, stats.blocks_only, stats.n, rtol, keep, keep_mode,
-        factor=any(m in _CCA_FAMILY for m in metrics), loadings="pwcca" in metrics,
+        factor=any(m in _CCA_FAMILY for m in metrics),
+        loadings="pwcca" in metrics and not stats.blocks_only,  # the projection route makes its own
     )
 
 
@@ -271,13 +272,14 @@ def _pair_metrics(arrays, names, first, second, metrics, *, rtol=RANK_RTOL, keep
     n, total_width = arrays[0].shape[0], sum(a.shape[1] for a in arrays)
     if set(metrics) <= {"cka", "cka_debiased"} and len(arrays) * n * n < total_width**2:
         return _sample_space_cka(arrays, names, first, second, metrics)
-    if list(metrics) == ["svcca"]:
-        # Two passes: factor each model from its own Gram block, then project onto the SVCCA
-        # bases; cheaper than the full joint Gram whenever SVCCA truncates (csrc/similarity.h).
+    if set(metrics) <= set(_CCA_FAMILY):
+        # Two passes: factor each model from its own Gram block, then project onto its whitening
+        # basis and re-whiten (CholeskyQR2): the accuracy of an SVD of the data, and cheaper than
+        # the full joint Gram whenever SVCCA truncates (csrc/similarity.h, projected_pairs).
         stats, gram, _ = _host_gram(arrays, names, moments=False, blocks_only=True)
         factors = _factors(gram, stats, metrics, rtol, keep, keep_mode)
-        values = factors.svcca_projected(arrays, stats.offsets, stats.mean, first, second, stats.chunk_rows)
-        return {"svcca": values}
+        return factors.project_pairs(arrays, stats.offsets, stats.mean, first, second, list(metrics),
+                                     stats.chunk_rows)
     stats, gram, norm_products = _host_gram(arrays, names, "cka_debiased" in metrics)
     factors = _factors(gram, stats, metrics, rtol, keep, keep_mode)
     return factors.pairs(first, second, list(metrics), norm_products)
@@ -443,8 +445,7 @@ def cca(x, y, *, rtol: float = RANK_RTOL) -> CCAResult:
         xs, ys = _host(x, "x"), _host(y, "y")
         n = _check_same_n([xs, ys], ["x", "y"])
         _check_more_samples(n, [xs.shape[1], ys.shape[1]], ["x", "y"], "CCA")
-        stats, gram, _ = _host_gram([xs, ys], ["x", "y"], moments=False)
-        rho_host = _factors(gram, stats, ["cca_mean"], rtol, 0.99, 0).correlations(0, 1)
+        rho_host = _pair_metrics([xs, ys], ["x", "y"], [0], [1], ["correlations"], rtol=rtol)["correlations"][0]
         rho = to_kind(rho_host, kind)
     return CCAResult(correlations=rho, mean=float(rho_host.mean()), r2=float((rho_host**2).mean()))
 

@@ -77,6 +77,8 @@ PYBIND11_MODULE(_C, m) {
   load_routine("scipy.linalg.cython_lapack", "dsyevd");
   load_routine("scipy.linalg.cython_lapack", "dgesdd");
   load_routine("scipy.linalg.cython_lapack", "dgesvd");
+  load_routine("scipy.linalg.cython_lapack", "dpotrf");
+  load_routine("scipy.linalg.cython_blas", "dtrsm");
   // MMKERN_PIN_BLAS_THREADS=0 keeps BLAS multi-threaded and runs small problems sequentially.
   const char* pin = std::getenv("MMKERN_PIN_BLAS_THREADS");
   if (!(pin && std::string(pin) == "0")) load_thread_hooks();

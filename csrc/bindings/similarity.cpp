@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -24,8 +25,9 @@ MatrixView to_view(const py::array& a, const std::string& what) {
   if (a.ndim() != 2)
     throw std::invalid_argument(what + " must be 2-D, got " + std::to_string(a.ndim()) + "-D");
   DType dt;
-  if (a.dtype().is(py::dtype::of<float>())) dt = DType::Float32;
-  else if (a.dtype().is(py::dtype::of<double>())) dt = DType::Float64;
+  // isinstance<array_t<T>> compares dtypes by equivalence (native byte order), not identity.
+  if (py::isinstance<py::array_t<float>>(a)) dt = DType::Float32;
+  else if (py::isinstance<py::array_t<double>>(a)) dt = DType::Float64;
   else throw std::invalid_argument(what + " must be float32 or float64");
   const auto item = static_cast<py::ssize_t>(a.itemsize());
   if (a.strides(0) % item != 0 || a.strides(1) % item != 0)
@@ -43,7 +45,7 @@ std::vector<MatrixView> to_views(const std::vector<py::array>& arrays) {
 
 // A writable, C-contiguous float64 buffer of exactly `size` elements, or an error naming it.
 double* writable(const py::array& a, py::ssize_t size, const char* what) {
-  if (!a.dtype().is(py::dtype::of<double>()) || !(a.flags() & py::array::c_style) ||
+  if (!py::isinstance<py::array_t<double>>(a) || !(a.flags() & py::array::c_style) ||
       !a.writeable() || a.size() != size)
     throw std::invalid_argument(std::string(what) + " must be a writable contiguous float64 array of " +
                                 std::to_string(size) + " elements");
@@ -106,6 +108,16 @@ std::vector<MatrixView> population_views(const std::vector<py::array>& arrays,
       throw std::invalid_argument("all arrays must have the same number of rows");
   }
   return views;
+}
+
+using IndexArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+void check_pairs(const IndexArray& first, const IndexArray& second, int64_t models) {
+  if (second.size() != first.size()) throw std::invalid_argument("first and second differ in length");
+  for (py::ssize_t p = 0; p < first.size(); ++p)
+    if (first.data()[p] < 0 || first.data()[p] >= models || second.data()[p] < 0 ||
+        second.data()[p] >= models)
+      throw std::invalid_argument("pair index out of range");
 }
 
 // Holds the Gram array alive for as long as its factors are used.
@@ -179,8 +191,8 @@ void bind_similarity(py::module_& m) {
   m.def(
       "sample_space_cka",
       [](const std::vector<py::array>& arrays, const py::array& mean,
-         const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& first,
-         const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& second,
+         const IndexArray& first,
+         const IndexArray& second,
          bool biased, bool debiased) {
         auto views = to_views(arrays);
         const auto M = static_cast<int64_t>(views.size());
@@ -191,10 +203,7 @@ void bind_similarity(py::module_& m) {
         }
         const double* mu = writable(mean, D, "mean");
         const py::ssize_t np = first.size();
-        if (second.size() != np) throw std::invalid_argument("first and second differ in length");
-        for (py::ssize_t p = 0; p < np; ++p)
-          if (first.data()[p] < 0 || first.data()[p] >= M || second.data()[p] < 0 || second.data()[p] >= M)
-            throw std::invalid_argument("pair index out of range");
+        check_pairs(first, second, M);
         F64Array cka(biased ? np : 0), cka_debiased(debiased ? np : 0), traces(M);
         double* c = biased ? cka.mutable_data() : nullptr;
         double* cd = debiased ? cka_debiased.mutable_data() : nullptr;
@@ -253,16 +262,12 @@ void bind_similarity(py::module_& m) {
                              })
       .def(
           "pairs",
-          [](const PyGramFactors& f, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& first,
-             const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& second,
+          [](const PyGramFactors& f, const IndexArray& first,
+             const IndexArray& second,
              const std::vector<std::string>& metrics, std::optional<F64Array> norm_products) {
             const py::ssize_t np = first.size();
             const int M = f.factors->models();
-            if (second.size() != np) throw std::invalid_argument("first and second differ in length");
-            for (py::ssize_t p = 0; p < np; ++p)
-              if (first.data()[p] < 0 || first.data()[p] >= M || second.data()[p] < 0 ||
-                  second.data()[p] >= M)
-                throw std::invalid_argument("pair index out of range");
+            check_pairs(first, second, M);
             py::dict result;
             mmkern::PairOutputs out;
             for (const auto& name : metrics) {
@@ -291,44 +296,76 @@ void bind_similarity(py::module_& m) {
           py::arg("first"), py::arg("second"), py::arg("metrics"), py::arg("norm_products") = py::none(),
           "Metrics for the pairs (first[p], second[p]) -> dict of float64 arrays.")
       .def(
-          "svcca_projected",
+          "project_pairs",
           [](const PyGramFactors& f, const std::vector<py::array>& arrays, std::vector<int64_t> offsets,
-             const py::array& mean, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& first,
-             const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& second,
-             int64_t chunk_rows) {
+             const py::array& mean, const IndexArray& first,
+             const IndexArray& second,
+             const std::vector<std::string>& metrics, int64_t chunk_rows) {
             offsets = check_offsets(offsets);
             auto views = population_views(arrays, offsets);
             const int M = f.factors->models();
             if (static_cast<int>(views.size()) != M)
               throw std::invalid_argument("arrays must hold one array per factored model");
             const double* mu = writable(mean, offsets.back(), "mean");
-            std::vector<int64_t> koffsets(M + 1, 0);
+            const py::ssize_t np = first.size();
+            check_pairs(first, second, M);
+            py::dict result;
+            mmkern::PairOutputs out;
+            for (const auto& name : metrics) {
+              F64Array a(np);
+              double* ptr = a.mutable_data();
+              if (name == "svcca") out.svcca = ptr;
+              else if (name == "cca_mean") out.cca_mean = ptr;
+              else if (name == "cca_r2") out.cca_r2 = ptr;
+              else if (name == "pwcca") out.pwcca = ptr;
+              else if (name == "correlations") continue;
+              else throw std::invalid_argument("the projection route computes svcca, cca_mean, cca_r2, pwcca, correlations; not " + name);
+              result[py::str(name)] = a;
+            }
+            std::vector<std::vector<double>> correlations;
+            const bool want_correlations =
+                std::find(metrics.begin(), metrics.end(), "correlations") != metrics.end();
+            if (want_correlations) {
+              correlations.resize(np);
+              out.correlations = &correlations;
+            }
+            // All numerically non-zero directions for CCA / PWCCA, only the SVCCA ones otherwise.
+            const bool full = out.cca_mean || out.cca_r2 || out.pwcca || want_correlations;
+            mmkern::Projection pr;
+            pr.koffsets.assign(M + 1, 0);
             std::vector<const double*> bases(M);
             for (int i = 0; i < M; ++i) {
-              koffsets[i + 1] = koffsets[i] + f.factors->svcca_dim(i);
+              pr.koffsets[i + 1] = pr.koffsets[i] + (full ? f.factors->rank(i) : f.factors->svcca_dim(i));
+              pr.keep.push_back(f.factors->svcca_dim(i));
+              pr.widths.push_back(static_cast<int>(offsets[i + 1] - offsets[i]));
               bases[i] = f.factors->basis(i);
             }
-            const py::ssize_t np = first.size();
-            if (second.size() != np) throw std::invalid_argument("first and second differ in length");
-            for (py::ssize_t p = 0; p < np; ++p)
-              if (first.data()[p] < 0 || first.data()[p] >= M || second.data()[p] < 0 || second.data()[p] >= M)
-                throw std::invalid_argument("pair index out of range");
-            F64Array out(np);
-            double* o = out.mutable_data();
+            const int64_t K = pr.koffsets[M];
+            std::vector<double> proj(static_cast<size_t>(K) * K, 0.0);
+            std::vector<std::vector<double>> loadings(out.pwcca ? M : 0);
+            for (size_t i = 0; i < loadings.size(); ++i) {
+              loadings[i].assign(static_cast<size_t>(pr.widths[i]) * (pr.koffsets[i + 1] - pr.koffsets[i]), 0.0);
+              pr.loadings.push_back(loadings[i].data());
+            }
+            pr.gram = proj.data();
             {
               py::gil_scoped_release release;
-              const int64_t K = koffsets[M];
-              std::vector<double> proj(static_cast<size_t>(K) * K, 0.0);
               mmkern::projected_gram_update(views.data(), M, offsets.data(), mu, bases.data(),
-                                            koffsets.data(), proj.data(), chunk_rows);
-              mmkern::svcca_from_projection(proj.data(), K, koffsets.data(), first.data(),
-                                            second.data(), np, o);
+                                            pr.koffsets.data(), proj.data(),
+                                            pr.loadings.empty() ? nullptr : pr.loadings.data(), chunk_rows);
+              mmkern::projected_pairs(pr, first.data(), second.data(), np, out);
             }
-            return out;
+            if (want_correlations) {
+              py::list lists;
+              for (const auto& c : correlations) lists.append(F64Array(static_cast<py::ssize_t>(c.size()), c.data()));
+              result["correlations"] = lists;
+            }
+            return result;
           },
           py::arg("arrays"), py::arg("offsets"), py::arg("mean"), py::arg("first"), py::arg("second"),
-          py::arg("chunk_rows") = 2048,
-          "SVCCA of pairs by a second pass over the data projected onto the SVCCA bases (similarity.h).")
+          py::arg("metrics"), py::arg("chunk_rows") = 2048,
+          "SVCCA / CCA / PWCCA of pairs by a second pass over the data projected onto each model's "
+          "whitening basis, re-whitened by CholeskyQR2 (similarity.h, projected_pairs).")
       .def(
           "correlations",
           [](const PyGramFactors& f, int i, int j, bool svcca) {

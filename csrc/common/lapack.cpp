@@ -18,6 +18,8 @@ void set_routine(const std::string& name, void* fn) {
   else if (name == "dsyevd") r.dsyevd = reinterpret_cast<dsyevd_t*>(fn);
   else if (name == "dgesdd") r.dgesdd = reinterpret_cast<dgesdd_t*>(fn);
   else if (name == "dgesvd") r.dgesvd = reinterpret_cast<dgesvd_t*>(fn);
+  else if (name == "dpotrf") r.dpotrf = reinterpret_cast<dpotrf_t*>(fn);
+  else if (name == "dtrsm") r.dtrsm = reinterpret_cast<dtrsm_t*>(fn);
   else if (name == "openblas_get_num_threads") r.get_threads = reinterpret_cast<int (*)()>(fn);
   else if (name == "openblas_set_num_threads") r.set_threads = reinterpret_cast<void (*)(int)>(fn);
   else throw std::invalid_argument("unknown BLAS/LAPACK routine: " + name);
@@ -25,7 +27,7 @@ void set_routine(const std::string& name, void* fn) {
 
 void require_all() {
   const Routines& r = routines();
-  if (!r.dsyrk || !r.dgemm || !r.dsyevd || !r.dgesdd || !r.dgesvd)
+  if (!r.dsyrk || !r.dgemm || !r.dsyevd || !r.dgesdd || !r.dgesvd || !r.dpotrf || !r.dtrsm)
     throw std::runtime_error("mmkern: BLAS/LAPACK routines were not loaded from SciPy");
 }
 
@@ -110,6 +112,20 @@ void gesvd_left(int m, int n, double* a, int lda, double* s, double* u) {
                     &info);
   if (info != 0)
     throw std::runtime_error("LAPACK dgesvd failed to converge (info=" + std::to_string(info) + ")");
+}
+
+bool potrf_upper(int n, double* a, int lda) {
+  if (n == 0) return true;
+  int info = 0;
+  routines().dpotrf("U", &n, a, &lda, &info);
+  if (info < 0) throw std::runtime_error("LAPACK dpotrf: bad argument " + std::to_string(-info));
+  return info == 0;
+}
+
+void trsm_upper(char side, char transa, int m, int n, double alpha, const double* a, int lda,
+                double* b, int ldb) {
+  if (m == 0 || n == 0) return;
+  routines().dtrsm(&side, "U", &transa, "N", &m, &n, &alpha, a, &lda, b, &ldb);
 }
 
 }  // namespace mmkern::lapack

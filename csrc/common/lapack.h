@@ -27,12 +27,19 @@ using dgesdd_t = void(const char* jobz, const int* m, const int* n, double* a, c
                       double* s, double* u, const int* ldu, double* vt, const int* ldvt,
                       double* work, const int* lwork, int* iwork, int* info);
 
+using dpotrf_t = void(const char* uplo, const int* n, double* a, const int* lda, int* info);
+using dtrsm_t = void(const char* side, const char* uplo, const char* transa, const char* diag,
+                     const int* m, const int* n, const double* alpha, const double* a,
+                     const int* lda, double* b, const int* ldb);
+
 struct Routines {
   dsyrk_t* dsyrk = nullptr;
   dgemm_t* dgemm = nullptr;
   dsyevd_t* dsyevd = nullptr;
   dgesdd_t* dgesdd = nullptr;
   dgesvd_t* dgesvd = nullptr;
+  dpotrf_t* dpotrf = nullptr;
+  dtrsm_t* dtrsm = nullptr;
   // OpenBLAS's thread-count getter and setter, when the BLAS is an OpenBLAS. Both act on the
   // whole process (OpenBLAS's "_local" setter is process-wide too in its pthreads build).
   int (*get_threads)() = nullptr;
@@ -42,7 +49,7 @@ struct Routines {
 // The process-wide table. Filled by the bindings before any kernel runs.
 Routines& routines();
 
-// Stores the pointer for `name` (one of: dsyrk, dgemm, dsyevd, dgesdd, dgesvd,
+// Stores the pointer for `name` (one of: dsyrk, dgemm, dsyevd, dgesdd, dgesvd, dpotrf, dtrsm,
 // openblas_get_num_threads, openblas_set_num_threads). Throws
 // std::invalid_argument for an unknown name.
 void set_routine(const std::string& name, void* fn);
@@ -94,5 +101,14 @@ void gesdd(int m, int n, double* a, int lda, double* s, double* u);
 // Singular values (descending) and the first min(m, n) left singular vectors (m x min(m, n),
 // leading dimension m) of `a` (destroyed); right vectors are not formed.
 void gesvd_left(int m, int n, double* a, int lda, double* s, double* u);
+
+// Cholesky factor of the symmetric positive definite n x n `a` (upper triangle read): on return
+// its upper triangle holds R with a = R^T R. Returns false when `a` is not positive definite.
+bool potrf_upper(int n, double* a, int lda);
+
+// B = alpha * op(A)^{-1} B (side 'L') or alpha * B op(A)^{-1} (side 'R'), A upper triangular
+// (non-unit), op given by 'N' or 'T'; B is m x n.
+void trsm_upper(char side, char transa, int m, int n, double alpha, const double* a, int lda,
+                double* b, int ldb);
 
 }  // namespace mmkern::lapack

@@ -213,7 +213,8 @@ void center_gram(const GramAccumulator& acc, int64_t n, double* gram_out,
 
 void projected_gram_update(const MatrixView* views, int m, const int64_t* offsets,
                            const double* mean, const double* const* bases,
-                           const int64_t* koffsets, double* out, int64_t chunk_rows) {
+                           const int64_t* koffsets, double* out, double* const* loadings,
+                           int64_t chunk_rows) {
   const int64_t n = m > 0 ? views[0].rows : 0;
   const int64_t D = offsets[m], K = koffsets[m];
   if (n == 0 || K == 0) return;
@@ -225,8 +226,11 @@ void projected_gram_update(const MatrixView* views, int m, const int64_t* offset
     for (int i = 0; i < m; ++i) {
       const int d = static_cast<int>(offsets[i + 1] - offsets[i]);
       const int k = static_cast<int>(koffsets[i + 1] - koffsets[i]);
-      lapack::gemm('N', 'N', rows, k, d, 1.0, buf.data() + offsets[i] * rows, rows, bases[i], d,
-                   0.0, u.data() + koffsets[i] * rows, rows);
+      const double* xi = buf.data() + offsets[i] * rows;
+      double* ui = u.data() + koffsets[i] * rows;
+      lapack::gemm('N', 'N', rows, k, d, 1.0, xi, rows, bases[i], d, 0.0, ui, rows);
+      if (loadings)
+        lapack::gemm('T', 'N', d, k, rows, 1.0, xi, rows, ui, rows, 1.0, loadings[i], d);
     }
     lapack::syrk_upper_t(static_cast<int>(K), rows, 1.0, u.data(), rows, 1.0, out,
                          static_cast<int>(K));

@@ -8,6 +8,7 @@
 
 #include "common/lapack.h"
 #include "common/parallel_for.h"
+#include "cpu/pair_statistics.h"
 #include "gram.h"
 
 namespace mmkern {
@@ -16,15 +17,6 @@ namespace {
 // Element (a, b) of a symmetric matrix stored in its upper triangle.
 inline double sym_at(const double* g, int64_t ld, int64_t a, int64_t b) {
   return a <= b ? g[b * ld + a] : g[a * ld + b];
-}
-
-// Mean of the singular values of the column-major m x n matrix `w` (destroyed).
-double mean_singular_value(int m, int n, double* w, int ld, std::vector<double>& s) {
-  s.resize(std::min(m, n));
-  lapack::gesdd(m, n, w, std::max(1, ld), s.data(), nullptr);
-  double mean = 0.0, r2 = 0.0;
-  correlation_summary(s.data(), static_cast<int>(s.size()), &mean, &r2);
-  return mean;
 }
 
 }  // namespace
@@ -135,7 +127,7 @@ void GramFactors::pairs(const int64_t* first, const int64_t* second, int64_t npa
   const int m = models();
   const double n = static_cast<double>(n_);
   parallel_problems(npairs, [&](int64_t p) {
-    thread_local std::vector<double> t, w, sub, s, u, h, weight;
+    thread_local std::vector<double> t, w;
     const int i = static_cast<int>(first[p]), j = static_cast<int>(second[p]);
     if (out.cka || out.cka_debiased) {
       double cross2 = 0.0;
@@ -155,67 +147,12 @@ void GramFactors::pairs(const int64_t* first, const int64_t* second, int64_t npa
       }
     }
     if (!out.svcca && !want_full) return;
-    if (i == j) {  // a model against itself: every canonical correlation is exactly 1
-      if (out.svcca) out.svcca[p] = 1.0;
-      if (out.cca_mean) out.cca_mean[p] = 1.0;
-      if (out.cca_r2) out.cca_r2[p] = 1.0;
-      if (out.pwcca) out.pwcca[p] = 1.0;
-      return;
-    }
+    if (i == j) return self_pair_statistics(p, out);
     const int ci = want_full ? rank_[i] : keep_[i];
     const int cj = want_full ? rank_[j] : keep_[j];
     whitened_cross(i, j, ci, cj, t, w);
-    if (out.svcca) {
-      // The SVCCA directions lead the eigen-ordered basis: the top-left k_i x k_j block of W.
-      const int ki = keep_[i], kj = keep_[j];
-      sub.resize(static_cast<size_t>(ki) * kj);
-      for (int b = 0; b < kj; ++b)
-        std::copy_n(w.data() + static_cast<size_t>(b) * ci, ki, sub.data() + static_cast<size_t>(b) * ki);
-      out.svcca[p] = mean_singular_value(ki, kj, sub.data(), ki, s);
-    }
-    if (!want_full) return;
-    const int k = std::min(ci, cj);
-    s.resize(k);
-    if (out.pwcca) {
-      u.resize(static_cast<size_t>(ci) * k);
-      lapack::gesvd_left(ci, cj, w.data(), std::max(1, ci), s.data(), u.data());
-    } else {
-      lapack::gesdd(ci, cj, w.data(), std::max(1, ci), s.data(), nullptr);
-    }
-    double mean = 0.0, r2 = 0.0;
-    correlation_summary(s.data(), k, &mean, &r2);
-    if (out.cca_mean) out.cca_mean[p] = mean;
-    if (out.cca_r2) out.cca_r2[p] = r2;
-    if (out.pwcca) {
-      // <h_l, x_a> = (L_i U)[a, l]; weight_l = sum_a |.| (Morcos et al. 2018).
-      const int di = width(i);
-      h.resize(static_cast<size_t>(di) * k);
-      lapack::gemm('N', 'N', di, k, ci, 1.0, loadings_[i].data(), di, u.data(), ci, 0.0, h.data(), di);
-      weight.assign(k, 0.0);
-      for (int l = 0; l < k; ++l)
-        for (int a = 0; a < di; ++a) weight[l] += std::abs(h[static_cast<size_t>(l) * di + a]);
-      out.pwcca[p] = weighted_correlation(s.data(), weight.data(), k);
-    }
-  });
-}
-
-void svcca_from_projection(const double* proj, int64_t K, const int64_t* koffsets,
-                           const int64_t* first, const int64_t* second, int64_t npairs,
-                           double* out) {
-  parallel_problems(npairs, [&](int64_t p) {
-    thread_local std::vector<double> w, s;
-    const int64_t i = first[p], j = second[p];
-    if (i == j) {  // a model against itself
-      out[p] = 1.0;
-      return;
-    }
-    const int ki = static_cast<int>(koffsets[i + 1] - koffsets[i]);
-    const int kj = static_cast<int>(koffsets[j + 1] - koffsets[j]);
-    w.resize(static_cast<size_t>(ki) * kj);
-    for (int b = 0; b < kj; ++b)
-      for (int a = 0; a < ki; ++a)
-        w[static_cast<size_t>(b) * ki + a] = sym_at(proj, K, koffsets[i] + a, koffsets[j] + b);
-    out[p] = mean_singular_value(ki, kj, w.data(), ki, s);
+    whitened_pair_statistics(p, ci, cj, keep_[i], keep_[j], w.data(), loadings_[i].data(),
+                             width(i), out);
   });
 }
 
