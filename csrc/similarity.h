@@ -6,13 +6,16 @@
 //   loadings L_i = V_r diag(lambda_r)^{1/2}    (d_i x r_i; X_i^T (X_i B_i), for PWCCA).
 // A pair (i, j) then needs only d x d work: W = B_i^T G_ij B_j (r_i x r_j) is Q_i^T Q_j, whose
 // singular values are the canonical correlations (CCA); its leading k_i x k_j block gives SVCCA.
-// CKA uses the Gram blocks directly. Pairs are processed in parallel (OpenMP, with BLAS pinned to
-// one thread per worker where possible).
+// CKA uses the Gram blocks directly. Pairs are processed in parallel (OpenMP, with BLAS set to
+// one thread for the loop where possible). This "Gram route" needs one pass over the data, so the
+// streaming accumulator uses it; its whitening is exact only up to ~eps cond(X)^2.
 //
-// In memory, SVCCA instead takes a second pass over the data (gram.h, projected_gram_update):
-// only the diagonal Gram blocks are needed to factor the models, and the Gram of the projected
-// data U = [X_i B_i[:, :k_i]] holds every pair's whitened cross product at once; a pair then costs
-// one k_i x k_j SVD. This is cheaper than the full D x D Gram whenever SVCCA truncates.
+// In memory, the CCA family takes the "projection route" instead: a second pass over the data
+// (gram.h, projected_gram_update) projects each model onto its basis; only the diagonal Gram
+// blocks are needed to factor the models, the Gram of the projected data U = [X_i B_i] holds
+// every pair's whitened cross product at once, and re-whitening each model by the Cholesky factor
+// of its own block (projected_pairs) restores the accuracy of an SVD of the data. A pair then
+// costs small triangular solves and one SVD, and SVCCA projects onto only k_i <= d_i directions.
 #pragma once
 
 #include <cstdint>
@@ -65,18 +68,10 @@ class GramFactors {
   void pairs(const int64_t* first, const int64_t* second, int64_t npairs,
              const PairOutputs& out) const;
 
-  // All canonical correlations of pair (i, j), descending (min(r_i, r_j) values).
-  std::vector<double> correlations(int i, int j) const;
-
-  // Canonical correlations of the SVCCA-reduced pair (min(k_i, k_j) values), descending.
-  std::vector<double> svcca_correlations(int i, int j) const;
-
  private:
   int width(int i) const { return static_cast<int>(offsets_[i + 1] - offsets_[i]); }
   // Diagonal block of model i and its leading dimension.
   const double* diagonal_block(int i, int64_t* ld) const;
-  // Singular values (clamped to [0, 1], descending) of B_i[:, :ci]^T G_ij B_j[:, :cj].
-  std::vector<double> canonical_correlations(int i, int j, int ci, int cj) const;
   // W = B_i[:, :ci]^T G_ij B_j[:, :cj] into `w` (ci x cj, column-major); `t` is scratch.
   void whitened_cross(int i, int j, int ci, int cj, std::vector<double>& t,
                       std::vector<double>& w) const;

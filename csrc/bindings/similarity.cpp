@@ -365,19 +365,5 @@ void bind_similarity(py::module_& m) {
           py::arg("arrays"), py::arg("offsets"), py::arg("mean"), py::arg("first"), py::arg("second"),
           py::arg("metrics"), py::arg("chunk_rows") = 2048,
           "SVCCA / CCA / PWCCA of pairs by a second pass over the data projected onto each model's "
-          "whitening basis, re-whitened by CholeskyQR2 (similarity.h, projected_pairs).")
-      .def(
-          "correlations",
-          [](const PyGramFactors& f, int i, int j, bool svcca) {
-            if (i < 0 || j < 0 || i >= f.factors->models() || j >= f.factors->models())
-              throw std::invalid_argument("model index out of range");
-            std::vector<double> c;
-            {
-              py::gil_scoped_release release;
-              c = svcca ? f.factors->svcca_correlations(i, j) : f.factors->correlations(i, j);
-            }
-            return F64Array(static_cast<py::ssize_t>(c.size()), c.data());
-          },
-          py::arg("i"), py::arg("j"), py::arg("svcca") = false,
-          "Canonical correlations of a pair, descending (of the SVCCA-reduced pair if svcca).");
+          "whitening basis, re-whitened by CholeskyQR2 (similarity.h, projected_pairs).");
 }

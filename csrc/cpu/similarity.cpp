@@ -103,22 +103,6 @@ void GramFactors::whitened_cross(int i, int j, int ci, int cj, std::vector<doubl
   lapack::gemm('T', 'N', ci, cj, di, 1.0, basis_[i].data(), di, t.data(), di, 0.0, w.data(), ci);
 }
 
-std::vector<double> GramFactors::canonical_correlations(int i, int j, int ci, int cj) const {
-  std::vector<double> t, w, s(std::min(ci, cj));
-  whitened_cross(i, j, ci, cj, t, w);
-  lapack::gesdd(ci, cj, w.data(), std::max(1, ci), s.data(), nullptr);
-  for (double& c : s) c = clamp_unit(c);
-  return s;
-}
-
-std::vector<double> GramFactors::correlations(int i, int j) const {
-  return canonical_correlations(i, j, rank_[i], rank_[j]);
-}
-
-std::vector<double> GramFactors::svcca_correlations(int i, int j) const {
-  return canonical_correlations(i, j, keep_[i], keep_[j]);
-}
-
 void GramFactors::pairs(const int64_t* first, const int64_t* second, int64_t npairs,
                         const PairOutputs& out) const {
   if (blocks_only_)
