@@ -230,22 +230,33 @@ class _GramStats:
         moments = self.moments or (None, None, None)
         _C.center_gram(self.offsets, self.blocks_only, self.gram, self.colsum, *moments, self.n, gram,
                        norm_products)
-        self._check_variance(gram, names)
+        _check_variance(self._traces(gram), self.mean, self.n, self.offsets, names)
         return gram, norm_products
 
-    def _diagonal(self, gram: np.ndarray) -> np.ndarray:
+    def _traces(self, gram: np.ndarray) -> list[float]:
+        """Each model's total centered variance: the trace of its diagonal Gram block."""
         if not self.blocks_only:
-            return np.diagonal(gram)
+            diag = np.diagonal(gram)
+            return [diag[a:b].sum() for a, b in zip(self.offsets, self.offsets[1:])]
         starts = np.cumsum([0] + [w * w for w in self.widths])
-        return np.concatenate([np.diagonal(gram[s : s + w * w].reshape(w, w)) for s, w in zip(starts, self.widths)])
+        return [np.trace(gram[s : s + w * w].reshape(w, w)) for s, w in zip(starts, self.widths)]
 
-    def _check_variance(self, gram: np.ndarray, names: Sequence[str]) -> None:
-        # A column is constant when its centered variance is at the rounding level of its values.
-        floor = self.n * (64 * np.finfo(np.float64).eps * np.abs(self.mean)) ** 2
-        variable = self._diagonal(gram) > floor
-        for i, name in enumerate(names):
-            if not variable[self.offsets[i] : self.offsets[i + 1]].any():
-                raise ValueError(f"{name} has no variance: every column is constant")
+
+def _column_means(arrays: list[np.ndarray], names: Sequence[str]) -> np.ndarray:
+    """Exact float64 column means (D,) of the stacked arrays; ``ValueError`` naming a non-finite one."""
+    sums, bad = _C.column_sums(arrays)
+    if bad >= 0:
+        raise ValueError(f"{names[bad]} contains NaN or infinity")
+    return sums / arrays[0].shape[0]
+
+
+def _check_variance(totals, mean: np.ndarray, n: int, offsets: Sequence[int], names: Sequence[str]) -> None:
+    """``ValueError`` for a model whose total centered variance (``totals[i]``, a sum of squares)
+    is at the rounding level of its values: every column is constant."""
+    floor = n * (64 * np.finfo(np.float64).eps * np.abs(mean)) ** 2
+    for i, name in enumerate(names):
+        if not totals[i] > floor[offsets[i] : offsets[i + 1]].sum():
+            raise ValueError(f"{name} has no variance: every column is constant")
 
 
 def _factors(gram, stats: _GramStats, metrics, rtol, keep, keep_mode):
@@ -257,10 +268,7 @@ def _factors(gram, stats: _GramStats, metrics, rtol, keep, keep_mode):
 
 
 def _host_gram(arrays: list[np.ndarray], names: list[str], moments: bool, blocks_only: bool = False):
-    sums, bad = _C.column_sums(arrays)
-    if bad >= 0:
-        raise ValueError(f"{names[bad]} contains NaN or infinity")
-    stats = _GramStats([a.shape[1] for a in arrays], sums / arrays[0].shape[0], moments, blocks_only)
+    stats = _GramStats([a.shape[1] for a in arrays], _column_means(arrays, names), moments, blocks_only)
     stats.update(arrays, names)
     gram, norm_products = stats.centered(names, in_place=True)
     return stats, gram, norm_products
@@ -287,18 +295,10 @@ def _pair_metrics(arrays, names, first, second, metrics, *, rtol=RANK_RTOL, keep
 
 def _sample_space_cka(arrays, names, first, second, metrics):
     """CKA through n x n sample Grams: the route when M n^2 < D^2 (wide layers, few samples)."""
-    sums, bad = _C.column_sums(arrays)
-    if bad >= 0:
-        raise ValueError(f"{names[bad]} contains NaN or infinity")
-    n = arrays[0].shape[0]
-    mean = sums / n
+    mean = _column_means(arrays, names)
     out = _C.sample_space_cka(arrays, mean, first, second, "cka" in metrics, "cka_debiased" in metrics)
-    # Zero variance: the trace is at the rounding level of the values (see _GramStats).
-    floor = n * (64 * np.finfo(np.float64).eps * np.abs(mean)) ** 2
     offsets = np.cumsum([0] + [a.shape[1] for a in arrays])
-    for i, name in enumerate(names):
-        if out["traces"][i] <= floor[offsets[i] : offsets[i + 1]].sum():
-            raise ValueError(f"{name} has no variance: every column is constant")
+    _check_variance(out["traces"], mean, arrays[0].shape[0], offsets, names)
     return out
 
 
@@ -675,10 +675,7 @@ class SimilarityAccumulator:
         if 0 in widths:
             raise ValueError(f"{names[widths.index(0)]} has no features")
         if self._stats is None:
-            sums, bad = _C.column_sums(arrays)
-            if bad >= 0:
-                raise ValueError(f"{names[bad]} contains NaN or infinity")
-            self._stats = _GramStats(widths, sums / arrays[0].shape[0], moments=True)
+            self._stats = _GramStats(widths, _column_means(arrays, names), moments=True)
         elif widths != self._stats.widths:
             raise ValueError(f"batch widths {widths} differ from the first batch's {self._stats.widths}")
         self._stats.update(arrays, names)
