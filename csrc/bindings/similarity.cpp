@@ -120,6 +120,30 @@ void check_pairs(const IndexArray& first, const IndexArray& second, int64_t mode
       throw std::invalid_argument("pair index out of range");
 }
 
+// Allocates one float64 array of `np` entries per requested metric into `result` and points the
+// matching PairOutputs field at it. Names outside `allowed` (or unknown) are an error; names in
+// `skip` are accepted but get no array (the caller handles them).
+mmkern::PairOutputs allocate_outputs(const std::vector<std::string>& metrics, py::ssize_t np,
+                                     const std::vector<std::string>& allowed,
+                                     const std::vector<std::string>& skip, py::dict& result) {
+  mmkern::PairOutputs out;
+  for (const auto& name : metrics) {
+    if (std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
+    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end())
+      throw std::invalid_argument("metric " + name + " is not computed by this route");
+    F64Array a(np);
+    double* ptr = a.mutable_data();
+    if (name == "svcca") out.svcca = ptr;
+    else if (name == "cca_mean") out.cca_mean = ptr;
+    else if (name == "cca_r2") out.cca_r2 = ptr;
+    else if (name == "pwcca") out.pwcca = ptr;
+    else if (name == "cka") out.cka = ptr;
+    else if (name == "cka_debiased") out.cka_debiased = ptr;
+    result[py::str(name)] = a;
+  }
+  return out;
+}
+
 // Holds the Gram array alive for as long as its factors are used.
 struct PyGramFactors {
   py::array gram;
@@ -269,19 +293,8 @@ void bind_similarity(py::module_& m) {
             const int M = f.factors->models();
             check_pairs(first, second, M);
             py::dict result;
-            mmkern::PairOutputs out;
-            for (const auto& name : metrics) {
-              F64Array a(np);
-              double* ptr = a.mutable_data();
-              if (name == "svcca") out.svcca = ptr;
-              else if (name == "cca_mean") out.cca_mean = ptr;
-              else if (name == "cca_r2") out.cca_r2 = ptr;
-              else if (name == "pwcca") out.pwcca = ptr;
-              else if (name == "cka") out.cka = ptr;
-              else if (name == "cka_debiased") out.cka_debiased = ptr;
-              else throw std::invalid_argument("unknown metric: " + name);
-              result[py::str(name)] = a;
-            }
+            mmkern::PairOutputs out = allocate_outputs(
+                metrics, np, {"svcca", "cca_mean", "cca_r2", "pwcca", "cka", "cka_debiased"}, {}, result);
             if (out.cka_debiased) {
               if (!norm_products || norm_products->size() != static_cast<py::ssize_t>(M) * M)
                 throw std::invalid_argument("cka_debiased needs the M x M norm_products");
@@ -310,18 +323,8 @@ void bind_similarity(py::module_& m) {
             const py::ssize_t np = first.size();
             check_pairs(first, second, M);
             py::dict result;
-            mmkern::PairOutputs out;
-            for (const auto& name : metrics) {
-              F64Array a(np);
-              double* ptr = a.mutable_data();
-              if (name == "svcca") out.svcca = ptr;
-              else if (name == "cca_mean") out.cca_mean = ptr;
-              else if (name == "cca_r2") out.cca_r2 = ptr;
-              else if (name == "pwcca") out.pwcca = ptr;
-              else if (name == "correlations") continue;
-              else throw std::invalid_argument("the projection route computes svcca, cca_mean, cca_r2, pwcca, correlations; not " + name);
-              result[py::str(name)] = a;
-            }
+            mmkern::PairOutputs out = allocate_outputs(
+                metrics, np, {"svcca", "cca_mean", "cca_r2", "pwcca"}, {"correlations"}, result);
             std::vector<std::vector<double>> correlations;
             const bool want_correlations =
                 std::find(metrics.begin(), metrics.end(), "correlations") != metrics.end();
