@@ -1,7 +1,8 @@
 """mmkern: fast, tested kernels for model multiplicity.
 
 Representational similarity (SVCCA, CCA, PWCCA, linear CKA; single, batched, pairwise, cross and
-streaming) with plain-NumPy reference implementations in :mod:`mmkern.reference`.
+streaming) and predictive multiplicity (disagreement matrices, ambiguity, discrepancy, variance,
+Rashomon capacity), with plain-NumPy reference implementations in :mod:`mmkern.reference`.
 """
 
 import os as _os
@@ -14,6 +15,13 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from mmkern._version import __version__  # noqa: E402
 from mmkern._config import show_config  # noqa: E402
+from mmkern.multiplicity import (  # noqa: E402
+    PredictiveMultiplicity,
+    disagreement_matrix,
+    predictive_multiplicity,
+    rashomon_capacity,
+    soft_disagreement_matrix,
+)
 from mmkern.similarity import (  # noqa: E402
     CCAResult,
     SimilarityAccumulator,
@@ -35,6 +43,11 @@ __all__ = [
     "__version__",
     "show_config",
     "CCAResult",
+    "PredictiveMultiplicity",
+    "disagreement_matrix",
+    "predictive_multiplicity",
+    "rashomon_capacity",
+    "soft_disagreement_matrix",
     "SimilarityAccumulator",
     "cca",
     "cka",

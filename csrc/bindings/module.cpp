@@ -19,7 +19,8 @@
 
 namespace py = pybind11;
 
-void bind_similarity(py::module_& m);  // bindings/similarity.cpp
+void bind_similarity(py::module_& m);     // bindings/similarity.cpp
+void bind_multiplicity(py::module_& m);  // bindings/multiplicity.cpp
 
 namespace {
 
@@ -100,4 +101,5 @@ PYBIND11_MODULE(_C, m) {
     return info;
   });
   bind_similarity(m);
+  bind_multiplicity(m);
 }

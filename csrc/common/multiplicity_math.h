@@ -1,0 +1,89 @@
+// Scalar math of the predictive-multiplicity metrics, shared by the CPU and CUDA kernels.
+//
+// Every function is MMKERN_HOST_DEVICE over plain pointers, so the CPU tests exercise exactly the
+// code the CUDA kernels run. Logarithms are natural (nats).
+#pragma once
+
+#include <cmath>
+
+#include "common/macros.h"
+
+namespace mmkern {
+
+// Soft disagreement metrics between two distributions over classes (DESIGN.md).
+enum class SoftMetric : int { TotalVariation = 0, JensenShannon = 1, Hellinger = 2, KullbackLeibler = 3 };
+
+// x log x with the convention 0 log 0 = 0.
+MMKERN_HOST_DEVICE double xlogx(double x) { return x > 0.0 ? x * log(x) : 0.0; }
+
+// One sample's contribution of `metric` between distributions p and q over C classes:
+//   TV  1/2 sum |p - q|;   JS  1/2 KL(p||m) + 1/2 KL(q||m), m = (p + q) / 2;
+//   Hellinger  sqrt(1/2 sum (sqrt p - sqrt q)^2);   KL  sum p log(p / q) (+inf where q = 0 < p).
+// Strides let p and q be read in place from any layout.
+template <typename T>
+MMKERN_HOST_DEVICE double soft_term(SoftMetric metric, const T* p, const T* q, int C,
+                                    long long stride_p = 1, long long stride_q = 1) {
+  double acc = 0.0;
+  for (int c = 0; c < C; ++c) {
+    const double a = static_cast<double>(p[c * stride_p]);
+    const double b = static_cast<double>(q[c * stride_q]);
+    switch (metric) {
+      case SoftMetric::TotalVariation: acc += fabs(a - b); break;
+      case SoftMetric::JensenShannon: acc += xlogx(a) + xlogx(b) - 2.0 * xlogx(0.5 * (a + b)); break;
+      case SoftMetric::Hellinger: {
+        const double d = sqrt(a) - sqrt(b);
+        acc += d * d;
+        break;
+      }
+      case SoftMetric::KullbackLeibler:
+        if (a > 0.0) acc += b > 0.0 ? a * (log(a) - log(b)) : INFINITY;
+        break;
+    }
+  }
+  switch (metric) {
+    case SoftMetric::TotalVariation: return 0.5 * acc;
+    case SoftMetric::JensenShannon: return acc > 0.0 ? 0.5 * acc : 0.0;  // rounding can dip below 0
+    case SoftMetric::Hellinger: return sqrt(0.5 * acc);
+    default: return acc;
+  }
+}
+
+// Blahut-Arimoto channel capacity (nats) of the M x C channel whose row m is the distribution
+// P[m * C .. m * C + C) and `logp` its elementwise log (-inf allowed). Starts from uniform input
+// weights; each iteration computes q = w^T P, D_m = KL(P_m || q), lower = log sum_m w_m e^{D_m},
+// upper = max_m D_m (the capacity lies in [lower, upper]) and stops when upper - lower <= tol or
+// after max_iter iterations; otherwise w_m <- w_m e^{D_m} / sum. Returns `lower`; `w` (M), `q`
+// (C) and `d` (M) are scratch. `iterations` receives the count used.
+MMKERN_HOST_DEVICE double blahut_arimoto(const double* P, const double* logp, int M, int C,
+                                         double tol, int max_iter, double* w, double* q,
+                                         double* d, int* iterations) {
+  for (int m = 0; m < M; ++m) w[m] = 1.0 / M;
+  double lower = 0.0;
+  int it = 0;
+  for (;;) {
+    for (int c = 0; c < C; ++c) q[c] = 0.0;
+    for (int m = 0; m < M; ++m)
+      for (int c = 0; c < C; ++c) q[c] += w[m] * P[m * C + c];
+    double dmax = -INFINITY;
+    for (int m = 0; m < M; ++m) {
+      double kl = 0.0;
+      for (int c = 0; c < C; ++c) {
+        const double p = P[m * C + c];
+        if (p > 0.0) kl += p * (logp[m * C + c] - log(q[c]));  // q_c >= w_m p > 0 here
+      }
+      d[m] = kl;
+      dmax = kl > dmax ? kl : dmax;
+    }
+    // lower = log sum w e^{D}, computed relative to dmax so the exponentials cannot overflow.
+    double s = 0.0;
+    for (int m = 0; m < M; ++m) s += w[m] * exp(d[m] - dmax);
+    lower = dmax + log(s);
+    ++it;
+    if (dmax - lower <= tol || it >= max_iter) break;
+    for (int m = 0; m < M; ++m) w[m] = w[m] * exp(d[m] - dmax) / s;
+  }
+  *iterations = it;
+  return lower > 0.0 ? lower : 0.0;
+}
+
+}  // namespace mmkern
