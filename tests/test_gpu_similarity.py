@@ -4,11 +4,12 @@ Three groups:
 
 (a) The torch implementation in :mod:`mmkern._gpu.similarity` run on CPU tensors against
     :mod:`mmkern.reference` (same values widened to float64), for all six metrics, the SVCCA keep
-    modes, rank-deficient inputs and constant columns, with ``tests/tolerances.py``'s table. The
+    modes, rank-deficient, ill-conditioned and n = d + 1 inputs and constant columns, with
+    ``tests/tolerances.py``'s table (strict: no widening for the condition number). The
     pointer wiring of the CUDA kernels is checked on the host with stand-ins that implement the
     contract of ``csrc/cuda/kernels.h`` in NumPy.
 (b) The public API on real CUDA tensors (and CuPy arrays): results stay on the device and match
-    the CPU results within :data:`CUDA_VS_CPU`. Skipped without a GPU.
+    the CPU results within ``tolerances.CUDA_VS_CPU``. Skipped without a GPU.
 (c) ``mmkern._C_cuda``: import, ``build_info`` and argument checks that run without a GPU.
     Skipped when the module was not built.
 """
@@ -31,20 +32,10 @@ import mmkern  # noqa: E402
 from _data import latent_activations, with_layout  # noqa: E402
 from mmkern import reference as ref  # noqa: E402
 from mmkern._gpu import similarity as gpu  # noqa: E402
-from tolerances import gram_tol, tol  # noqa: E402
+from tolerances import CUDA_VS_CPU, condition_number, tol  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="torch.cuda is not available")
-
-#: CUDA results vs the CPU kernels on the same inputs. Both widen the inputs exactly and run the
-#: same algorithm in float64; they differ only in the rounding of cuBLAS/cuSOLVER vs
-#: LAPACK (and the order of reductions), so float64 inputs get the table's float64 tolerance.
-#: float32 inputs are widened exactly too; the wider bound leaves room for a different
-#: summation order over float32-sized values (untested here: no GPU on the development machine).
-CUDA_VS_CPU = {
-    np.dtype(np.float64): {"rtol": 1e-9, "atol": 1e-11},
-    np.dtype(np.float32): {"rtol": 1e-6, "atol": 1e-8},
-}
 
 METRICS = ("svcca", "cca_mean", "cca_r2", "pwcca", "cka", "cka_debiased")
 
@@ -102,12 +93,13 @@ def _gpu_kwargs(metric, rtol=1e-10, keep=0.99, keep_by="variance"):
 
 
 def _check_against_reference(acts, metric, dtype, **opts):
-    """The torch path on ``acts`` (NumPy) vs the reference, with the dtype's (Gram) tolerance."""
+    """The torch path on ``acts`` (NumPy) vs the reference, with the dtype's strict tolerance:
+    the CCA family re-whitens (CholeskyQR2), so its error is ~eps * cond(X) like the reference's
+    SVD, and ill-conditioned inputs need no widening."""
     got = _gpu_matrix(_tensors(acts), metric, **_gpu_kwargs(metric, **opts))
     want = REFERENCE_PAIRWISE[metric](acts, **_ref_kwargs(metric, **opts))
     assert np.all(np.isfinite(got))
-    inputs = () if metric.startswith("cka") else list(acts)
-    assert_allclose(got, want, err_msg=metric, **gram_tol(dtype, *inputs))
+    assert_allclose(got, want, err_msg=metric, **tol(dtype))
     return got
 
 
@@ -136,7 +128,7 @@ def test_torch_path_svcca_keep_modes(rng, dtype, keep, keep_by):
     # keep=50 exceeds every rank: the count is capped at the rank, as in the reference
     got = _gpu_matrix(_tensors(acts), "svcca", **_gpu_kwargs("svcca", keep=keep, keep_by=keep_by))
     want = ref.pairwise_svcca(acts, keep, keep_by=keep_by)
-    assert_allclose(got, want, **gram_tol(dtype, *acts))
+    assert_allclose(got, want, **tol(dtype))
 
 
 def test_torch_path_keep_slack_boundary(rng):
@@ -153,7 +145,7 @@ def test_torch_path_keep_slack_boundary(rng):
         got = gpu.pair_metrics(_tensors([x, y]), ["x", "y"], first, second, ["svcca"], keep=keep)["svcca"]
         assert float(got[0]) == pytest.approx(ref.svcca(x, y, keep), rel=1e-9)
         assert float(got[0]) == pytest.approx(mmkern.svcca(x, y, keep), rel=1e-9)
-    factors = gpu._factor(gpu._joint(_tensors([x]), ["x"], False), 1e-10, 0.99, 0, False)
+    factors = gpu._factor(gpu._joint(_tensors([x]), ["x"], False, False), 1e-10, 0.99, 0)
     assert factors.rank == [3] and factors.keep == [2]
 
 
@@ -236,7 +228,7 @@ def test_torch_path_correlations(rng, dtype, case):
         want = ref.cca(a, b).correlations
         assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
         assert got.shape == want.shape
-        assert_allclose(got.numpy(), want, **gram_tol(dtype, a, b))
+        assert_allclose(got.numpy(), want, **tol(dtype))
 
 
 def test_torch_path_edge_shapes(rng, edge_shape, layout):
@@ -248,6 +240,57 @@ def test_torch_path_edge_shapes(rng, edge_shape, layout):
         _check_against_reference(acts, metric, np.float64)
 
 
+def _ill_conditioned_cases(rng, dtype):
+    """Inputs with cond(X) = 3e4, where the plain Gram route's error bound eps * cond(X)^2 ~ 2e-7
+    exceeds the table's rtol while no direction falls below the rank rule (cond < 1e5): shared-
+    signal activations whose centered singular values are replaced by a geometric spectrum (their
+    column spaces, hence their canonical correlations, are unchanged). Two shapes: n = 200, and
+    n = d + 1 (barely more samples than features)."""
+    def respectrum(a):
+        mean = a.mean(axis=0)
+        u, s, vt = np.linalg.svd(a - mean, full_matrices=False)
+        return ((u * (s[0] * np.geomspace(1.0, 1.0 / 3e4, s.size))) @ vt + mean).astype(dtype)
+
+    return {
+        "n-200": [respectrum(a) for a in latent_activations(rng, 200, [8, 11, 6])],
+        # widths 20 + 15 < n - 1: the pair's subspaces meet only generically (no forced rho = 1)
+        "n-equals-d-plus-1": [respectrum(a) for a in latent_activations(rng, 41, [40, 20, 15])],
+    }
+
+
+@pytest.mark.parametrize("case", ["n-200", "n-equals-d-plus-1"])
+@pytest.mark.parametrize("metric", ["svcca", "cca_mean", "cca_r2", "pwcca"])
+def test_torch_path_ill_conditioned_inputs_need_no_widening(rng, dtype, case, metric):
+    acts = _ill_conditioned_cases(rng, dtype)[case]
+    kappa = max(condition_number(a) for a in acts)
+    assert np.finfo(np.float64).eps * kappa**2 > 10 * tol(dtype)["rtol"]  # the case is hard
+    _check_against_reference(acts, metric, dtype)
+    if metric == "svcca":
+        _check_against_reference(acts, metric, dtype, keep=1.0, keep_by="variance")
+        _check_against_reference(acts, metric, dtype, keep=3, keep_by="variance")
+
+
+@pytest.mark.parametrize("case", ["n-200", "n-equals-d-plus-1"])
+def test_torch_path_ill_conditioned_correlations(rng, dtype, case):
+    x, y, _ = _ill_conditioned_cases(rng, dtype)[case]
+    for a, b in ((x, y), (y, x)):
+        got = gpu.correlations(torch.from_numpy(a), torch.from_numpy(b))
+        want = ref.cca(a, b).correlations
+        assert got.shape == want.shape
+        assert_allclose(got.numpy(), want, **tol(dtype))
+
+
+def test_torch_path_projection_rejects_dependent_directions(rng):
+    """A model whose projected block is not positive definite: RuntimeError naming it, as on the
+    CPU (csrc/cpu/projected_pairs.cpp)."""
+    tensors = _tensors(latent_activations(rng, 50, [4, 3]))
+    joint = gpu._joint(tensors, ["x", "y"], False, False)
+    fac = gpu._factor(joint, 1e-10, 1.0, 0)
+    bases = [fac.basis[0], torch.cat([fac.basis[1], fac.basis[1][:, :1]], dim=1)]  # a repeated column
+    with pytest.raises(RuntimeError, match=r"^y: projected directions are not numerically independent"):
+        gpu._project(tensors, ["x", "y"], joint, bases, loadings=False)
+
+
 def test_torch_path_rtol_changes_the_rank(rng):
     x, y = latent_activations(rng, 100, [6, 5])
     x = np.hstack([x, x[:, :1] + 1e-4 * rng.standard_normal((100, 1))])  # a tiny extra direction
@@ -255,7 +298,7 @@ def test_torch_path_rtol_changes_the_rank(rng):
         got = gpu.correlations(torch.from_numpy(x), torch.from_numpy(y), rtol=rtol)
         want = ref.cca(x, y, rtol=rtol).correlations
         assert got.shape == want.shape
-        assert_allclose(got.numpy(), want, **gram_tol(np.float64, x, y))
+        assert_allclose(got.numpy(), want, **tol(np.float64))
 
 
 def test_torch_path_half_precision_is_upcast(rng):

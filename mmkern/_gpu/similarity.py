@@ -5,15 +5,22 @@ all in float64 on the inputs' device:
 
 1. validate (dtype, finiteness, variance) and take exact column means;
 2. pack the stacked inputs minus their means into float64 row chunks (``_C_cuda.pack_rows`` on
-   CUDA; ``torch.cat`` otherwise) and accumulate the joint Gram G = Z^T Z with torch.matmul
-   (cuBLAS on a GPU) and, for debiased CKA, the products of per-sample squared row norms;
+   CUDA; ``torch.cat`` otherwise) and accumulate with torch.matmul (cuBLAS on a GPU) each model's
+   Gram block X_i^T X_i, or, when CKA is asked for, the whole joint Gram G = Z^T Z and, for
+   debiased CKA, the products of per-sample squared row norms;
 3. per model, eigendecompose its Gram block (``torch.linalg.eigh``, batched over models of equal
    width): numerical rank r_i (eigenvalues above rtol * the largest), SVCCA's count k_i by the
-   rule of ``svcca_keep_count``, whitened basis B_i = V_r diag(lambda_r)^(-1/2) and, for PWCCA,
-   loadings L_i = V_r diag(lambda_r)^(1/2);
-4. per pair W_ij = B_i^T G_ij B_j (Q_i^T Q_j) and its singular values, the canonical correlations
-   (``torch.linalg.svdvals``; ``torch.linalg.svd`` for PWCCA's left vectors), batched over pairs
-   of equal shapes; SVCCA uses the leading k_i x k_j block;
+   rule of ``svcca_keep_count``, whitening basis B_i = V_r diag(lambda_r)^(-1/2);
+4. the CCA family by the projection route (``projected_pairs`` in ``csrc/similarity.h``): a second
+   pass over the data accumulates P = U^T U of U = [Xc_0 B_0[:, :c_0] | ...], with c_i = r_i when
+   CCA, PWCCA or the correlation vector is asked for and c_i = k_i for SVCCA alone (and, for PWCCA,
+   the loadings Xc_i^T U_i). The bases whiten only up to the rounding of the Gram eigensolver
+   (~eps cond(X_i)^2), so each model is re-whitened by the Cholesky factor of its own block,
+   P_ii = R_i^T R_i (``torch.linalg.cholesky_ex``), and a pair uses W_ij = R_i^-T P_ij R_j^-1
+   (CholeskyQR2, ``torch.linalg.solve_triangular``): canonical correlations then carry an error
+   ~eps cond(X), as an SVD of the data would. The singular values of W_ij are the canonical
+   correlations (``torch.linalg.svdvals``; ``torch.linalg.svd`` for PWCCA's left vectors),
+   batched over pairs of equal shapes; SVCCA uses the leading k_i x k_j block;
 5. linear CKA from block sums of G, or, when M n^2 < D^2 and only CKA is asked for (wide layers,
    few samples; the host path's rule), from the n x n sample Grams K_i = Xc_i Xc_i^T;
 6. per-pair summaries with ``mmkern._C_cuda``'s kernels (the shared functors of
@@ -192,18 +199,15 @@ def _svcca_keep_count(evals_desc: Sequence[float], rank: int, keep: float, keep_
 
 @dataclass
 class _Joint:
-    """Centered joint statistics of M models on n samples (all float64 on one device)."""
+    """Centered statistics of M models on n samples (all float64 on one device)."""
 
     n: int
     widths: list[int]
     offsets: list[int]
     mean: "torch.Tensor"                   # (D,) column means
-    gram: "torch.Tensor"                   # (D, D) centered Z^T Z
+    blocks: list["torch.Tensor"]           # M centered diagonal blocks X_i^T X_i, (d_i, d_i)
+    gram: "torch.Tensor | None"            # (D, D) centered Z^T Z (CKA only; blocks are views)
     norm_products: "torch.Tensor | None"   # (M, M) sum_s |x_{i,s}|^2 |x_{j,s}|^2, centered rows
-
-    def block(self, i: int, j: int) -> "torch.Tensor":
-        oi, oj = self.offsets[i], self.offsets[j]
-        return self.gram[oi : oi + self.widths[i], oj : oj + self.widths[j]]
 
 
 def _membership(offsets: Sequence[int], device) -> "torch.Tensor":
@@ -243,7 +247,11 @@ def _variance_floor(mean: "torch.Tensor", n: int) -> "torch.Tensor":
     return n * (64.0 * torch.finfo(_F64).eps * mean.abs()) ** 2
 
 
-def _joint(tensors: Sequence["torch.Tensor"], names: Sequence[str], norm_products: bool) -> _Joint:
+def _joint(tensors: Sequence["torch.Tensor"], names: Sequence[str], full: bool,
+           norm_products: bool) -> _Joint:
+    """The first pass over the data: each model's Gram block, or with ``full`` the whole joint
+    Gram (the cross blocks are only needed by CKA) and, with ``norm_products``, debiased CKA's
+    products of squared row norms."""
     device = tensors[0].device
     n = int(tensors[0].shape[0])
     widths = [int(t.shape[1]) for t in tensors]
@@ -251,25 +259,35 @@ def _joint(tensors: Sequence["torch.Tensor"], names: Sequence[str], norm_product
     d, m = offsets[-1], len(tensors)
     mean = _column_means(tensors, names)
 
-    gram = torch.zeros((d, d), dtype=_F64, device=device)
+    if full:
+        gram = torch.zeros((d, d), dtype=_F64, device=device)
+        blocks = [gram[o : o + w, o : o + w] for o, w in zip(offsets, widths)]
+    else:
+        gram = None
+        blocks = [torch.zeros((w, w), dtype=_F64, device=device) for w in widths]
     products = torch.zeros((m, m), dtype=_F64, device=device) if norm_products else None
     member = _membership(offsets, device) if norm_products else None
     chunk = max(64, _CHUNK_BYTES // (8 * max(1, d)))
     for r0 in range(0, n, chunk):
         rows = min(chunk, n - r0)
         z = _pack(tensors, r0, rows, mean)
-        gram.addmm_(z.T, z)
+        if gram is not None:
+            gram.addmm_(z.T, z)
+        else:
+            for block, o, w in zip(blocks, offsets, widths):
+                block.addmm_(z[:, o : o + w].T, z[:, o : o + w])
         if products is not None:
             q = (z * z) @ member  # (rows, M): squared norm of each sample's centered activations
             products.addmm_(q.T, q)
 
     # A column is constant when its centered variance is at the rounding level of its values.
-    variable = torch.diagonal(gram) > _variance_floor(mean, n)
+    variable = torch.cat([torch.diagonal(b) for b in blocks]) > _variance_floor(mean, n)
     has_variance = torch.stack([variable[offsets[i] : offsets[i + 1]].any() for i in range(m)]).tolist()
     for name, ok in zip(names, has_variance):
         if not ok:
             raise ValueError(f"{name} has no variance: every column is constant")
-    return _Joint(n=n, widths=widths, offsets=offsets, mean=mean, gram=gram, norm_products=products)
+    return _Joint(n=n, widths=widths, offsets=offsets, mean=mean, blocks=blocks, gram=gram,
+                  norm_products=products)
 
 
 @dataclass
@@ -277,10 +295,9 @@ class _Factors:
     rank: list[int]                        # numerical rank r_i
     keep: list[int]                        # SVCCA dimension k_i <= r_i
     basis: list["torch.Tensor"]            # (d_i, r_i) whitening bases, eigenvalues descending
-    loadings: "list[torch.Tensor] | None"  # (d_i, r_i), PWCCA only
 
 
-def _factor(joint: _Joint, rtol: float, keep: float, keep_mode: int, loadings: bool) -> _Factors:
+def _factor(joint: _Joint, rtol: float, keep: float, keep_mode: int) -> _Factors:
     m = len(joint.widths)
     evals: list = [None] * m
     vecs: list = [None] * m
@@ -289,33 +306,97 @@ def _factor(joint: _Joint, rtol: float, keep: float, keep_mode: int, loadings: b
         by_width.setdefault(d, []).append(i)
     for d, models in by_width.items():
         for group in _chunks(models, 8 * 3 * d * d):
-            w, v = torch.linalg.eigh(torch.stack([joint.block(i, i) for i in group]))
+            w, v = torch.linalg.eigh(torch.stack([joint.blocks[i] for i in group]))
             w, v = w.flip(-1), v.flip(-1)  # descending eigenvalues, matching eigenvector columns
             for k, i in enumerate(group):
                 evals[i], vecs[i] = w[k], v[k]
     host = torch.cat(evals).cpu().tolist()  # one transfer; ranks and counts decide shapes
 
-    ranks, keeps, bases, loads = [], [], [], []
+    ranks, keeps, bases = [], [], []
     for i in range(m):
         e = host[joint.offsets[i] : joint.offsets[i + 1]]
         r = _numerical_rank(e, rtol)
         ranks.append(r)
         keeps.append(_svcca_keep_count(e, r, keep, keep_mode))
-        root = evals[i][:r].sqrt()
-        v = vecs[i][:, :r]
-        bases.append(v / root)
-        if loadings:
-            loads.append(v * root)
-    return _Factors(rank=ranks, keep=keeps, basis=bases, loadings=loads if loadings else None)
+        bases.append(vecs[i][:, :r] / evals[i][:r].sqrt())
+    return _Factors(rank=ranks, keep=keeps, basis=bases)
 
 
-def _whitened_cross(joint: _Joint, fac: _Factors, firsts: Sequence[int], seconds: Sequence[int],
-                    ci: int, cj: int) -> "torch.Tensor":
-    """(P, ci, cj) stack of W_p = B_i[:, :ci]^T G_ij B_j[:, :cj] for pairs of equal shapes."""
-    bi = torch.stack([fac.basis[i][:, :ci] for i in firsts])
-    gij = torch.stack([joint.block(i, j) for i, j in zip(firsts, seconds)])
-    bj = torch.stack([fac.basis[j][:, :cj] for j in seconds])
-    return bi.mT @ (gij @ bj)
+# ---------------------------------------------------------------------------------------------
+# the projection route: projected Gram, CholeskyQR2 re-whitening
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Projection:
+    """The projected Gram P = U^T U of U = [Xc_0 B_0 | ... | Xc_{M-1} B_{M-1}] (c_i columns per
+    model) and each model's Cholesky factor of its block (float64, one device)."""
+
+    offsets: list[int]                     # M + 1 column offsets of the models in U
+    gram: "torch.Tensor"                   # (K, K) P
+    chol: list["torch.Tensor"]             # (c_i, c_i) lower L_i with P_ii = L_i L_i^T (R_i = L_i^T)
+    loadings: "list[torch.Tensor] | None"  # (d_i, c_i) Xc_i^T Q_i, Q_i = U_i R_i^-1 (PWCCA only)
+
+    def block(self, i: int, j: int) -> "torch.Tensor":
+        return self.gram[self.offsets[i] : self.offsets[i + 1], self.offsets[j] : self.offsets[j + 1]]
+
+
+def _project(tensors: Sequence["torch.Tensor"], names: Sequence[str], joint: _Joint,
+             bases: Sequence["torch.Tensor"], loadings: bool) -> _Projection:
+    """The second pass over the data (``projected_gram_update``): P = U^T U with
+    U_i = Xc_i bases[i] ((d_i, c_i) each) and, with ``loadings``, Xc_i^T U_i; then the Cholesky
+    factor of each model's block P_ii (batched over models of equal c_i) and the re-whitened
+    loadings. RuntimeError (as on the CPU) when a block is not positive definite."""
+    device = joint.mean.device
+    cols = [int(b.shape[1]) for b in bases]
+    offsets = [0, *np.cumsum(cols).tolist()]
+    k = offsets[-1]
+    gram = torch.zeros((k, k), dtype=_F64, device=device)
+    loads = None
+    if loadings:
+        loads = [torch.zeros((d, c), dtype=_F64, device=device) for d, c in zip(joint.widths, cols)]
+    chunk = max(64, _CHUNK_BYTES // (8 * (joint.offsets[-1] + k)))  # packed rows and their projection
+    for r0 in range(0, joint.n, chunk):
+        rows = min(chunk, joint.n - r0)
+        z = _pack(tensors, r0, rows, joint.mean)
+        parts = [z[:, o : o + d] for o, d in zip(joint.offsets, joint.widths)]
+        u = torch.cat([x @ b for x, b in zip(parts, bases)], dim=1)  # (rows, K)
+        gram.addmm_(u.T, u)
+        if loads is not None:
+            for i, x in enumerate(parts):
+                loads[i].addmm_(x.T, u[:, offsets[i] : offsets[i + 1]])
+
+    proj = _Projection(offsets=offsets, gram=gram, chol=[None] * len(cols), loadings=None)
+    order, infos = [], []  # models in factoring order, and their Cholesky status (0: success)
+    by_cols: dict[int, list[int]] = {}
+    for i, c in enumerate(cols):
+        by_cols.setdefault(c, []).append(i)
+    for c, models in by_cols.items():
+        for group in _chunks(models, 8 * 2 * c * c):
+            low, info = torch.linalg.cholesky_ex(torch.stack([proj.block(i, i) for i in group]))
+            for g, i in enumerate(group):
+                proj.chol[i] = low[g]
+            order += group
+            infos.append(info)
+    failed = torch.cat(infos).ne(0).tolist()  # one host sync for all models
+    if any(failed):
+        name = names[order[failed.index(True)]]
+        raise RuntimeError(f"{name}: projected directions are not numerically independent")
+    if loads is not None:
+        # Xc_i^T (U_i R_i^-1): solve A R_i = Xc_i^T U_i for A, with R_i = L_i^T upper triangular.
+        proj.loadings = [torch.linalg.solve_triangular(low.mT, a, upper=True, left=False)
+                         for low, a in zip(proj.chol, loads)]
+    return proj
+
+
+def _rewhitened_cross(proj: _Projection, firsts: Sequence[int], seconds: Sequence[int]) -> "torch.Tensor":
+    """(P, c_i, c_j) stack of W = R_i^-T P_ij R_j^-1 = L_i^-1 P_ij L_j^-T (Q_i^T Q_j of the
+    re-whitened bases) for pairs of equal shapes."""
+    pij = torch.stack([proj.block(i, j) for i, j in zip(firsts, seconds)])
+    li = torch.stack([proj.chol[i] for i in firsts])
+    lj = torch.stack([proj.chol[j] for j in seconds])
+    a = torch.linalg.solve_triangular(li, pij, upper=False)                   # L_i^-1 P_ij
+    return torch.linalg.solve_triangular(lj.mT, a, upper=True, left=False)    # ... L_j^-T
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,13 +534,20 @@ def _cka(stats: _CkaStats, first: np.ndarray, second: np.ndarray, metrics: Seque
     return out
 
 
-def _cca_family(joint: _Joint, first: np.ndarray, second: np.ndarray, metrics: Sequence[str],
+def _cca_family(tensors: Sequence["torch.Tensor"], names: Sequence[str], joint: _Joint,
+                first: np.ndarray, second: np.ndarray, metrics: Sequence[str],
                 rtol: float, keep: float, keep_mode: int) -> dict:
-    device = joint.gram.device
+    """SVCCA / CCA / PWCCA of the pairs by the projection route; "correlations" in ``metrics``
+    also returns the canonical correlations of each pair, (P, max count) zero-padded."""
+    device = joint.mean.device
     want_svcca = "svcca" in metrics
     want_pwcca = "pwcca" in metrics
-    want_full = want_pwcca or "cca_mean" in metrics or "cca_r2" in metrics
-    fac = _factor(joint, rtol, keep, keep_mode, loadings=want_pwcca)
+    want_vectors = "correlations" in metrics
+    want_full = want_pwcca or want_vectors or "cca_mean" in metrics or "cca_r2" in metrics
+    fac = _factor(joint, rtol, keep, keep_mode)
+    # All numerically non-zero directions for CCA / PWCCA, only the SVCCA ones otherwise.
+    cols = fac.rank if want_full else fac.keep
+    proj = _project(tensors, names, joint, [b[:, :c] for b, c in zip(fac.basis, cols)], want_pwcca)
     npairs = len(first)
 
     # Per-pair counts, decided on the host; a model against itself gets exactly 1 (as on the CPU).
@@ -469,10 +557,9 @@ def _cca_family(joint: _Joint, first: np.ndarray, second: np.ndarray, metrics: S
     for p, (i, j) in enumerate(zip(first.tolist(), second.tolist())):
         if i == j:
             continue
-        ci, cj = (fac.rank[i], fac.rank[j]) if want_full else (fac.keep[i], fac.keep[j])
         full_count[p] = min(fac.rank[i], fac.rank[j])
         svcca_count[p] = min(fac.keep[i], fac.keep[j])
-        key = (joint.widths[i], joint.widths[j], ci, cj, fac.keep[i], fac.keep[j])
+        key = (cols[i], cols[j], fac.keep[i], fac.keep[j], joint.widths[i] if want_pwcca else 0)
         groups.setdefault(key, []).append(p)
     self_pairs = torch.as_tensor(np.flatnonzero(first == second), device=device)
 
@@ -485,23 +572,25 @@ def _cca_family(joint: _Joint, first: np.ndarray, second: np.ndarray, metrics: S
     weights = padded(full_count) if want_pwcca else None
     rho_svcca = padded(svcca_count) if want_svcca else None
 
-    for (di, dj, ci, cj, ki, kj), pairs in groups.items():
+    for (ci, cj, ki, kj, di), pairs in groups.items():
         k = min(ci, cj)
-        per_pair = 8 * (di * ci + di * dj + dj * cj + di * cj + 2 * ci * cj + (2 * di * k if want_pwcca else 0))
+        per_pair = 8 * (ci * ci + cj * cj + 3 * ci * cj + (ci * k + 2 * di * k if want_pwcca else 0))
         for chunk in _chunks(pairs, per_pair):
             firsts = [int(first[p]) for p in chunk]
             seconds = [int(second[p]) for p in chunk]
             idx = torch.as_tensor(chunk, device=device)
-            w = _whitened_cross(joint, fac, firsts, seconds, ci, cj)
+            w = _rewhitened_cross(proj, firsts, seconds)
             if want_svcca:
-                # The SVCCA directions lead the eigen-ordered bases: the top-left k_i x k_j block.
+                # The SVCCA directions lead the variance-ordered bases, and re-whitening by a
+                # triangular factor keeps them leading: the top-left k_i x k_j block.
                 rho_svcca[idx, : min(ki, kj)] = torch.linalg.svdvals(w[:, :ki, :kj])
             if not want_full:
                 continue
             if want_pwcca:
                 u, s, _ = torch.linalg.svd(w, full_matrices=False)
-                # <h_l, x_a> = (L_i U)[a, l]; weight_l = sum_a |.| (Morcos et al. 2018)
-                h = torch.stack([fac.loadings[i] for i in firsts]) @ u
+                # <h_l, x_a> = (L_i' u_l)[a] for canonical variate h_l = Q_i u_l, with the
+                # re-whitened loadings L_i' = Xc_i^T Q_i; weight_l = sum_a |.| (Morcos et al. 2018)
+                h = torch.stack([proj.loadings[i] for i in firsts]) @ u
                 weights[idx, :k] = h.abs().sum(dim=1)
             else:
                 s = torch.linalg.svdvals(w)
@@ -511,8 +600,10 @@ def _cca_family(joint: _Joint, first: np.ndarray, second: np.ndarray, metrics: S
     if want_svcca:
         count = torch.as_tensor(svcca_count, device=device)
         out["svcca"] = _summaries(rho_svcca, count, None, ["mean"])["mean"]
-    if want_full:
-        want = [s for s, m in (("mean", "cca_mean"), ("r2", "cca_r2"), ("weighted", "pwcca")) if m in metrics]
+    if want_vectors:
+        out["correlations"] = rho_full.clamp(0.0, 1.0)
+    want = [s for s, m in (("mean", "cca_mean"), ("r2", "cca_r2"), ("weighted", "pwcca")) if m in metrics]
+    if want:
         summary = _summaries(rho_full, torch.as_tensor(full_count, device=device), weights, want)
         for s, m in (("mean", "cca_mean"), ("r2", "cca_r2"), ("weighted", "pwcca")):
             if s in summary:
@@ -605,11 +696,13 @@ def pair_metrics(arrays: Sequence[Any], names: Sequence[str], first, second, met
     if _use_sample_space(metrics, int(tensors[0].shape[0]), [int(t.shape[1]) for t in tensors]):
         out.update(_cka(_cka_stats_from_samples(tensors, names), first, second, metrics))
         return {m: _from_tensor(out[m], library) for m in metrics}
-    joint = _joint(tensors, names, norm_products=debiased)
-    if "cka" in metrics or debiased:
+    cka = "cka" in metrics or debiased
+    joint = _joint(tensors, names, full=cka, norm_products=debiased)
+    if cka:
         out.update(_cka(_cka_stats_from_gram(joint), first, second, metrics))
     if any(m in _CCA_FAMILY for m in metrics):
-        out.update(_cca_family(joint, first, second, metrics, float(rtol), float(keep), int(keep_mode)))
+        out.update(_cca_family(tensors, names, joint, first, second, metrics, float(rtol), float(keep),
+                               int(keep_mode)))
     return {m: _from_tensor(out[m], library) for m in metrics}
 
 
@@ -627,8 +720,8 @@ def correlations(x: Any, y: Any, *, rtol: float = RANK_RTOL) -> Any:
     -------
     (min(rank x, rank y),) float64 tensor / CuPy array on the inputs' device.
     """
-    (tx, ty), library = _population([x, y], ["x", "y"])
-    joint = _joint([tx, ty], ["x", "y"], norm_products=False)
-    fac = _factor(joint, float(rtol), 1.0, 0, loadings=False)
-    w = _whitened_cross(joint, fac, [0], [1], fac.rank[0], fac.rank[1])[0]
-    return _from_tensor(torch.linalg.svdvals(w).clamp(0.0, 1.0), library)
+    tensors, library = _population([x, y], ["x", "y"])
+    joint = _joint(tensors, ["x", "y"], full=False, norm_products=False)
+    out = _cca_family(tensors, ["x", "y"], joint, np.array([0]), np.array([1]), ["correlations"],
+                      float(rtol), 1.0, 0)
+    return _from_tensor(out["correlations"][0], library)
