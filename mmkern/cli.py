@@ -35,7 +35,7 @@ def info() -> None:
 
 
 @main.command()
-@click.argument("suite", type=click.Choice(["similarity"]))
+@click.argument("suite", type=click.Choice(["similarity", "multiplicity"]))
 @click.option("--quick", is_flag=True, help="Small sizes: a smoke run of seconds.")
 @click.option("--repeat", default=3, show_default=True, type=click.IntRange(1),
               help="Timed runs of mmkern per case (the best counts).")

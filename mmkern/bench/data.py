@@ -56,3 +56,29 @@ class SyntheticPopulation:
 def activation_population(n: int, widths: Sequence[int], *, dtype=np.float32, seed: int = 0, **kwargs) -> list[np.ndarray]:
     """``SyntheticPopulation(widths, seed=seed, **kwargs).sample(n, dtype=dtype)``."""
     return SyntheticPopulation(widths, seed=seed, **kwargs).sample(n, seed=seed, dtype=dtype)
+
+
+def prediction_population(n_models: int, n: int, n_classes: int, *, spread: float = 0.6,
+                          seed: int = 0, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities of M models on n samples that mostly agree, and the true labels.
+
+    Each sample has a true class and a shared logit vector favouring it (so models are accurate
+    and agree on most samples); each model adds its own logit noise of scale ``spread`` and its
+    own temperature, as models trained from different seeds do.
+
+    Returns
+    -------
+    probs : numpy.ndarray, shape (M, n, C), ``dtype``
+        Rows sum to 1.
+    labels : numpy.ndarray, shape (n,), int64
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_classes, n)
+    shared = rng.standard_normal((n, n_classes))
+    shared[np.arange(n), labels] += 2.5
+    logits = shared[None] + spread * rng.standard_normal((n_models, n, n_classes))
+    logits /= rng.uniform(0.7, 1.5, size=(n_models, 1, 1))  # per-model temperature
+    logits -= logits.max(axis=-1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    return probs.astype(dtype), labels

@@ -27,7 +27,8 @@ class Case:
     make_inputs : callable () -> tuple
         Builds the positional arguments shared by both implementations.
     reference, fast : callable (*inputs) -> result
-        Same result, plain and fast.
+        Same result: the baseline (the plain reference, or a peer implementation a user would
+        otherwise write, named in ``name``) and mmkern.
     target : float or None
         The speed-up goal (reference time / mmkern time), if there is one.
     rtol : float
