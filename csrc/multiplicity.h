@@ -25,10 +25,11 @@ template <typename T>
 void soft_disagreement(const T* probs, int M, int64_t n, int C, SoftMetric metric, double* out);
 
 // out (n) = Rashomon capacity of each sample, exp(Blahut-Arimoto capacity in nats) in [1, C];
-// iterations (n, may be null) = Blahut-Arimoto iterations used. Parallel over samples.
+// gap (n, may be null) = the final gap between the capacity bounds, in nats (> tol only where
+// max_iter was reached: there `out` is a lower bound). Parallel over samples.
 template <typename T>
 void rashomon_capacity(const T* probs, int M, int64_t n, int C, double tol, int max_iter,
-                       double* out, int32_t* iterations);
+                       double* out, double* gap);
 
 // Hard labels: codes[m * n + x] = argmax_c probs[(m * n + x) * C + c] (lowest index on ties).
 template <typename T, typename Code>

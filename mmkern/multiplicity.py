@@ -19,8 +19,8 @@ Populations are model-first: hard labels ``(M, n)`` (integers) or probabilities 
   reference model's, else the majority vote's, prediction when no labels are given).
 - **Rashomon capacity** (Hsu & Calmon 2022): per sample, the capacity of the channel whose rows
   are the M model output distributions, by Blahut-Arimoto from uniform weights until the upper and
-  lower capacity bounds are within ``tol`` nats (or ``max_iter`` iterations), reported as
-  exp(lower bound) = 2^(capacity in bits), in [1, C].
+  lower capacity bounds are within ``tol`` nats (default 1e-6; or ``max_iter`` iterations),
+  reported as exp(lower bound) = 2^(capacity in bits), in [1, C].
 
 Probabilities are validated (finite, non-negative, each row summing to 1 within
 :data:`PROB_ATOL`); logits are accepted only with ``from_logits=True`` (softmax in float64), never
@@ -31,6 +31,7 @@ results are float64 of the input's array kind.
 from __future__ import annotations
 
 import numbers
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,7 @@ from mmkern._backend import common_kind, kind_of, to_host, to_kind
 from mmkern._dtypes import float_array
 
 __all__ = [
+    "CAPACITY_WARN_GAP",
     "PROB_ATOL",
     "PredictiveMultiplicity",
     "disagreement_matrix",
@@ -221,6 +223,26 @@ def soft_disagreement_matrix(probs, metric: str = "tv", *, from_logits: bool = F
 # ---------------------------------------------------------------------------------------------
 
 
+CAPACITY_WARN_GAP = 1e-3
+"""Rashomon capacity warns when a sample stops at ``max_iter`` with its capacity bounds more than
+this many nats apart: its value (a lower bound) may then be off by more than 0.1%."""
+
+
+def _capacities(p: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample Rashomon capacity (n,) and the final gap between its bounds (n,) in nats."""
+    values, gaps = _C.rashomon_capacity(p, tol, max_iter)
+    loose = gaps > max(tol, CAPACITY_WARN_GAP)
+    if loose.any():
+        warnings.warn(
+            f"Rashomon capacity: {int(loose.sum())} of {len(gaps)} samples reached max_iter={max_iter} "
+            f"with capacity bounds up to {gaps.max():.2g} nats apart; their values are lower bounds. "
+            "Raise max_iter for tighter values.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return values, gaps
+
+
 def _capacity_args(tol: float, max_iter: int) -> tuple[float, int]:
     if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not float(tol) > 0:
         raise ValueError(f"tol must be a positive float, got {tol!r}")
@@ -229,28 +251,36 @@ def _capacity_args(tol: float, max_iter: int) -> tuple[float, int]:
     return float(tol), int(max_iter)
 
 
-def rashomon_capacity(probs, *, from_logits: bool = False, tol: float = 1e-9, max_iter: int = 10_000):
+def rashomon_capacity(probs, *, from_logits: bool = False, tol: float = 1e-6, max_iter: int = 10_000,
+                      return_gap: bool = False):
     """Per-sample Rashomon capacity of a population (Hsu & Calmon 2022).
 
     Parameters
     ----------
     probs : array, shape (M, n, C), float32 or float64
         Probabilities, or logits with ``from_logits=True``.
-    tol : float, default 1e-9
-        Blahut-Arimoto stops when the upper and lower capacity bounds are within ``tol`` nats.
+    tol : float, default 1e-6
+        Blahut-Arimoto stops when the upper and lower capacity bounds are within ``tol`` nats,
+        so the reported exp(capacity) is within a relative ``tol`` of the true value.
     max_iter : int, default 10000
-        Iteration cap per sample (near-degenerate channels converge slowly).
+        Iteration cap per sample. Channels with nearly identical rows converge slowly (the gap
+        shrinks like 1/iterations); a sample stopped by the cap reports its lower bound, and a
+        ``RuntimeWarning`` is raised when any such gap exceeds :data:`CAPACITY_WARN_GAP`.
+    return_gap : bool, default False
+        Also return the final gap between the bounds, per sample.
 
     Returns
     -------
-    array, shape (n,), float64
+    capacity : array, shape (n,), float64
         exp(capacity) in [1, C]: 1 when all models agree exactly, C when M >= C models put all
         their mass on C different classes.
+    gap : array, shape (n,), float64
+        Only with ``return_gap``: upper - lower capacity bound in nats (<= tol unless capped).
     """
     tol, max_iter = _capacity_args(tol, max_iter)
     kind = _result_kind(probs)
-    values, _ = _C.rashomon_capacity(_probabilities(probs, from_logits=from_logits), tol, max_iter)
-    return to_kind(values, kind)
+    values, gaps = _capacities(_probabilities(probs, from_logits=from_logits), tol, max_iter)
+    return (to_kind(values, kind), to_kind(gaps, kind)) if return_gap else to_kind(values, kind)
 
 
 @dataclass(frozen=True)
@@ -325,7 +355,7 @@ def _summary(codes, per_sample, labels, reference, n_classes, kind, subsets) -> 
 
 
 def predictive_multiplicity(probs, labels=None, reference=None, *, from_logits: bool = False,
-                            tol: float = 1e-9, max_iter: int = 10_000) -> PredictiveMultiplicity:
+                            tol: float = 1e-6, max_iter: int = 10_000) -> PredictiveMultiplicity:
     """Every predictive-multiplicity figure of a population, per population and per sample.
 
     Parameters
@@ -358,6 +388,6 @@ def predictive_multiplicity(probs, labels=None, reference=None, *, from_logits: 
     codes = _hard_codes(p)
     target = labels if labels is not None else (codes[reference].astype(np.int64) if reference is not None else None)
     per_sample = _C.sample_statistics(p, codes, target, labels)
-    per_sample["capacity"], _ = _C.rashomon_capacity(p, tol, max_iter)
+    per_sample["capacity"], _ = _capacities(p, tol, max_iter)
     per_sample.pop("correct", None)
     return _summary(codes, per_sample, labels, reference, c, kind, subsets=True)

@@ -114,19 +114,18 @@ void bind_multiplicity(py::module_& m) {
         const int M = static_cast<int>(probs.shape(0));
         const int64_t n = probs.shape(1);
         const int C = static_cast<int>(probs.shape(2));
-        py::array_t<double> values(n);
-        py::array_t<int32_t> iterations(n);
+        py::array_t<double> values(n), gaps(n);
         double* v = values.mutable_data();
-        int32_t* it = iterations.mutable_data();
+        double* g = gaps.mutable_data();
         with_probs(probs, [&](auto* p) {
           py::gil_scoped_release release;
-          mmkern::rashomon_capacity(p, M, n, C, tol, max_iter, v, it);
+          mmkern::rashomon_capacity(p, M, n, C, tol, max_iter, v, g);
           return 0;
         });
-        return py::make_tuple(values, iterations);
+        return py::make_tuple(values, gaps);
       },
       py::arg("probs"), py::arg("tol"), py::arg("max_iter"),
-      "Per-sample Rashomon capacity (n,) and Blahut-Arimoto iterations (n,) int32.");
+      "Per-sample Rashomon capacity (n,) and the final gap between its bounds in nats (n,).");
 
   m.def(
       "check_probabilities",

@@ -48,41 +48,54 @@ MMKERN_HOST_DEVICE double soft_term(SoftMetric metric, const T* p, const T* q, i
   }
 }
 
+// sum_c P[m, c] log P[m, c] of each row (the negative entropies Blahut-Arimoto reuses).
+MMKERN_HOST_DEVICE void row_neg_entropy(const double* P, int M, int C, double* out) {
+  for (int m = 0; m < M; ++m) {
+    double s = 0.0;
+    for (int c = 0; c < C; ++c) s += xlogx(P[m * C + c]);
+    out[m] = s;
+  }
+}
+
 // Blahut-Arimoto channel capacity (nats) of the M x C channel whose row m is the distribution
-// P[m * C .. m * C + C) and `logp` its elementwise log (-inf allowed). Starts from uniform input
+// P[m * C .. m * C + C), with `neg_entropy` from row_neg_entropy. Starts from uniform input
 // weights; each iteration computes q = w^T P, D_m = KL(P_m || q), lower = log sum_m w_m e^{D_m},
 // upper = max_m D_m (the capacity lies in [lower, upper]) and stops when upper - lower <= tol or
-// after max_iter iterations; otherwise w_m <- w_m e^{D_m} / sum. Returns `lower`; `w` (M), `q`
-// (C) and `d` (M) are scratch. `iterations` receives the count used.
-MMKERN_HOST_DEVICE double blahut_arimoto(const double* P, const double* logp, int M, int C,
-                                         double tol, int max_iter, double* w, double* q,
-                                         double* d, int* iterations) {
+// after max_iter iterations; otherwise w_m <- w_m e^{D_m} / sum. Returns `lower`; `w` (M),
+// `logq` (C) and `d` (M) are scratch. `gap` receives the final upper - lower (> tol only when
+// max_iter was reached).
+MMKERN_HOST_DEVICE double blahut_arimoto(const double* P, const double* neg_entropy, int M, int C,
+                                         double tol, int max_iter, double* w, double* logq,
+                                         double* d, double* gap) {
   for (int m = 0; m < M; ++m) w[m] = 1.0 / M;
   double lower = 0.0;
   int it = 0;
   for (;;) {
-    for (int c = 0; c < C; ++c) q[c] = 0.0;
+    for (int c = 0; c < C; ++c) logq[c] = 0.0;
     for (int m = 0; m < M; ++m)
-      for (int c = 0; c < C; ++c) q[c] += w[m] * P[m * C + c];
+      for (int c = 0; c < C; ++c) logq[c] += w[m] * P[m * C + c];
+    for (int c = 0; c < C; ++c) logq[c] = log(logq[c]);  // -inf only where every row is 0
     double dmax = -INFINITY;
     for (int m = 0; m < M; ++m) {
-      double kl = 0.0;
+      double cross = 0.0;  // sum_c P log q, skipping P = 0 (0 log 0 = 0)
       for (int c = 0; c < C; ++c) {
         const double p = P[m * C + c];
-        if (p > 0.0) kl += p * (logp[m * C + c] - log(q[c]));  // q_c >= w_m p > 0 here
+        if (p > 0.0) cross += p * logq[c];
       }
-      d[m] = kl;
-      dmax = kl > dmax ? kl : dmax;
+      d[m] = neg_entropy[m] - cross;
+      dmax = d[m] > dmax ? d[m] : dmax;
     }
     // lower = log sum w e^{D}, computed relative to dmax so the exponentials cannot overflow.
     double s = 0.0;
     for (int m = 0; m < M; ++m) s += w[m] * exp(d[m] - dmax);
     lower = dmax + log(s);
     ++it;
-    if (dmax - lower <= tol || it >= max_iter) break;
+    if (dmax - lower <= tol || it >= max_iter) {
+      *gap = dmax - lower;
+      break;
+    }
     for (int m = 0; m < M; ++m) w[m] = w[m] * exp(d[m] - dmax) / s;
   }
-  *iterations = it;
   return lower > 0.0 ? lower : 0.0;
 }
 
