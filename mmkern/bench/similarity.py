@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -87,8 +88,12 @@ def stream_in_subprocess(m: int, n: int, d: int, batch: int) -> dict:
         "import json, sys; from mmkern.bench.similarity import stream_job; "
         f"json.dump(stream_job({m}, {n}, {d}, {batch}), sys.stdout)"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                         env={**os.environ})
+    # Run outside any source checkout: `python -c` puts the working directory on sys.path, where
+    # an unbuilt copy of the package would shadow the installed one.
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ}, cwd=tempfile.gettempdir())
+    if out.returncode != 0:
+        raise RuntimeError(f"streaming benchmark subprocess failed:\n{out.stderr.strip()}")
     return json.loads(out.stdout)
 
 
