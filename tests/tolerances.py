@@ -56,3 +56,28 @@ def condition_number(a) -> float:
     s = np.linalg.svd(a - a.mean(axis=0), compute_uv=False)
     s = s[s**2 > 1e-10 * s[0] ** 2]
     return float(s[0] / s[-1])
+
+
+#: Predictive multiplicity, fast vs reference, per input dtype and kind of figure. Both sides
+#: compute in float64 from the same values (float32 probabilities widen exactly, and the
+#: reference runs on the same float32 values widened), so the two rows are the same. Hard
+#: disagreement matrices and ambiguity are ratios of integer counts and are compared exactly
+#: (no entry here).
+MULTIPLICITY = {
+    dtype: {
+        # Mean, over samples, of per-sample divergences/variances/ranges summed in another
+        # order: ~n * eps relative at worst; values near 0 (near-identical models) need atol.
+        "soft": {"rtol": 1e-10, "atol": 1e-12},
+        # Ratios of counts formed in another order (1 - k/M vs (M - k)/M, means of fractions).
+        "counts": {"rtol": 1e-14, "atol": 1e-15},
+        # Blahut-Arimoto run by the same algorithm: the stopping test (gap <= tol) may flip one
+        # iteration on rounding, moving log(capacity) by less than the gap tol=1e-9.
+        "rashomon": {"rtol": 1e-8, "atol": 1e-8},
+    }
+    for dtype in (np.dtype(np.float64), np.dtype(np.float32))
+}
+
+
+def multiplicity_tol(kind: str, dtype=np.float64) -> dict:
+    """``{"rtol": ..., "atol": ...}`` of :data:`MULTIPLICITY` for ``kind`` and the input dtype."""
+    return dict(MULTIPLICITY[np.dtype(dtype)][kind])

@@ -4,6 +4,14 @@ Each function has the same name and signature as its fast counterpart in :mod:`m
 written literally from the definitions in ``DESIGN.md``, for clarity rather than speed.
 """
 
+from mmkern.reference.multiplicity import (
+    SOFT_METRICS,
+    PredictiveMultiplicity,
+    disagreement_matrix,
+    predictive_multiplicity,
+    rashomon_capacity,
+    soft_disagreement_matrix,
+)
 from mmkern.reference.similarity import (
     KEEP_SLACK,
     RANK_RTOL,
@@ -23,6 +31,7 @@ from mmkern.reference.similarity import (
 )
 
 __all__ = [
+    # similarity
     "KEEP_SLACK",
     "RANK_RTOL",
     "CCAResult",
@@ -38,4 +47,11 @@ __all__ = [
     "pairwise_svcca",
     "pwcca",
     "svcca",
+    # predictive multiplicity
+    "SOFT_METRICS",
+    "PredictiveMultiplicity",
+    "disagreement_matrix",
+    "predictive_multiplicity",
+    "rashomon_capacity",
+    "soft_disagreement_matrix",
 ]
