@@ -1,7 +1,7 @@
 // Predictive-multiplicity kernels: how differently a population of M models predicts.
 //
 // Hard predictions are compact class codes, model-major: codes[m * n + x] is model m's label for
-// sample x (uint8 when C <= 256, else uint16). Probabilities are model-major too:
+// sample x (uint8 when C <= 256, else uint16; disagreement_counts also takes uint32 codes). Probabilities are model-major too:
 // probs[(m * n + x) * C + c] (a C-contiguous (M, n, C) array, float32 or float64); every sum is
 // accumulated in float64.
 #pragma once

@@ -21,11 +21,12 @@ void check_probs(const py::array& a) {
     throw std::invalid_argument("probs must be float32 or float64");
 }
 
-void check_codes(const py::array& a) {
+void check_codes(const py::array& a, bool wide_ok = false) {
   if (a.ndim() != 2 || !(a.flags() & py::array::c_style))
     throw std::invalid_argument("codes must be a C-contiguous (M, n) array");
-  if (!py::isinstance<py::array_t<uint8_t>>(a) && !py::isinstance<py::array_t<uint16_t>>(a))
-    throw std::invalid_argument("codes must be uint8 or uint16");
+  const bool wide = wide_ok && py::isinstance<py::array_t<uint32_t>>(a);
+  if (!py::isinstance<py::array_t<uint8_t>>(a) && !py::isinstance<py::array_t<uint16_t>>(a) && !wide)
+    throw std::invalid_argument(wide_ok ? "codes must be uint8, uint16 or uint32" : "codes must be uint8 or uint16");
 }
 
 // Calls f(typed probs pointer) for a float32 or float64 array.
@@ -72,16 +73,18 @@ void bind_multiplicity(py::module_& m) {
   m.def(
       "disagreement_counts",
       [](const py::array& codes) {
-        check_codes(codes);
+        check_codes(codes, /*wide_ok=*/true);
         const int M = static_cast<int>(codes.shape(0));
         const int64_t n = codes.shape(1);
         py::array_t<int64_t> counts({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(M)});
         int64_t* out = counts.mutable_data();
-        with_codes(codes, [&](auto* c) {
+        auto run = [&](auto* c) {
           py::gil_scoped_release release;
           mmkern::disagreement_counts(c, M, n, out);
           return 0;
-        });
+        };
+        if (py::isinstance<py::array_t<uint32_t>>(codes)) run(static_cast<const uint32_t*>(codes.data()));
+        else with_codes(codes, run);
         return counts;
       },
       py::arg("codes"), "(M, M) int64 counts of samples on which each pair of models disagrees.");

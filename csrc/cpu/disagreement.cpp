@@ -59,5 +59,6 @@ void disagreement_counts(const Code* codes, int M, int64_t n, int64_t* counts) {
 
 template void disagreement_counts<uint8_t>(const uint8_t*, int, int64_t, int64_t*);
 template void disagreement_counts<uint16_t>(const uint16_t*, int, int64_t, int64_t*);
+template void disagreement_counts<uint32_t>(const uint32_t*, int, int64_t, int64_t*);
 
 }  // namespace mmkern

@@ -303,7 +303,7 @@ def soft_disagreement_matrix(probs, metric: str = "tv", *, from_logits: bool = F
     return out
 
 
-def rashomon_capacity(probs, *, from_logits: bool = False, tol: float = 1e-9,
+def rashomon_capacity(probs, *, from_logits: bool = False, tol: float = 1e-6,
                       max_iter: int = 10000) -> np.ndarray:
     """Per-sample Rashomon capacity (Hsu & Calmon 2022) by Blahut-Arimoto, one sample at a time.
 
@@ -435,7 +435,7 @@ def _summarise(p: np.ndarray, labels: Optional[np.ndarray], reference: Optional[
 
 
 def predictive_multiplicity(probs, labels=None, reference=None, *, from_logits: bool = False,
-                            tol: float = 1e-9, max_iter: int = 10000) -> PredictiveMultiplicity:
+                            tol: float = 1e-6, max_iter: int = 10000) -> PredictiveMultiplicity:
     """Every predictive-multiplicity figure of a population, per population and per sample.
 
     Reference for :func:`mmkern.predictive_multiplicity`.
