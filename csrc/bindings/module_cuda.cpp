@@ -57,6 +57,18 @@ std::vector<mmkern::MatrixView> to_views(const std::vector<ViewTuple>& tuples) {
   return views;
 }
 
+// A model / class count as the kernels' int, or an error naming it.
+int as_count(int64_t v, const char* name) {
+  if (v < 0 || v > INT32_MAX)
+    throw std::invalid_argument(std::string(name) + " must be in [0, 2^31), got " + std::to_string(v));
+  return static_cast<int>(v);
+}
+
+void check_dtype_code(int dtype, const char* name) {
+  if (dtype != 0 && dtype != 1)
+    throw std::invalid_argument(std::string(name) + ": dtype code must be 0 (float32) or 1 (float64)");
+}
+
 py::dict build_info() {
   py::dict info;
   info["version"] = MMKERN_VERSION;
@@ -150,4 +162,83 @@ PYBIND11_MODULE(_C_cuda, m) {
       py::arg("stream") = 0,
       "Per-pair linear CKA and debiased CKA from cross/self Frobenius norms, traces and norm "
       "products (float64 device buffers; first/second int64 model indices).");
+  // ---- predictive multiplicity (csrc/cuda/kernels.h, twins of csrc/multiplicity.h) ----------
+
+  m.def(
+      "disagreement_counts",
+      [](uintptr_t codes, int bits, int64_t models, int64_t n, uintptr_t counts, uintptr_t stream) {
+        if (bits != 8 && bits != 16 && bits != 32)
+          throw std::invalid_argument("bits must be 8 (uint8 codes), 16 (uint16 codes) or 32 (uint32 codes)");
+        const int M = as_count(models, "models");
+        py::gil_scoped_release release;
+        if (bits == 8)
+          mmkern::disagreement_counts_cuda(device_ptr<const uint8_t>(codes), M, n, device_ptr<int64_t>(counts),
+                                           as_stream(stream));
+        else if (bits == 16)
+          mmkern::disagreement_counts_cuda(device_ptr<const uint16_t>(codes), M, n, device_ptr<int64_t>(counts),
+                                           as_stream(stream));
+        else
+          mmkern::disagreement_counts_cuda(device_ptr<const uint32_t>(codes), M, n, device_ptr<int64_t>(counts),
+                                           as_stream(stream));
+      },
+      py::arg("codes"), py::arg("bits"), py::arg("models"), py::arg("n"), py::arg("counts"),
+      py::arg("stream") = 0,
+      "Pairwise disagreement counts: codes a C-contiguous (models, n) uint8 (bits=8), uint16 "
+      "(bits=16) or uint32 (bits=32) device buffer; counts an int64 (models, models) device "
+      "buffer, overwritten.");
+
+  m.def(
+      "soft_disagreement",
+      [](uintptr_t probs, int dtype, int64_t models, int64_t n, int64_t classes, int metric,
+         uintptr_t out, uintptr_t stream) {
+        check_dtype_code(dtype, "probs");
+        if (metric < 0 || metric > 3)
+          throw std::invalid_argument("metric must be 0 (tv), 1 (js), 2 (hellinger) or 3 (kl)");
+        const int M = as_count(models, "models"), C = as_count(classes, "classes");
+        const auto sm = static_cast<mmkern::SoftMetric>(metric);
+        py::gil_scoped_release release;
+        if (dtype == 0)
+          mmkern::soft_disagreement_cuda(device_ptr<const float>(probs), M, n, C, sm, device_ptr<double>(out),
+                                         as_stream(stream));
+        else
+          mmkern::soft_disagreement_cuda(device_ptr<const double>(probs), M, n, C, sm, device_ptr<double>(out),
+                                         as_stream(stream));
+      },
+      py::arg("probs"), py::arg("dtype"), py::arg("models"), py::arg("n"), py::arg("classes"),
+      py::arg("metric"), py::arg("out"), py::arg("stream") = 0,
+      "Mean per-sample soft disagreement (metric 0 TV, 1 JS, 2 Hellinger, 3 KL) of a C-contiguous "
+      "(models, n, classes) float32 (dtype 0) / float64 (dtype 1) device buffer into the float64 "
+      "(models, models) device buffer out, overwritten.");
+
+  m.def("rashomon_workspace_per_sample",
+        [](int64_t models, int64_t classes) {
+          return mmkern::rashomon_workspace_per_sample(as_count(models, "models"), as_count(classes, "classes"));
+        },
+        py::arg("models"), py::arg("classes"),
+        "Doubles of device workspace rashomon_capacity needs per sample (MC + 3M + C).");
+
+  m.def(
+      "rashomon_capacity",
+      [](uintptr_t probs, int dtype, int64_t models, int64_t n, int64_t classes, double tol,
+         int max_iter, uintptr_t out, uintptr_t gap, uintptr_t workspace, int64_t workspace_size,
+         uintptr_t stream) {
+        check_dtype_code(dtype, "probs");
+        const int M = as_count(models, "models"), C = as_count(classes, "classes");
+        py::gil_scoped_release release;
+        if (dtype == 0)
+          mmkern::rashomon_capacity_cuda(device_ptr<const float>(probs), M, n, C, tol, max_iter,
+                                         device_ptr<double>(out), device_ptr<double>(gap),
+                                         device_ptr<double>(workspace), workspace_size, as_stream(stream));
+        else
+          mmkern::rashomon_capacity_cuda(device_ptr<const double>(probs), M, n, C, tol, max_iter,
+                                         device_ptr<double>(out), device_ptr<double>(gap),
+                                         device_ptr<double>(workspace), workspace_size, as_stream(stream));
+      },
+      py::arg("probs"), py::arg("dtype"), py::arg("models"), py::arg("n"), py::arg("classes"),
+      py::arg("tol"), py::arg("max_iter"), py::arg("out"), py::arg("gap") = 0,
+      py::arg("workspace") = 0, py::arg("workspace_size") = 0, py::arg("stream") = 0,
+      "Per-sample Rashomon capacity of a C-contiguous (models, n, classes) float32/float64 "
+      "device buffer into out (n float64) and, unless 0, the final bound gap in nats into gap "
+      "(n float64); workspace: workspace_size float64 of device scratch, at least "
+      "rashomon_workspace_per_sample(models, classes).");
 }

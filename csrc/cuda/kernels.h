@@ -2,8 +2,9 @@
 //
 // Everything here takes device pointers, plain shapes and strides, and a cudaStream_t; nothing
 // knows about Python. The element math is shared with the CPU kernels through the host/device
-// headers common/view.h (load_as_double) and common/similarity_math.h (correlation_summary,
-// weighted_correlation, cka_ratio, debiased_hsic), so the CPU tests exercise it too.
+// headers common/view.h (load_as_double), common/similarity_math.h (correlation_summary,
+// weighted_correlation, cka_ratio, debiased_hsic) and common/multiplicity_math.h (soft_term,
+// row_neg_entropy, blahut_arimoto), so the CPU tests exercise it too.
 //
 // Launches are asynchronous on `stream` (no synchronisation). Invalid arguments throw
 // std::invalid_argument before anything is launched; a failed launch throws std::runtime_error
@@ -14,6 +15,7 @@
 
 #include <cstdint>
 
+#include "common/multiplicity_math.h"
 #include "common/view.h"
 
 namespace mmkern {
@@ -71,5 +73,42 @@ struct CkaArgs {
   double* cka_debiased = nullptr;          // device, npairs, or null (needs trace, norm_products)
 };
 void cka_from_norms_cuda(const CkaArgs& args, cudaStream_t stream);
+
+// ---- Predictive multiplicity: twins of multiplicity.h (same layouts and math) -----------------
+// codes: device (M, n) C-contiguous uint8/uint16/uint32 class codes, codes[m * n + x]; probs:
+// device (M, n, C) C-contiguous float32/float64, probs[(m * n + x) * C + c]. Sums are float64.
+
+// Twin of disagreement_counts. counts: device, M x M int64 (row-major), overwritten: the number
+// of samples on which models i and j disagree, diagonal 0. Tiles of 32 x 32 pairs stage packed
+// code words in shared memory (4 uint8 / 2 uint16 / 1 uint32 codes per 32-bit compare); the
+// samples are split over blocks whose integer counts are combined atomically (exact,
+// order-independent).
+template <typename Code>
+void disagreement_counts_cuda(const Code* codes, int M, int64_t n, int64_t* counts, cudaStream_t stream);
+
+// Twin of soft_disagreement. out: device, M x M float64, overwritten: the mean over samples of
+// soft_term(metric, p_i(x), p_j(x)); symmetric metrics computed for i < j and mirrored, KL for
+// every i != j (out[i][j] = KL(model i || model j)); diagonal 0. One thread per pair of a
+// 16 x 16 tile; sample splits are summed with float64 atomicAdd, so the last bits may differ
+// between runs.
+template <typename T>
+void soft_disagreement_cuda(const T* probs, int M, int64_t n, int C, SoftMetric metric, double* out,
+                            cudaStream_t stream);
+
+// Doubles of scratch one sample of rashomon_capacity_cuda needs: its channel P (M x C), its rows'
+// negative entropies (M), then blahut_arimoto's w (M), logq (C) and d (M).
+MMKERN_HOST_DEVICE int64_t rashomon_workspace_per_sample(int M, int C) {
+  return static_cast<int64_t>(M) * C + 3 * static_cast<int64_t>(M) + C;
+}
+
+// Twin of rashomon_capacity: one thread per sample runs row_neg_entropy and blahut_arimoto
+// (tol, max_iter) and stores out[x] = min(C, exp(capacity)) and, unless null, gap[x] = the final
+// gap between the capacity bounds in nats (device, n each).
+// workspace: device, workspace_size doubles, at least rashomon_workspace_per_sample(M, C); when it
+// holds fewer than n samples' scratch, consecutive launches on `stream` reuse it.
+template <typename T>
+void rashomon_capacity_cuda(const T* probs, int M, int64_t n, int C, double tol, int max_iter,
+                            double* out, double* gap, double* workspace, int64_t workspace_size,
+                            cudaStream_t stream);
 
 }  // namespace mmkern

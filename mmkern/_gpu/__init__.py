@@ -9,7 +9,7 @@ which run the same host/device functors (``csrc/common/similarity_math.h``) as t
 Where ``mmkern._C_cuda`` was not built, or for tensors on the CPU (how the tests exercise this
 path on a machine without a GPU), equivalent torch expressions take their place.
 
-Submodules: :mod:`mmkern._gpu.similarity`.
+Submodules: :mod:`mmkern._gpu.similarity`, :mod:`mmkern._gpu.multiplicity`.
 """
 
 from __future__ import annotations
