@@ -25,7 +25,8 @@ Populations are model-first: hard labels ``(M, n)`` (integers) or probabilities 
 Probabilities are validated (finite, non-negative, each row summing to 1 within
 :data:`PROB_ATOL`); logits are accepted only with ``from_logits=True`` (softmax in float64), never
 guessed. Labels may be any integer dtype. Inputs may be NumPy arrays, torch tensors or CuPy arrays;
-results are float64 of the input's array kind.
+results are float64 of the input's array kind. Device inputs (CUDA tensors, CuPy arrays) are
+computed on their device by :mod:`mmkern._gpu.multiplicity`, and the results stay there.
 """
 
 from __future__ import annotations
@@ -65,9 +66,15 @@ _SOFT_METRICS = {"tv": 0, "js": 1, "hellinger": 2, "kl": 3}
 def _host_array(a: Any, name: str) -> np.ndarray:
     if isinstance(a, (list, tuple)):
         a = np.asarray(a)
-    if kind_of(a).is_gpu:  # explicit device-to-host copy; the kernels run on the host
-        a = a.cpu() if kind_of(a).library == "torch" else a.get()
+    if kind_of(a).is_gpu:  # device inputs are dispatched to _gpu() before they get here
+        raise ValueError(f"{name} is on a GPU; this operation runs on the host")
     return to_host(a)
+
+
+def _gpu():
+    from mmkern._gpu import multiplicity as gpu_multiplicity
+
+    return gpu_multiplicity
 
 
 def _check_models(m: int, name: str) -> None:
@@ -169,6 +176,8 @@ def disagreement_matrix(preds):
         Symmetric, zero diagonal; a metric on the models (triangle inequality holds).
     """
     kind = _result_kind(preds)
+    if kind.is_gpu:
+        return _gpu().disagreement_matrix(preds)
     arr = _host_array(preds, "preds")
     if arr.ndim == 3:
         if not np.issubdtype(arr.dtype, np.floating):
@@ -214,6 +223,8 @@ def soft_disagreement_matrix(probs, metric: str = "tv", *, from_logits: bool = F
     if metric not in _SOFT_METRICS:
         raise ValueError(f"metric must be one of {', '.join(map(repr, _SOFT_METRICS))}, got {metric!r}")
     kind = _result_kind(probs)
+    if kind.is_gpu:
+        return _gpu().soft_disagreement_matrix(probs, metric, from_logits=from_logits)
     p = _probabilities(probs, from_logits=from_logits)
     return to_kind(_C.soft_disagreement(p, _SOFT_METRICS[metric]), kind)
 
@@ -279,6 +290,9 @@ def rashomon_capacity(probs, *, from_logits: bool = False, tol: float = 1e-6, ma
     """
     tol, max_iter = _capacity_args(tol, max_iter)
     kind = _result_kind(probs)
+    if kind.is_gpu:
+        return _gpu().rashomon_capacity(probs, from_logits=from_logits, tol=tol, max_iter=max_iter,
+                                        return_gap=return_gap)
     values, gaps = _capacities(_probabilities(probs, from_logits=from_logits), tol, max_iter)
     return (to_kind(values, kind), to_kind(gaps, kind)) if return_gap else to_kind(values, kind)
 
@@ -376,6 +390,9 @@ def predictive_multiplicity(probs, labels=None, reference=None, *, from_logits: 
     """
     tol, max_iter = _capacity_args(tol, max_iter)
     kind = _result_kind(probs) if labels is None else _result_kind(probs, labels)
+    if kind.is_gpu:
+        return _gpu().predictive_multiplicity(probs, labels, reference, from_logits=from_logits, tol=tol,
+                                              max_iter=max_iter)
     p = _probabilities(probs, from_logits=from_logits)
     m, n, c = p.shape
     reference = _check_reference(reference, m)
