@@ -122,20 +122,24 @@ def _integer_array(a: Any, name: str) -> np.ndarray:
 
 
 def _class_range(arr: np.ndarray, name: str, n_classes: int | None) -> None:
+    """``ValueError`` for a label below 0 or (with ``n_classes``) not below ``n_classes``."""
     if arr.size == 0:
         return
     lo, hi = int(arr.min()), int(arr.max())
-    limit = n_classes if n_classes is not None else 2**16
-    if lo < 0 or hi >= limit:
+    if lo < 0 or (n_classes is not None and hi >= n_classes):
         bad = lo if lo < 0 else hi
-        what = f"[0, {n_classes})" if n_classes is not None else "[0, 65536)"
-        raise ValueError(f"{name} holds the label {bad}, outside the class range {what}")
+        what = f"the class range [0, {n_classes})" if n_classes is not None else "the labels >= 0"
+        raise ValueError(f"{name} holds the label {bad}, outside {what}")
 
 
 def _codes(labels: np.ndarray) -> np.ndarray:
-    """Compact C-contiguous class codes: uint8 when every label is below 256, else uint16."""
-    small = labels.size == 0 or int(labels.max()) < 256
-    return np.ascontiguousarray(labels, dtype=np.uint8 if small else np.uint16)
+    """Compact C-contiguous class codes for equality tests: the labels themselves as uint8 or
+    uint16 when they fit, else their ranks among the distinct labels (uint16 or uint32)."""
+    hi = int(labels.max()) if labels.size else 0
+    if hi < 2**16:
+        return np.ascontiguousarray(labels, dtype=np.uint8 if hi < 256 else np.uint16)
+    distinct, ranks = np.unique(labels, return_inverse=True)
+    return np.ascontiguousarray(ranks.reshape(labels.shape), dtype=np.uint16 if len(distinct) < 2**16 else np.uint32)
 
 
 def _hard_codes(probs: np.ndarray) -> np.ndarray:
@@ -168,7 +172,7 @@ def disagreement_matrix(preds):
     ----------
     preds : array, shape (M, n) of integer labels, or (M, n, C) of probabilities or logits
         Hard predictions, or scores whose argmax over the last axis (lowest class on ties) is the
-        prediction. Labels may be any integer dtype, values in [0, 65536).
+        prediction. Labels may be any integer dtype, values >= 0.
 
     Returns
     -------
