@@ -49,6 +49,17 @@ void sample_statistics(const T* probs, const Code* codes, int M, int64_t n, int 
                        int64_t* majority, double* variance, double* range, uint8_t* all_agree,
                        int64_t* correct);
 
+// One pass over integer labels (rows x cols, element strides rs and cs, any integer type): their
+// smallest and largest value, and uint8 codes in `out` (rows x cols, C-contiguous) that are
+// valid when every label lies in [0, 256) (the caller checks the range).
+struct LabelRange {
+  int64_t min = 0;
+  int64_t max = 0;
+};
+template <typename L>
+LabelRange pack_labels(const L* labels, int64_t rows, int64_t cols, int64_t rs, int64_t cs,
+                       uint8_t* out);
+
 // Validation pass over a probability array (`rows` distributions of C values each): counts of
 // non-finite and of negative entries, and the smallest and largest row sums (float64).
 struct ProbabilityCheck {

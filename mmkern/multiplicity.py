@@ -118,7 +118,7 @@ def _integer_array(a: Any, name: str) -> np.ndarray:
     arr = _host_array(a, name)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
-    return arr
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
 
 
 def _class_range(arr: np.ndarray, name: str, n_classes: int | None) -> None:
@@ -140,6 +140,14 @@ def _codes(labels: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(labels, dtype=np.uint8 if hi < 256 else np.uint16)
     distinct, ranks = np.unique(labels, return_inverse=True)
     return np.ascontiguousarray(ranks.reshape(labels.shape), dtype=np.uint16 if len(distinct) < 2**16 else np.uint32)
+
+
+def _label_codes(labels: np.ndarray, name: str) -> np.ndarray:
+    """Validated (labels >= 0) compact class codes of 2-D integer labels: one fused C++ pass when
+    every label fits in uint8 (the common case), else :func:`_codes`."""
+    codes, lo, hi = _C.pack_labels(labels)
+    _class_range(np.array([lo, hi]), name, None)
+    return codes if hi < 256 else _codes(labels)
 
 
 def _hard_codes(probs: np.ndarray) -> np.ndarray:
@@ -198,8 +206,7 @@ def disagreement_matrix(preds):
         _check_models(labels.shape[0], "preds")
         if labels.shape[1] == 0:
             raise ValueError(f"preds is empty (shape {labels.shape}); it needs samples")
-        _class_range(labels, "preds", None)
-        codes = _codes(labels)
+        codes = _label_codes(labels, "preds")
     else:
         raise ValueError(f"preds must be (M, n) labels or (M, n, C) scores, got shape {tuple(arr.shape)}")
     out = _C.disagreement_counts(codes) / codes.shape[1]

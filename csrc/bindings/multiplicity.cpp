@@ -49,6 +49,34 @@ using I64Array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>
 
 void bind_multiplicity(py::module_& m) {
   m.def(
+      "pack_labels",
+      [](const py::array& labels) -> py::tuple {
+        if (labels.ndim() != 2) throw std::invalid_argument("labels must be 2-D (M, n)");
+        const int64_t rows = labels.shape(0), cols = labels.shape(1);
+        py::array_t<uint8_t> codes({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)});
+        uint8_t* out = codes.mutable_data();
+        mmkern::LabelRange range;
+        bool done = false;
+        auto run = [&](auto tag) {
+          using L = decltype(tag);
+          if (done || !py::isinstance<py::array_t<L>>(labels)) return;
+          const auto item = static_cast<int64_t>(sizeof(L));
+          if (labels.strides(0) % item || labels.strides(1) % item)
+            throw std::invalid_argument("labels have strides that are not a multiple of the item size");
+          const L* data = static_cast<const L*>(labels.data());
+          py::gil_scoped_release release;
+          range = mmkern::pack_labels(data, rows, cols, labels.strides(0) / item, labels.strides(1) / item, out);
+          done = true;
+        };
+        run(int8_t{}); run(int16_t{}); run(int32_t{}); run(int64_t{});
+        run(uint8_t{}); run(uint16_t{}); run(uint32_t{}); run(uint64_t{});
+        if (!done) throw std::invalid_argument("labels must have an integer dtype");
+        return py::make_tuple(codes, range.min, range.max);
+      },
+      py::arg("labels"),
+      "uint8 codes (valid when every label is in [0, 256)), smallest and largest label: one pass.");
+
+  m.def(
       "argmax_codes",
       [](const py::array& probs, int bits) {
         check_probs(probs);
