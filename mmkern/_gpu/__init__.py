@@ -16,6 +16,19 @@ from __future__ import annotations
 
 from typing import Any
 
+def require_torch():
+    """The ``torch`` module, or an ``ImportError`` saying the GPU path needs it."""
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - exercised only where torch is missing
+        raise ImportError(
+            "mmkern's GPU path (torch CUDA tensors or CuPy arrays as inputs) needs PyTorch, which is "
+            "not installed: `pip install torch` (or `pip install mmkern[torch]`)",
+            name="torch",
+        ) from e
+    return torch
+
+
 _KERNELS: Any = None
 _KERNELS_LOADED = False
 

@@ -37,14 +37,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-try:
-    import torch
-except ImportError as e:  # pragma: no cover - exercised only where torch is missing
-    raise ImportError(
-        "mmkern's GPU path (torch CUDA tensors or CuPy arrays as inputs) needs PyTorch, which is "
-        "not installed: `pip install torch` (or `pip install mmkern[torch]`)",
-        name="torch",
-    ) from e
+from mmkern._gpu import require_torch
+
+torch = require_torch()
 
 from mmkern import multiplicity as host
 from mmkern._gpu import cuda_kernels
