@@ -1,10 +1,14 @@
 """Representational similarity: SVCCA, CCA, PWCCA and linear CKA, single, batched and pairwise.
 
 Activations are ``(n_samples, n_features)`` arrays (the scikit-learn convention). Columns are
-centered. Every metric is computed from the centered joint Gram matrix of the inputs, which the
-C++ kernels build in one pass (a BLAS SYRK over float64 row chunks); each model is then factored
-once (eigendecomposition of its Gram block) and each pair needs only small products and one
-small SVD. Definitions (the contract; ``mmkern.reference`` implements them literally):
+centered. How it is computed (``csrc/similarity.h`` has the details): each model is factored
+once, from its own Gram block (BLAS SYRK over float64 row chunks, then an eigendecomposition);
+for the CCA family a second pass projects every model onto its basis, re-whitens it (CholeskyQR2,
+so results carry the ~eps * cond(X) error of an SVD of the data) and every pair then costs one
+small SVD. CKA uses the joint Gram matrix, or n x n sample Grams when those are smaller. The
+streaming :class:`SimilarityAccumulator` sees the data once, so it whitens through the joint Gram
+alone (error ~eps * cond(X)^2: ~1e-12 on typical activations). Definitions (the contract;
+``mmkern.reference`` implements them literally):
 
 CCA
     Canonical correlations rho_1 >= rho_2 >= ... are the singular values of Q_x^T Q_y, where Q_x,
@@ -22,7 +26,11 @@ SVCCA (Raghu et al. 2017)
     mmkern deliberately does not offer.
 PWCCA (Morcos et al. 2018)
     Weighted mean of the canonical correlations, weight_i = sum_j |<h_i, x_j>| over the centered
-    neurons x_j of the *first* input, h_i its canonical variates. Not symmetric.
+    neurons x_j of the *first* input, h_i its canonical variates. Not symmetric. When several
+    canonical correlations are (numerically) equal, e.g. all 1 because the two inputs together
+    span every centered direction (d_x + d_y >= n - 1), their variates are any rotation of one
+    another and the weights, hence PWCCA, are ill-determined: different exact algorithms then
+    agree only to the conditioning of that subspace.
 Linear CKA (Kornblith et al. 2019)
     ||X^T Y||_F^2 / (||X^T X||_F ||Y^T Y||_F). ``debiased=True`` uses the unbiased HSIC estimator
     (Song et al. 2012); it needs n >= 4 samples, may be negative, and is reported as 0.0 when an
