@@ -51,9 +51,11 @@ void pack_rows(const MatrixView* views, int m, int64_t row_begin, int64_t rows,
                const double* shift, double* out, int64_t ld);
 
 // Adds every row of the views (all with the same number of rows) to the accumulator, in chunks of
-// at most `chunk_rows` rows. Returns the index of the first view with a NaN or infinity (the
-// accumulator is then left unchanged), or -1.
-int gram_update(const MatrixView* views, int m, GramAccumulator& acc, int64_t chunk_rows);
+// at most `chunk_rows` rows. With `validate`, first checks every value: returns the index of the
+// first view with a NaN or infinity (the accumulator is then left unchanged), or -1. Callers that
+// already ran column_sums on the same views pass validate = false.
+int gram_update(const MatrixView* views, int m, GramAccumulator& acc, int64_t chunk_rows,
+                bool validate = true);
 
 // Turns accumulated (shifted) statistics into centered ones for n samples:
 //   gram_out          = gram - colsum colsum^T / n   (same layout as acc.gram; may alias it)

@@ -222,10 +222,11 @@ class _GramStats:
     def mean(self) -> np.ndarray:
         return self.shift + self.colsum / self.n
 
-    def update(self, arrays: list[np.ndarray], names: list[str]) -> None:
+    def update(self, arrays: list[np.ndarray], names: list[str], validated: bool = False) -> None:
+        """Add equally long arrays; ``validated`` when :func:`_column_means` already checked them."""
         moments = self.moments or (None, None, None)
         bad = _C.gram_update(arrays, self.offsets, self.blocks_only, self.shift, self.gram, self.colsum,
-                             *moments, self.chunk_rows)
+                             *moments, self.chunk_rows, not validated)
         if bad >= 0:
             raise ValueError(f"{names[bad]} contains NaN or infinity")
         self.n += arrays[0].shape[0]
@@ -277,7 +278,7 @@ def _factors(gram, stats: _GramStats, metrics, rtol, keep, keep_mode):
 
 def _host_gram(arrays: list[np.ndarray], names: list[str], moments: bool, blocks_only: bool = False):
     stats = _GramStats([a.shape[1] for a in arrays], _column_means(arrays, names), moments, blocks_only)
-    stats.update(arrays, names)
+    stats.update(arrays, names, validated=True)
     gram, norm_products = stats.centered(names, in_place=True)
     return stats, gram, norm_products
 

@@ -176,20 +176,21 @@ void bind_similarity(py::module_& m) {
       [](const std::vector<py::array>& arrays, std::vector<int64_t> offsets, bool blocks_only,
          const py::array& shift, const py::array& gram, const py::array& colsum,
          std::optional<py::array> row_moments, std::optional<py::array> norm_products,
-         std::optional<py::array> norm_sums, int64_t chunk_rows) {
+         std::optional<py::array> norm_sums, int64_t chunk_rows, bool validate) {
         offsets = check_offsets(offsets);
         auto views = population_views(arrays, offsets);
         auto acc = make_accumulator(offsets, blocks_only, gram, colsum, row_moments, norm_products, norm_sums);
         acc.shift = writable(shift, acc.dim, "shift");
         py::gil_scoped_release release;
-        return mmkern::gram_update(views.data(), acc.models, acc, chunk_rows);
+        return mmkern::gram_update(views.data(), acc.models, acc, chunk_rows, validate);
       },
       py::arg("arrays"), py::arg("offsets"), py::arg("blocks_only"), py::arg("shift"),
       py::arg("gram"), py::arg("colsum"), py::arg("row_moments") = py::none(),
       py::arg("norm_products") = py::none(), py::arg("norm_sums") = py::none(),
-      py::arg("chunk_rows") = 2048,
+      py::arg("chunk_rows") = 2048, py::arg("validate") = true,
       "Accumulate the shifted joint Gram statistics of equally long arrays in place (gram.h). "
-      "Returns the index of the first array holding a NaN or infinity (nothing is added), or -1.");
+      "Returns the index of the first array holding a NaN or infinity (nothing is added), or -1; "
+      "validate=False skips that check for arrays already validated by column_sums.");
 
   m.def(
       "center_gram",
