@@ -43,4 +43,4 @@ def show_config(file=None) -> None:
               + (f", architectures {archs}" if archs else "") + f"); devices visible: "
               f"{cuda.get('device_count', 0)}", file=out)
     else:
-        print("  CUDA module:  not built (no CUDA compiler at build time)", file=out)
+        print("  CUDA module:  not built (MMKERN_CUDA=OFF, or no CUDA compiler at build time)", file=out)
