@@ -5,7 +5,6 @@ Each file names its suite (``SUITE = "similarity"``) and defines its test with
 ``mmkern bench <suite>`` runs. ``--quick`` shrinks them to a seconds-long smoke run.
 """
 
-import pytest
 
 from mmkern.bench import suite_cases
 from mmkern.bench.runner import max_relative_difference

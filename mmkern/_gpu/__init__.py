@@ -14,7 +14,8 @@ Submodules: :mod:`mmkern._gpu.similarity`, :mod:`mmkern._gpu.multiplicity`.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 def require_torch():
     """The ``torch`` module, or an ``ImportError`` saying the GPU path needs it."""
@@ -43,3 +44,16 @@ def cuda_kernels():
             _C_cuda = None
         _KERNELS, _KERNELS_LOADED = _C_cuda, True
     return _KERNELS
+
+
+def kernels_for(device):
+    """mmkern._C_cuda when it can serve tensors on ``device``, else None (torch expressions)."""
+    return cuda_kernels() if device.type == "cuda" else None
+
+
+@contextlib.contextmanager
+def cuda_launch(device) -> Iterator[int]:
+    """Make ``device`` current for a raw kernel launch; yields torch's current stream on it."""
+    torch = require_torch()
+    with torch.cuda.device(device):
+        yield torch.cuda.current_stream(device).cuda_stream

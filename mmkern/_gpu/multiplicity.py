@@ -31,9 +31,8 @@ Entry points, called by :mod:`mmkern.multiplicity` for device inputs: :func:`dis
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +41,8 @@ from mmkern._gpu import require_torch
 torch = require_torch()
 
 from mmkern import multiplicity as host
-from mmkern._gpu import cuda_kernels
+from mmkern._gpu import cuda_launch as _cuda_launch
+from mmkern._gpu import kernels_for as _kernels_for
 
 __all__ = ["disagreement_matrix", "soft_disagreement_matrix", "rashomon_capacity", "predictive_multiplicity"]
 
@@ -87,18 +87,6 @@ def _from_tensor(t: Any, library: str) -> Any:
 
 def _dtype_name(t: "torch.Tensor") -> str:
     return str(t.dtype).replace("torch.", "")
-
-
-@contextlib.contextmanager
-def _cuda_launch(device: "torch.device") -> Iterator[int]:
-    """Make ``device`` current for a raw kernel launch; yields torch's current stream on it."""
-    with torch.cuda.device(device):
-        yield torch.cuda.current_stream(device).cuda_stream
-
-
-def _kernels_for(device: "torch.device"):
-    """mmkern._C_cuda when it can serve tensors on ``device``, else None (torch expressions)."""
-    return cuda_kernels() if device.type == "cuda" else None
 
 
 def _chunk(total: int, bytes_per_item: int) -> int:

@@ -35,7 +35,6 @@ the inputs' array kind.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -47,7 +46,8 @@ from mmkern._gpu import require_torch
 torch = require_torch()
 
 from mmkern._backend import Kind
-from mmkern._gpu import cuda_kernels
+from mmkern._gpu import cuda_launch as _cuda_launch
+from mmkern._gpu import kernels_for as _kernels_for
 from mmkern.similarity import KEEP_SLACK, RANK_RTOL
 
 __all__ = ["pair_metrics", "correlations", "to_numpy", "as_kind"]
@@ -128,18 +128,6 @@ def as_kind(a: np.ndarray, kind: Kind) -> Any:
         with cupy.cuda.Device(int(kind.device.split(":")[1])):
             return cupy.asarray(a)
     return a
-
-
-@contextlib.contextmanager
-def _cuda_launch(device: "torch.device") -> Iterator[int]:
-    """Make ``device`` current for a raw kernel launch; yields torch's current stream on it."""
-    with torch.cuda.device(device):
-        yield torch.cuda.current_stream(device).cuda_stream
-
-
-def _kernels_for(device: "torch.device"):
-    """mmkern._C_cuda when it can serve tensors on ``device``, else None (torch expressions)."""
-    return cuda_kernels() if device.type == "cuda" else None
 
 
 def _chunks(items: Sequence[Any], bytes_per_item: int) -> Iterator[list]:
