@@ -44,7 +44,7 @@ def mlp_dropout(seed: int) -> nn.Module:
 
 
 def mlp_batchnorm_dropout(seed: int) -> nn.Module:
-    """Linear -> Dropout -> BatchNorm1d -> ReLU -> Linear: the BN statistics see Dropout's output."""
+    """Linear -> Dropout -> BatchNorm1d -> ReLU -> Linear (BN statistics see Dropout's output)."""
     def build():
         model = nn.Sequential(
             nn.Linear(MLP_IN, 16),

@@ -243,7 +243,8 @@ def test_curve_fields_and_barriers_follow_the_definitions(setup):
     np.testing.assert_array_equal(curve.alphas, np.linspace(0, 1, 5))
     for field in (curve.alphas, curve.loss, curve.accuracy):
         assert field.dtype == np.float64 and field.shape == (5,)
-    assert np.all(np.isfinite(curve.loss)) and np.all((0 <= curve.accuracy) & (curve.accuracy <= 1))
+    assert np.all(np.isfinite(curve.loss))
+    assert np.all((0 <= curve.accuracy) & (curve.accuracy <= 1))
     chord, mean = barriers_by_definition(curve.alphas, curve.loss)
     assert curve.loss_barrier == pytest.approx(chord, abs=1e-15)
     assert curve.loss_barrier_mean == pytest.approx(mean, abs=1e-15)
@@ -261,7 +262,8 @@ def test_curve_unsorted_extrapolated_alphas_and_missing_endpoints():
     curve = conn.interpolation_curve(model_a, model_b, data, alphas=np.array(alphas))
     np.testing.assert_array_equal(curve.alphas, alphas)
     chord, mean = barriers_by_definition(curve.alphas, curve.loss)
-    assert curve.loss_barrier == pytest.approx(chord) and curve.loss_barrier_mean == pytest.approx(mean)
+    assert curve.loss_barrier == pytest.approx(chord)
+    assert curve.loss_barrier_mean == pytest.approx(mean)
     single = conn.interpolation_curve(model_a, model_b, data, alphas=[-0.25])
     assert single.loss[0] == curve.loss[1]
     partial = conn.interpolation_curve(model_a, model_b, data, alphas=torch.tensor([0.0, 0.5]))

@@ -202,7 +202,8 @@ def _alpha_grid(alphas) -> np.ndarray:
         grid = np.asarray(alphas, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(
-            f"alphas must be an int K >= 2 or a 1-D sequence of floats, got {type(alphas).__name__}"
+            "alphas must be an int K >= 2 or a 1-D sequence of floats, "
+            f"got {type(alphas).__name__}"
         ) from exc
     if grid.ndim != 1:
         raise ValueError(f"alphas must be 1-D, got shape {grid.shape}")
@@ -428,19 +429,21 @@ def _evaluate(
             x = x.to(device)
             y = y.to(device=device, dtype=torch.long)
             logits = model(x)
-            if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != y.shape[0]:
-                shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            if not (isinstance(logits, torch.Tensor) and logits.ndim == 2
+                    and logits.shape[0] == y.shape[0]):
                 raise ValueError(
-                    f"the model must return logits of shape ({y.shape[0]}, C), got {shape}"
+                    f"the model must return logits of shape ({y.shape[0]}, C), "
+                    f"got {_describe(logits)}"
                 )
             if loss_fn is None:
                 losses = F.cross_entropy(logits.to(torch.float64), y, reduction="none")
             else:
                 losses = loss_fn(logits, y)
-                if not isinstance(losses, torch.Tensor) or tuple(losses.shape) != (y.shape[0],):
-                    shape = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
+                if not (isinstance(losses, torch.Tensor)
+                        and tuple(losses.shape) == (y.shape[0],)):
                     raise ValueError(
-                        f"loss_fn must return per-sample losses of shape ({y.shape[0]},), got {shape}"
+                        f"loss_fn must return per-sample losses of shape ({y.shape[0]},), "
+                        f"got {_describe(losses)}"
                     )
             loss_sum += float(losses.to(torch.float64).sum())
             n_correct += int((logits.argmax(dim=1) == y).sum())
@@ -450,7 +453,16 @@ def _evaluate(
     return loss_sum / n_samples, n_correct / n_samples
 
 
-def _barrier_pair(alphas: np.ndarray, values: np.ndarray) -> tuple[Optional[float], Optional[float]]:
+def _describe(value) -> str:
+    """Shape of a tensor, else the type name (for error messages)."""
+    if isinstance(value, torch.Tensor):
+        return f"shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
+def _barrier_pair(
+    alphas: np.ndarray, values: np.ndarray
+) -> tuple[Optional[float], Optional[float]]:
     """(chord barrier, mean-endpoint barrier) of ``values`` along ``alphas``; None without 0/1."""
     at_zero = np.flatnonzero(alphas == 0.0)
     at_one = np.flatnonzero(alphas == 1.0)
@@ -458,7 +470,9 @@ def _barrier_pair(alphas: np.ndarray, values: np.ndarray) -> tuple[Optional[floa
         return None, None
     v0 = values[at_zero[0]]
     v1 = values[at_one[0]]
-    chord = max(values[k] - ((1.0 - alphas[k]) * v0 + alphas[k] * v1) for k in range(alphas.size))
+    chord = max(
+        values[k] - ((1.0 - alphas[k]) * v0 + alphas[k] * v1) for k in range(alphas.size)
+    )
     mean = max(values[k] for k in range(alphas.size)) - (v0 + v1) / 2.0
     return float(chord), float(mean)
 
