@@ -21,6 +21,7 @@ namespace py = pybind11;
 
 void bind_similarity(py::module_& m);     // bindings/similarity.cpp
 void bind_multiplicity(py::module_& m);  // bindings/multiplicity.cpp
+void bind_connectivity(py::module_& m);  // bindings/connectivity.cpp
 
 namespace {
 
@@ -102,4 +103,5 @@ PYBIND11_MODULE(_C, m) {
   });
   bind_similarity(m);
   bind_multiplicity(m);
+  bind_connectivity(m);
 }

@@ -241,4 +241,27 @@ PYBIND11_MODULE(_C_cuda, m) {
       "device buffer into out (n float64) and, unless 0, the final bound gap in nats into gap "
       "(n float64); workspace: workspace_size float64 of device scratch, at least "
       "rashomon_workspace_per_sample(models, classes).");
+
+  // ---- linear mode connectivity (csrc/cuda/kernels.h, twin of csrc/connectivity.h) ----------
+
+  m.def(
+      "lerp_many",
+      [](uintptr_t a, uintptr_t b, int dtype, int64_t p, uintptr_t alphas, int64_t k, uintptr_t out,
+         uintptr_t stream) {
+        check_dtype_code(dtype, "a");
+        if (p < 0 || k < 0) throw std::invalid_argument("p and k must be non-negative");
+        py::gil_scoped_release release;
+        if (dtype == 0)
+          mmkern::lerp_many_cuda(device_ptr<const float>(a), device_ptr<const float>(b), p,
+                                 device_ptr<const double>(alphas), k, device_ptr<float>(out), as_stream(stream));
+        else
+          mmkern::lerp_many_cuda(device_ptr<const double>(a), device_ptr<const double>(b), p,
+                                 device_ptr<const double>(alphas), k, device_ptr<double>(out), as_stream(stream));
+      },
+      py::arg("a"), py::arg("b"), py::arg("dtype"), py::arg("p"), py::arg("alphas"), py::arg("k"),
+      py::arg("out"), py::arg("stream") = 0,
+      "Interpolated parameter vectors: a, b contiguous (p,) float32 (dtype 0) / float64 (dtype 1) "
+      "device buffers, alphas a (k,) float64 device buffer; out a contiguous (k, p) device buffer "
+      "of the same dtype, overwritten with (1 - alphas[j]) * a + alphas[j] * b (float64, rounded "
+      "once).");
 }

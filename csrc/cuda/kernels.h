@@ -4,7 +4,8 @@
 // knows about Python. The element math is shared with the CPU kernels through the host/device
 // headers common/view.h (load_as_double), common/similarity_math.h (correlation_summary,
 // weighted_correlation, cka_ratio, debiased_hsic) and common/multiplicity_math.h (soft_term,
-// row_neg_entropy, blahut_arimoto), so the CPU tests exercise it too.
+// row_neg_entropy, blahut_arimoto) and common/connectivity_math.h (lerp_value), so the CPU tests
+// exercise it too.
 //
 // Launches are asynchronous on `stream` (no synchronisation). Invalid arguments throw
 // std::invalid_argument before anything is launched; a failed launch throws std::runtime_error
@@ -15,6 +16,7 @@
 
 #include <cstdint>
 
+#include "common/connectivity_math.h"
 #include "common/multiplicity_math.h"
 #include "common/view.h"
 
@@ -110,5 +112,15 @@ template <typename T>
 void rashomon_capacity_cuda(const T* probs, int M, int64_t n, int C, double tol, int max_iter,
                             double* out, double* gap, double* workspace, int64_t workspace_size,
                             cudaStream_t stream);
+
+// ---- Linear mode connectivity: twin of connectivity.h ------------------------------------------
+
+// Twin of lerp_many. a, b: device, p contiguous float32/float64 values each; alphas: device, k
+// float64; out: device, k x p contiguous values of the same T, overwritten (no overlap with a or
+// b): out[j * p + i] = T(lerp_value(double(a[i]), double(b[i]), alphas[j])), the same bits as the
+// CPU kernel. Grid-stride over elements, blockIdx.y over alphas.
+template <typename T>
+void lerp_many_cuda(const T* a, const T* b, int64_t p, const double* alphas, int64_t k, T* out,
+                    cudaStream_t stream);
 
 }  // namespace mmkern

@@ -1,0 +1,80 @@
+// Bindings of the linear-mode-connectivity kernels (connectivity.h): contiguous NumPy arrays in
+// without copies, a fresh (k, p) array out, GIL released around the kernel.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "connectivity.h"
+
+namespace py = pybind11;
+
+namespace {
+
+std::string dtype_name(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+std::string shape_of(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) s += std::to_string(a.shape(d)) + (a.ndim() == 1 ? "," : d + 1 < a.ndim() ? ", " : "");
+  return s + ")";
+}
+
+// A C-contiguous 1-D float32/float64 endpoint, or an error naming it.
+void check_endpoint(const py::array& x, const char* name) {
+  if (x.ndim() != 1)
+    throw std::invalid_argument(std::string(name) + " must be 1-D (p,), got shape " + shape_of(x));
+  if (!py::isinstance<py::array_t<float>>(x) && !py::isinstance<py::array_t<double>>(x))
+    throw std::invalid_argument(std::string(name) + " must be float32 or float64, got " + dtype_name(x));
+  if (!(x.flags() & py::array::c_style))
+    throw std::invalid_argument(std::string(name) + " must be C-contiguous (no hidden copies)");
+}
+
+template <typename T>
+py::array_t<T> run(const py::array& a, const py::array& b, const py::array& alphas) {
+  const int64_t p = a.shape(0), k = alphas.shape(0);
+  py::array_t<T> out({static_cast<py::ssize_t>(k), static_cast<py::ssize_t>(p)});
+  const T* pa = static_cast<const T*>(a.data());
+  const T* pb = static_cast<const T*>(b.data());
+  const double* pal = static_cast<const double*>(alphas.data());
+  T* po = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    mmkern::lerp_many(pa, pb, p, pal, k, po);
+  }
+  return out;
+}
+
+}  // namespace
+
+void bind_connectivity(py::module_& m) {
+  m.def(
+      "lerp_many",
+      [](const py::array& a, const py::array& b, const py::array& alphas) -> py::array {
+        check_endpoint(a, "a");
+        check_endpoint(b, "b");
+        if (!a.dtype().is(b.dtype()))
+          throw std::invalid_argument("a and b must have the same dtype, got " + dtype_name(a) + " and " +
+                                      dtype_name(b));
+        if (a.shape(0) != b.shape(0))
+          throw std::invalid_argument("a and b must have the same shape, got " + shape_of(a) + " and " +
+                                      shape_of(b));
+        if (alphas.ndim() != 1 || !py::isinstance<py::array_t<double>>(alphas) ||
+            !(alphas.flags() & py::array::c_style))
+          throw std::invalid_argument("alphas must be a C-contiguous 1-D float64 array, got " +
+                                      dtype_name(alphas) + " of shape " + shape_of(alphas));
+        const double* al = static_cast<const double*>(alphas.data());
+        for (py::ssize_t j = 0; j < alphas.shape(0); ++j)
+          if (!std::isfinite(al[j]))
+            throw std::invalid_argument("alphas must be finite, got " + std::to_string(al[j]) + " at index " +
+                                        std::to_string(j));
+        if (py::isinstance<py::array_t<float>>(a)) return run<float>(a, b, alphas);
+        return run<double>(a, b, alphas);
+      },
+      py::arg("a"), py::arg("b"), py::arg("alphas"),
+      "Interpolated parameter vectors: a, b C-contiguous 1-D (p,) float32/float64 arrays of the "
+      "same dtype, alphas a C-contiguous 1-D (k,) finite float64 array; returns the (k, p) array "
+      "of a's dtype with out[j] = (1 - alphas[j]) * a + alphas[j] * b computed in float64 and "
+      "rounded once.");
+}

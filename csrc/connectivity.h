@@ -1,0 +1,26 @@
+// Linear-mode-connectivity kernels: the parameters of models interpolated between two endpoints.
+//
+// A model's parameters are flattened into one contiguous vector of p values; the K interpolated
+// parameter sets of a connectivity curve are materialised by one fused pass (issue 4, "The fast
+// path"). Inputs and outputs are float32 or float64 (the same T for all three); the arithmetic is
+// float64 (lerp_value in common/connectivity_math.h) and each output is rounded to T once.
+#pragma once
+
+#include <cstdint>
+
+#include "common/connectivity_math.h"
+
+namespace mmkern {
+
+// Shape contract:
+//   a, b:    p contiguous values each (the two endpoints' flattened parameters), p >= 0
+//   alphas:  k contiguous float64 interpolation weights, k >= 0 (finite; not checked here)
+//   out:     k x p contiguous values, row-major, overwritten (must not overlap a or b):
+//            out[j * p + i] = T(lerp_value(double(a[i]), double(b[i]), alphas[j]))
+//                           = T((1 - alpha_j) * a[i] + alpha_j * b[i])   (float64 arithmetic)
+// Parallel (OpenMP) over rows and blocks of elements; the inner loop over elements vectorises.
+// Throws std::invalid_argument for negative p or k.
+template <typename T>
+void lerp_many(const T* a, const T* b, int64_t p, const double* alphas, int64_t k, T* out);
+
+}  // namespace mmkern
