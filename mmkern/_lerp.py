@@ -69,26 +69,31 @@ def _check_endpoints(a: Any, b: Any) -> None:
                          "first; no hidden copies)")
 
 
-def _lerp_torch_cuda(a, b, alphas: np.ndarray):
+def _lerp_torch(a, b, alphas: np.ndarray):
+    """The formula of ``lerp_value`` in torch ops on any device: three separately rounded float64
+    operations, rounded to the dtype once (the fallback where mmkern._C_cuda is not built)."""
     import torch
 
-    from mmkern._gpu import cuda_kernels
-
-    k, p = alphas.shape[0], a.shape[0]
-    kernels = cuda_kernels()
-    if kernels is not None:
-        out = torch.empty((k, p), dtype=a.dtype, device=a.device)
-        al = torch.from_numpy(alphas).to(a.device)
-        with torch.cuda.device(a.device):
-            stream = torch.cuda.current_stream(a.device).cuda_stream
-            kernels.lerp_many(a.data_ptr(), b.data_ptr(), 0 if a.dtype == torch.float32 else 1, p,
-                              al.data_ptr(), k, out.data_ptr(), stream)
-        return out
-    # Same formula as lerp_value: three separately rounded float64 operations, rounded to the
-    # dtype once.
     al = torch.from_numpy(alphas).to(a.device)[:, None]
     a64, b64 = a.to(torch.float64)[None, :], b.to(torch.float64)[None, :]
     return ((1.0 - al) * a64 + al * b64).to(a.dtype)
+
+
+def _lerp_torch_cuda(a, b, alphas: np.ndarray):
+    import torch
+
+    from mmkern._gpu import cuda_launch, kernels_for
+
+    kernels = kernels_for(a.device)
+    if kernels is None:
+        return _lerp_torch(a, b, alphas)
+    k, p = alphas.shape[0], a.shape[0]
+    out = torch.empty((k, p), dtype=a.dtype, device=a.device)
+    al = torch.from_numpy(alphas).to(a.device)
+    with cuda_launch(a.device) as stream:
+        kernels.lerp_many(a.data_ptr(), b.data_ptr(), 0 if a.dtype == torch.float32 else 1, p,
+                          al.data_ptr(), k, out.data_ptr(), stream)
+    return out
 
 
 def lerp_many(a: Any, b: Any, alphas: Any) -> Any:
