@@ -397,13 +397,15 @@ def test_pairwise_barriers_input_errors():
 # ----------------------------------------------------------------------------------- package
 
 
-def test_reference_package_exports_connectivity_lazily():
+def test_reference_package_exports_connectivity_lazily(tmp_path):
     code = (
         "import sys, mmkern.reference as r; assert 'torch' not in sys.modules; "
         "assert r.interpolation_curve.__module__ == 'mmkern.reference.connectivity'; "
         "assert 'interpolation_curve' in r.__all__ and 'pairwise_barriers' in dir(r)"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # cwd outside the checkout: `python -c` puts the working directory on sys.path, where the
+    # unbuilt source tree would shadow the installed package.
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
     import mmkern.reference as ref
 
     for name in ("InterpolationCurve", "PairwiseBarriers"):
