@@ -449,7 +449,7 @@ def _cka_stats_from_gram(joint: _Joint) -> _CkaStats:
 
 def _use_sample_space(metrics: Sequence[str], n: int, widths: Sequence[int]) -> bool:
     """CKA alone through n x n sample Grams when M n^2 < D^2 (wide layers, few samples): the
-    same choice as the host path (mmkern.similarity._pair_metrics)."""
+    same choice as the host path (mmkern._similarity_host._pair_metrics)."""
     return set(metrics) <= {"cka", "cka_debiased"} and len(widths) * n * n < sum(widths) ** 2
 
 
@@ -631,7 +631,7 @@ def pair_metrics(arrays: Sequence[Any], names: Sequence[str], first, second, met
                  rtol: float = RANK_RTOL, keep: float = 0.99, keep_mode: int = 0) -> dict:
     """Similarity metrics for pairs (first[p], second[p]) of device arrays.
 
-    The GPU twin of ``mmkern.similarity._pair_metrics``: validated options in, the same values
+    The GPU twin of ``mmkern._similarity_host._pair_metrics``: validated options in, the same values
     out (to rounding).
 
     Parameters
