@@ -42,12 +42,10 @@ void argmax_codes(const T* probs, int M, int64_t n, int C, Code* codes);
 //   range[x]             = max_m p_m(x)_t - min_m p_m(x)_t, t = target[x] (or majority[x] when
 //                          target is null)
 //   all_agree[x]         = 1 when every model predicts the same class
-// With `labels` (n, may be null): correct[m] = number of samples model m classifies correctly.
 template <typename T, typename Code>
 void sample_statistics(const T* probs, const Code* codes, int M, int64_t n, int C,
-                       const int64_t* target, const int64_t* labels, double* vote_disagreement,
-                       int64_t* majority, double* variance, double* range, uint8_t* all_agree,
-                       int64_t* correct);
+                       const int64_t* target, double* vote_disagreement, int64_t* majority,
+                       double* variance, double* range, uint8_t* all_agree);
 
 // One pass over integer labels (rows x cols, element strides rs and cs, any integer type): their
 // smallest and largest value, and uint8 codes in `out` (rows x cols, C-contiguous) that are

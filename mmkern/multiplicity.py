@@ -415,7 +415,6 @@ def predictive_multiplicity(probs, labels=None, reference=None, *, from_logits: 
         labels = labels.astype(np.int64)
     codes = _hard_codes(p)
     target = labels if labels is not None else (codes[reference].astype(np.int64) if reference is not None else None)
-    per_sample = _C.sample_statistics(p, codes, target, labels)
+    per_sample = _C.sample_statistics(p, codes, target)
     per_sample["capacity"], _ = _capacities(p, tol, max_iter)
-    per_sample.pop("correct", None)
     return _summary(codes, per_sample, labels, reference, c, kind, subsets=True)

@@ -183,8 +183,7 @@ void bind_multiplicity(py::module_& m) {
 
   m.def(
       "sample_statistics",
-      [](const py::array& probs, const py::array& codes, std::optional<I64Array> target,
-         std::optional<I64Array> labels) {
+      [](const py::array& probs, const py::array& codes, std::optional<I64Array> target) {
         check_probs(probs);
         check_codes(codes);
         const int M = static_cast<int>(probs.shape(0));
@@ -192,25 +191,23 @@ void bind_multiplicity(py::module_& m) {
         const int C = static_cast<int>(probs.shape(2));
         if (codes.shape(0) != M || codes.shape(1) != n)
           throw std::invalid_argument("codes must be (M, n) like probs");
-        for (const auto* a : {&target, &labels})
-          if (*a && (*a)->size() != n) throw std::invalid_argument("target and labels must have n entries");
-        for (const auto* a : {&target, &labels})
-          if (*a)
-            for (py::ssize_t x = 0; x < n; ++x)
-              if ((*a)->data()[x] < 0 || (*a)->data()[x] >= C)
-                throw std::invalid_argument("target and labels must be class indices in [0, C)");
+        if (target) {
+          if (target->size() != n) throw std::invalid_argument("target must have n entries");
+          for (py::ssize_t x = 0; x < n; ++x)
+            if (target->data()[x] < 0 || target->data()[x] >= C)
+              throw std::invalid_argument("target must hold class indices in [0, C)");
+        }
         py::array_t<double> vote(n), variance(n), range(n);
-        py::array_t<int64_t> majority(n), correct(M);
+        py::array_t<int64_t> majority(n);
         py::array_t<uint8_t> agree(n);
         const int64_t* t = target ? target->data() : nullptr;
-        const int64_t* l = labels ? labels->data() : nullptr;
         double *pv = vote.mutable_data(), *pvar = variance.mutable_data(), *pr = range.mutable_data();
-        int64_t *pm = majority.mutable_data(), *pc = correct.mutable_data();
+        int64_t* pm = majority.mutable_data();
         uint8_t* pa = agree.mutable_data();
         with_probs(probs, [&](auto* p) {
           return with_codes(codes, [&](auto* c) {
             py::gil_scoped_release release;
-            mmkern::sample_statistics(p, c, M, n, C, t, l, pv, pm, pvar, pr, pa, l ? pc : nullptr);
+            mmkern::sample_statistics(p, c, M, n, C, t, pv, pm, pvar, pr, pa);
             return 0;
           });
         });
@@ -220,9 +217,8 @@ void bind_multiplicity(py::module_& m) {
         out["variance"] = variance;
         out["range"] = range;
         out["all_agree"] = agree;
-        if (labels) out["correct"] = correct;
         return out;
       },
-      py::arg("probs"), py::arg("codes"), py::arg("target") = py::none(), py::arg("labels") = py::none(),
+      py::arg("probs"), py::arg("codes"), py::arg("target") = py::none(),
       "Per-sample statistics of a population (multiplicity.h, sample_statistics).");
 }

@@ -4,7 +4,6 @@
 #include <limits>
 #include <vector>
 
-#include "common/parallel.h"
 #include "multiplicity.h"
 
 namespace mmkern {
@@ -23,23 +22,15 @@ void argmax_codes(const T* probs, int M, int64_t n, int C, Code* codes) {
 
 template <typename T, typename Code>
 void sample_statistics(const T* probs, const Code* codes, int M, int64_t n, int C,
-                       const int64_t* target, const int64_t* labels, double* vote_disagreement,
-                       int64_t* majority, double* variance, double* range, uint8_t* all_agree,
-                       int64_t* correct) {
-  const int nt = max_threads();
-  std::vector<int64_t> correct_partial(static_cast<size_t>(nt) * M, 0);
+                       const int64_t* target, double* vote_disagreement, int64_t* majority,
+                       double* variance, double* range, uint8_t* all_agree) {
 #pragma omp parallel
   {
     std::vector<int64_t> votes(C);
-    int64_t* my_correct = correct_partial.data() + static_cast<size_t>(thread_id()) * M;
 #pragma omp for schedule(static)
     for (int64_t x = 0; x < n; ++x) {
       std::fill(votes.begin(), votes.end(), 0);
-      for (int m = 0; m < M; ++m) {
-        const int c = codes[m * n + x];
-        ++votes[c];
-        if (labels && c == labels[x]) ++my_correct[m];
-      }
+      for (int m = 0; m < M; ++m) ++votes[codes[m * n + x]];
       const int top = static_cast<int>(std::max_element(votes.begin(), votes.end()) - votes.begin());
       if (vote_disagreement) vote_disagreement[x] = 1.0 - static_cast<double>(votes[top]) / M;
       if (majority) majority[x] = top;
@@ -70,11 +61,6 @@ void sample_statistics(const T* probs, const Code* codes, int M, int64_t n, int 
       }
     }
   }
-  if (correct)
-    for (int m = 0; m < M; ++m) {
-      correct[m] = 0;
-      for (int t = 0; t < nt; ++t) correct[m] += correct_partial[static_cast<size_t>(t) * M + m];
-    }
 }
 
 template <typename T>
@@ -102,8 +88,8 @@ template ProbabilityCheck check_probabilities<double>(const double*, int64_t, in
 #define MMKERN_INSTANTIATE(T, Code)                                                              \
   template void argmax_codes<T, Code>(const T*, int, int64_t, int, Code*);                      \
   template void sample_statistics<T, Code>(const T*, const Code*, int, int64_t, int,            \
-                                           const int64_t*, const int64_t*, double*, int64_t*, \
-                                           double*, double*, uint8_t*, int64_t*);
+                                           const int64_t*, double*, int64_t*, double*, double*, \
+                                           uint8_t*);
 MMKERN_INSTANTIATE(float, uint8_t)
 MMKERN_INSTANTIATE(float, uint16_t)
 MMKERN_INSTANTIATE(double, uint8_t)
