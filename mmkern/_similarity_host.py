@@ -195,7 +195,7 @@ def _check_variance(totals, mean: np.ndarray, n: int, offsets: Sequence[int], na
             raise ValueError(f"{name} has no variance: every column is constant")
 
 
-def _factors(gram, stats: _GramStats, metrics, rtol, keep, keep_mode):
+def _factors(gram, stats: _GramStats, metrics, rtol=RANK_RTOL, keep=0.99, keep_mode=0):
     return _C.GramFactors(
         gram, stats.offsets, stats.blocks_only, stats.n, rtol, keep, keep_mode,
         factor=any(m in _CCA_FAMILY for m in metrics),
@@ -227,6 +227,22 @@ def _pair_metrics(arrays, names, first, second, metrics, *, rtol=RANK_RTOL, keep
     stats, gram, norm_products = _host_gram(arrays, names, "cka_debiased" in metrics)
     factors = _factors(gram, stats, metrics, rtol, keep, keep_mode)
     return factors.pairs(first, second, list(metrics), norm_products)
+
+
+def _square_pairs(m: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Pair indices (first, second) of an (m, m) matrix: the upper triangle with its diagonal for a
+    symmetric metric, every entry otherwise."""
+    first, second = np.triu_indices(m) if symmetric else np.indices((m, m)).reshape(2, -1)
+    return first.astype(np.int64), second.astype(np.int64)
+
+
+def _fill(shape, rows, cols, values, symmetric: bool) -> np.ndarray:
+    """The float64 matrix with values at (rows, cols), mirrored when ``symmetric``."""
+    out = np.empty(shape)
+    out[rows, cols] = values
+    if symmetric:
+        out[cols, rows] = values
+    return out
 
 
 def _sample_space_cka(arrays, names, first, second, metrics):

@@ -63,11 +63,13 @@ from mmkern._similarity_host import (  # RANK_RTOL and KEEP_SLACK are public, se
     _check_same_n,
     _column_means,
     _factors,
+    _fill,
     _gpu,
     _host,
     _metric_args,
     _pair_metrics,
     _shape_check,
+    _square_pairs,
 )
 
 __all__ = [
@@ -270,23 +272,17 @@ def _matrix(metric, groups, **opts):
     n = _check_same_n(arrays, names)
     name, kwargs = _metric_args(metric, n, [a.shape[1] for a in arrays], names, **opts)
 
+    symmetric = len(sizes) == 1 and name != "pwcca"
     if len(sizes) == 1:
-        m = sizes[0]
-        asymmetric = name == "pwcca"
-        first, second = np.triu_indices(m) if not asymmetric else np.indices((m, m)).reshape(2, -1)
-        rows, cols = first, second
+        rows, cols = first, second = _square_pairs(sizes[0], symmetric)
     else:
         rows, cols = np.indices((sizes[0], sizes[1])).reshape(2, -1)
         first, second = rows, cols + sizes[0]
-        asymmetric = True
     if kind.is_gpu:
         values = _gpu().to_numpy(_gpu().pair_metrics(arrays, names, first, second, [name], **kwargs)[name])
     else:
         values = _pair_metrics(arrays, names, first, second, [name], **kwargs)[name]
-    out = np.empty((sizes[0], sizes[-1]))
-    out[rows, cols] = values
-    if not asymmetric:
-        out[cols, rows] = values
+    out = _fill((sizes[0], sizes[-1]), rows, cols, values, symmetric)
     return to_kind(out, kind) if not kind.is_gpu else _gpu().as_kind(out, kind)
 
 
@@ -458,11 +454,12 @@ class SimilarityAccumulator:
         widths = [a.shape[1] for a in arrays]
         if 0 in widths:
             raise ValueError(f"{names[widths.index(0)]} has no features")
-        if self._stats is None:
+        first_batch = self._stats is None
+        if first_batch:  # the shift: this batch's means (their computation also validates it)
             self._stats = _GramStats(widths, _column_means(arrays, names), moments=True)
         elif widths != self._stats.widths:
             raise ValueError(f"batch widths {widths} differ from the first batch's {self._stats.widths}")
-        self._stats.update(arrays, names)
+        self._stats.update(arrays, names, validated=first_batch)
         self._cache = None
         return self
 
@@ -480,16 +477,10 @@ class SimilarityAccumulator:
             raise ValueError("no samples accumulated yet; call update() first")
         name, kwargs = _metric_args(metric, n, stats.widths, self._names(), **{**_OPTS_DEFAULT, **opts})
         gram, norm_products = self._centered()
-        m = self.n_models
-        first, second = np.triu_indices(m) if name != "pwcca" else np.indices((m, m)).reshape(2, -1)
-        factors = _factors(gram, stats, [name], kwargs.get("rtol", RANK_RTOL), kwargs.get("keep", 0.99),
-                           kwargs.get("keep_mode", 0))
-        values = factors.pairs(first.astype(np.int64), second.astype(np.int64), [name], norm_products)[name]
-        out = np.empty((m, m))
-        out[first, second] = values
-        if name != "pwcca":
-            out[second, first] = values
-        return out
+        m, symmetric = self.n_models, name != "pwcca"
+        first, second = _square_pairs(m, symmetric)
+        values = _factors(gram, stats, [name], **kwargs).pairs(first, second, [name], norm_products)[name]
+        return _fill((m, m), first, second, values, symmetric)
 
     def svcca(self, keep=0.99, *, keep_by: str = "variance", rtol: float = RANK_RTOL) -> np.ndarray:
         """(M, M) SVCCA matrix of everything accumulated (see :func:`pairwise_svcca`)."""
