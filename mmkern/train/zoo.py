@@ -1,0 +1,329 @@
+"""Training a zoo (a population of models) from a recipe, resumably, and reading it back.
+
+Layout of a zoo directory::
+
+    out_dir/
+      zoo.json                          recipe, members, groups (written before any training)
+      members/<member dir>/
+        model.safetensors               weights + architecture spec (see checkpoint.py)
+        record.json                     config, seeds, metrics, history, versions, checksum
+
+``<member dir>`` is the member id made file-system safe (:func:`member_dirname`; usually the id
+itself, e.g. ``init_seed=3``).
+
+Resuming: a member is *finished* exactly when its ``record.json`` exists. The checkpoint is
+written first and the record last, both atomically (temporary file + rename), so an interrupted
+member leaves at most a checkpoint without a record (or a stray temporary file), and is trained
+again from scratch on the next run; finished members are never rewritten. Rerunning with a
+changed recipe is allowed (e.g. more seeds): members whose id is already finished must have the
+same config, otherwise :func:`train_zoo` refuses. Two processes must not train the same
+directory at the same time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import json
+import os
+from typing import Any, Callable, Optional, Union
+
+from mmkern._io import atomic_write_text
+from mmkern._version import __version__
+from mmkern.train.config import TrainConfig
+from mmkern.train.recipes import Member, Recipe, load_recipe, member_dirname
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "RECORD_FILE",
+    "ZOO_FILE",
+    "list_members",
+    "load_member",
+    "load_record",
+    "load_zoo",
+    "member_dir",
+    "train_zoo",
+]
+
+ZOO_FORMAT = "mmkern-zoo/1"
+ZOO_FILE = "zoo.json"
+MEMBERS_DIR = "members"
+CHECKPOINT_FILE = "model.safetensors"
+RECORD_FILE = "record.json"
+_DATASET_CACHE_SIZE = 2
+
+
+def _dumps(data) -> str:
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+def member_dir(out_dir: Union[str, os.PathLike], member_id: str) -> str:
+    """Directory of a member inside a zoo directory (whether or not it exists)."""
+    if not isinstance(member_id, str) or not member_id:
+        raise TypeError(f"member_id must be a non-empty string, got {member_id!r}")
+    return os.path.join(os.fspath(out_dir), MEMBERS_DIR, member_dirname(member_id))
+
+
+def load_zoo(out_dir: Union[str, os.PathLike]) -> dict[str, Any]:
+    """The ``zoo.json`` of a zoo directory.
+
+    Returns
+    -------
+    dict
+        ``format``, ``recipe`` (:meth:`Recipe.to_dict`; rebuild with ``Recipe.from_dict``),
+        ``recipe_source``, ``members`` (per member: ``id``, ``dir``, ``varies``, ``factors``,
+        ``config``, in recipe order), ``groups`` (``name``, ``factor``, ``members``,
+        ``fixed``), ``mmkern_version``, ``updated_at``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``out_dir`` has no ``zoo.json`` (not a zoo directory).
+    ValueError
+        ``zoo.json`` is not valid JSON of this format.
+    """
+    path = os.path.join(os.fspath(out_dir), ZOO_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{os.fspath(out_dir)!r} is not a zoo directory: no {ZOO_FILE} "
+                                f"(create one with train_zoo / `mmkern train`)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            zoo = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON: {e}") from None
+    if not isinstance(zoo, dict) or zoo.get("format") != ZOO_FORMAT:
+        raise ValueError(f"{path}: not an mmkern zoo file (expected format {ZOO_FORMAT!r})")
+    return zoo
+
+
+def list_members(out_dir: Union[str, os.PathLike], *, finished: bool = True) -> list[str]:
+    """Member ids of a zoo in recipe order.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        A zoo directory.
+    finished : bool, default True
+        Only members whose training finished (their ``record.json`` exists); ``False`` lists
+        every member of the recipe.
+    """
+    ids = [m["id"] for m in load_zoo(out_dir)["members"]]
+    if not finished:
+        return ids
+    return [i for i in ids if os.path.isfile(os.path.join(member_dir(out_dir, i), RECORD_FILE))]
+
+
+def load_record(out_dir: Union[str, os.PathLike], member_id: str) -> dict[str, Any]:
+    """The JSON record of a finished member (see :func:`train_zoo` for its keys).
+
+    Raises
+    ------
+    ValueError
+        Unknown or unfinished member, or an unreadable record.
+    """
+    path = os.path.join(member_dir(out_dir, member_id), RECORD_FILE)
+    if not os.path.isfile(path):
+        known = list_members(out_dir, finished=False)
+        if member_id not in known:
+            raise ValueError(f"zoo {os.fspath(out_dir)!r} has no member {member_id!r}; members: "
+                             f"{', '.join(known)}")
+        raise ValueError(f"member {member_id!r} of zoo {os.fspath(out_dir)!r} is not finished "
+                         f"(no {RECORD_FILE}); run train_zoo again to finish it")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON: {e}") from None
+
+
+def load_member(out_dir: Union[str, os.PathLike], member_id: str, *, device="cpu",
+                verify: bool = True):
+    """Load a finished member's model and record.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        A zoo directory.
+    member_id : str
+        E.g. ``"base"``, ``"init_seed=3"`` (see :func:`list_members`).
+    device : str or torch.device, default "cpu"
+    verify : bool, default True
+        Check the checkpoint's SHA-256 against the record.
+
+    Returns
+    -------
+    model : ZooModel
+        In eval mode on ``device``.
+    record : dict
+
+    Raises
+    ------
+    ValueError
+        Unknown or unfinished member, or a checkpoint that does not match its record.
+    """
+    from mmkern.train.checkpoint import file_sha256, load_model
+
+    record = load_record(out_dir, member_id)
+    path = os.path.join(member_dir(out_dir, member_id), CHECKPOINT_FILE)
+    if not os.path.isfile(path):
+        raise ValueError(f"member {member_id!r}: {path} is missing although its record exists")
+    if verify:
+        expected = record.get("checkpoint", {}).get("sha256")
+        if expected != file_sha256(path):
+            raise ValueError(f"member {member_id!r}: {path} does not match the SHA-256 in its "
+                             f"record (file modified or corrupt)")
+    return load_model(path, device=device), record
+
+
+def _check_finished(out_dir: str, member: Member) -> bool:
+    """Whether a member is finished, and that its record agrees with the recipe's config."""
+    path = os.path.join(member_dir(out_dir, member.id), RECORD_FILE)
+    if not os.path.isfile(path):
+        return False
+    record = load_record(out_dir, member.id)
+    try:
+        key = TrainConfig.from_dict(record["config"]).key()
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable config ({e}); move the member away to retrain it") \
+            from None
+    if key != member.config.key():
+        raise ValueError(f"member {member.id!r} is already finished in {out_dir!r} with a "
+                         f"different config than the recipe gives it; use another output "
+                         f"directory (or delete {os.path.dirname(path)!r} to retrain it)")
+    return True
+
+
+def _clean_stale(directory: str) -> None:
+    """Remove temporary files an interrupted atomic write may have left in a member directory."""
+    for path in glob.glob(os.path.join(directory, ".*.tmp")):
+        os.unlink(path)
+
+
+def train_zoo(
+    recipe,
+    out_dir: Union[str, os.PathLike],
+    *,
+    data_dir=None,
+    device=None,
+    progress: bool = True,
+    callback: Optional[Callable[[dict], None]] = None,
+) -> list[dict[str, Any]]:
+    """Train every member of a recipe into ``out_dir``, skipping finished members.
+
+    Parameters
+    ----------
+    recipe : Recipe, str, os.PathLike or dict
+        A :class:`Recipe`, a bundled recipe name, a TOML path or a recipe dict
+        (:func:`load_recipe`).
+    out_dir : str or os.PathLike
+        Zoo directory; created if missing. See the module docstring for its layout.
+    data_dir : str or os.PathLike, optional
+        For datasets read from local files (``load_dataset(..., data_dir=...)``).
+    device : str or torch.device, optional
+        Overrides every member's ``config.device`` (e.g. ``"cuda"``, ``"auto"``).
+    progress : bool, default True
+        A tqdm bar over members (the current member and epoch in its postfix) and one line per
+        finished member.
+    callback : callable(dict) -> None, optional
+        Called with ``{"event": "epoch", "member": id, ...epoch fields of train_model...}``
+        after every epoch, ``{"event": "finished", "member": id, "record": record}`` after a
+        member is saved and ``{"event": "skipped", "member": id}`` for an already finished one.
+        An exception it raises stops training (finished members stay finished).
+
+    Returns
+    -------
+    list of dict
+        The record of every member, in recipe order: the record of
+        :func:`mmkern.train.train_model` plus ``id``, ``dir``, ``varies``, ``factors``,
+        ``zoo`` (recipe name) and ``checkpoint`` (``file``, ``sha256``, ``bytes``).
+
+    Raises
+    ------
+    ValueError
+        Invalid recipe, or ``out_dir`` holds a finished member whose config differs from the
+        recipe's.
+    """
+    from mmkern.train.checkpoint import file_sha256, save_model
+    from mmkern.train.trainer import load_config_dataset, train_model
+
+    recipe = load_recipe(recipe)
+    out_dir = os.fspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"out_dir {out_dir!r} exists and is not a directory")
+    os.makedirs(os.path.join(out_dir, MEMBERS_DIR), exist_ok=True)
+    finished = {m.id: _check_finished(out_dir, m) for m in recipe.members}
+
+    zoo = {
+        "format": ZOO_FORMAT,
+        "recipe": recipe.to_dict(),
+        "recipe_source": recipe.source,
+        "members": [m.to_dict() for m in recipe.members],
+        "groups": [g.to_dict() for g in recipe.groups()],
+        "mmkern_version": __version__,
+        "updated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    zoo_path = os.path.join(out_dir, ZOO_FILE)
+    previous = None
+    if os.path.isfile(zoo_path):
+        previous = load_zoo(out_dir)
+    if previous is None or {k: v for k, v in previous.items() if k != "updated_at"} != \
+            {k: v for k, v in zoo.items() if k != "updated_at"}:
+        atomic_write_text(zoo_path, _dumps(zoo))
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(recipe.members), initial=sum(finished.values()),
+                   desc=f"zoo {recipe.name}", unit="model")
+    datasets: dict[str, Any] = {}
+    records = []
+    try:
+        for member in recipe.members:
+            if finished[member.id]:
+                records.append(load_record(out_dir, member.id))
+                if callback is not None:
+                    callback({"event": "skipped", "member": member.id})
+                continue
+            directory = member_dir(out_dir, member.id)
+            os.makedirs(directory, exist_ok=True)
+            _clean_stale(directory)
+            config = member.config
+            data_key = json.dumps([config.dataset, config.dataset_options, config.data_seed],
+                                  sort_keys=True)
+            if data_key not in datasets:
+                while len(datasets) >= _DATASET_CACHE_SIZE:
+                    datasets.pop(next(iter(datasets)))
+                datasets[data_key] = load_config_dataset(config, data_dir)
+            if bar is not None:
+                bar.set_postfix_str(member.id)
+
+            def on_epoch(info, member_id=member.id):
+                if bar is not None:
+                    loss = "nan" if info["loss"] is None else f"{info['loss']:.4f}"
+                    bar.set_postfix_str(f"{member_id} epoch {info['epoch']}/{info['epochs']} "
+                                        f"loss {loss}")
+                if callback is not None:
+                    callback({"event": "epoch", "member": member_id, **info})
+
+            model, record = train_model(config, datasets[data_key], device=device,
+                                        callback=on_epoch)
+            checkpoint = os.path.join(directory, CHECKPOINT_FILE)
+            save_model(checkpoint, model)
+            record = {"id": member.id, "dir": member.dirname, "varies": dict(member.varies),
+                      "factors": list(member.factors), "zoo": recipe.name, **record,
+                      "checkpoint": {"file": CHECKPOINT_FILE, "sha256": file_sha256(checkpoint),
+                                     "bytes": os.path.getsize(checkpoint)}}
+            atomic_write_text(os.path.join(directory, RECORD_FILE), _dumps(record))
+            records.append(record)
+            if bar is not None:
+                bar.update(1)
+                test = record["metrics"]["test"]["accuracy"]
+                bar.write(f"{member.id}: test accuracy {test:.4f} "
+                          f"({record['train_seconds']:.1f} s)")
+            if callback is not None:
+                callback({"event": "finished", "member": member.id, "record": record})
+    finally:
+        if bar is not None:
+            bar.close()
+    return records
