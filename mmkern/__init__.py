@@ -1,8 +1,11 @@
 """mmkern: fast, tested kernels for model multiplicity.
 
 Representational similarity (SVCCA, CCA, PWCCA, linear CKA; single, batched, pairwise, cross and
-streaming) and predictive multiplicity (disagreement matrices, ambiguity, discrepancy, variance,
-Rashomon capacity), with plain-NumPy reference implementations in :mod:`mmkern.reference`.
+streaming), predictive multiplicity (disagreement matrices, ambiguity, discrepancy, variance,
+Rashomon capacity) and linear mode connectivity (interpolation curves and barriers, with
+PyTorch), with plain reference implementations in :mod:`mmkern.reference`.
+
+``import mmkern`` does not import PyTorch: the connectivity names are loaded on first use.
 """
 
 import os as _os
@@ -15,6 +18,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from mmkern._version import __version__  # noqa: E402
 from mmkern._config import show_config  # noqa: E402
+from mmkern._lazy import lazy_exports, torch_available  # noqa: E402
 from mmkern.multiplicity import (  # noqa: E402
     PredictiveMultiplicity,
     disagreement_matrix,
@@ -62,3 +66,17 @@ __all__ = [
     "pwcca",
     "svcca",
 ]
+
+#: Names of :mod:`mmkern.connectivity`, re-exported lazily (they need torch).
+_CONNECTIVITY_NAMES = (
+    "InterpolationCurve",
+    "PairwiseBarriers",
+    "interpolate",
+    "interpolation_curve",
+    "pairwise_barriers",
+)
+
+if torch_available():
+    __all__ += list(_CONNECTIVITY_NAMES)
+
+__getattr__, __dir__ = lazy_exports(globals(), "mmkern.connectivity", _CONNECTIVITY_NAMES)

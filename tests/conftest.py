@@ -57,3 +57,25 @@ def edge_shape(request) -> tuple[int, int]:
 def layout(request) -> str:
     """Memory layout of inputs: C-ordered, Fortran-ordered or a non-contiguous slice."""
     return request.param
+
+
+#: Case names of ``_connectivity_cases.MODELS`` (kept here so collecting needs no torch).
+CONNECTIVITY_CASES = ("cnn-bn", "cnn-ln-gn", "mlp", "mlp-bn-dropout", "mlp-dropout", "mlp-nobias")
+
+
+@pytest.fixture(params=["reference", "mmkern"])
+def impl(request):
+    """The connectivity module under test: the plain reference loop or the fast path."""
+    pytest.importorskip("torch")
+    from _connectivity_cases import IMPLEMENTATIONS
+
+    return IMPLEMENTATIONS[request.param]
+
+
+@pytest.fixture(params=CONNECTIVITY_CASES)
+def setup(request):
+    """(model_a, model_b, data, bn_data): two small torch models of one case and their data."""
+    pytest.importorskip("torch")
+    from _connectivity_cases import make_setup
+
+    return make_setup(request.param)

@@ -9,9 +9,7 @@ of their names (e.g. ``mmkern.reference.interpolation_curve``) imports the modul
 are listed in ``__all__`` only when torch is installed.
 """
 
-import importlib as _importlib
-import importlib.util as _importlib_util
-
+from mmkern._lazy import lazy_exports, torch_available
 from mmkern.reference.multiplicity import (
     SOFT_METRICS,
     PredictiveMultiplicity,
@@ -66,25 +64,16 @@ __all__ = [
 
 #: Names of :mod:`mmkern.reference.connectivity` re-exported lazily (they need torch).
 _CONNECTIVITY_NAMES = (
+    "BN_BATCH_SIZE",
     "InterpolationCurve",
     "PairwiseBarriers",
     "interpolate",
     "interpolation_curve",
     "pairwise_barriers",
+    "reset_and_estimate_batchnorm",
 )
 
-if _importlib_util.find_spec("torch") is not None:
+if torch_available():
     __all__ += list(_CONNECTIVITY_NAMES)
 
-
-def __getattr__(name):
-    if name in _CONNECTIVITY_NAMES:
-        module = _importlib.import_module("mmkern.reference.connectivity")
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_CONNECTIVITY_NAMES))
+__getattr__, __dir__ = lazy_exports(globals(), "mmkern.reference.connectivity", _CONNECTIVITY_NAMES)

@@ -41,17 +41,39 @@ Conventions shared by every function:
 from __future__ import annotations
 
 import copy
-import math
-import numbers
-from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.data import DataLoader
+
+from mmkern._connectivity_common import (
+    BARRIER_FIELDS,
+    BN_BATCH_SIZE,
+    DataSource,
+    InterpolationCurve,
+    LossFn,
+    PairwiseBarriers,
+    alpha_grid,
+    batch_metrics,
+    batches,
+    check_alpha,
+    check_barrier_grid,
+    check_batch_size,
+    check_bn_data,
+    check_model,
+    check_models,
+    check_labels,
+    check_same_architecture,
+    check_sets,
+    check_source,
+    device_of,
+    entries,
+    make_curve,
+    per_set,
+    set_name,
+    tracking_batchnorms,
+)
 
 __all__ = [
     "BN_BATCH_SIZE",
@@ -62,229 +84,6 @@ __all__ = [
     "pairwise_barriers",
     "reset_and_estimate_batchnorm",
 ]
-
-#: Default number of samples per batch when an ``(x, y)`` pair of tensors is iterated (for both
-#: evaluation and BatchNorm re-estimation). The BatchNorm estimate depends on it: the cumulative
-#: average gives every batch the same weight.
-BN_BATCH_SIZE = 256
-
-DataSource = Union[DataLoader, Sequence[torch.Tensor]]
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-# --------------------------------------------------------------------------------------------
-# Result objects
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InterpolationCurve:
-    """Loss and accuracy along the straight line between two models' weights (reference version).
-
-    Reference for :class:`mmkern.InterpolationCurve`, as returned by :func:`interpolation_curve`
-    for one evaluation set.
-
-    Attributes
-    ----------
-    alphas : numpy.ndarray
-        float64, shape ``(K,)``: the interpolation coefficients, in the order evaluated.
-    loss : numpy.ndarray
-        float64, shape ``(K,)``: per-sample mean loss of ``theta(alphas[k])``.
-    accuracy : numpy.ndarray
-        float64, shape ``(K,)``: fraction of samples classified correctly.
-    loss_barrier : float or None
-        Chord barrier ``max_k [L(a_k) - ((1 - a_k) L(0) + a_k L(1))]`` (Entezari et al.;
-        Lubana et al. Def. 1). ``None`` when ``alphas`` does not contain both 0 and 1.
-    loss_barrier_mean : float or None
-        Mean-endpoint barrier ``max_k L(a_k) - (L(0) + L(1)) / 2`` (Frankle et al.;
-        git-re-basin). ``None`` when ``alphas`` does not contain both 0 and 1.
-    error_barrier : float or None
-        :attr:`loss_barrier` with the error ``1 - accuracy`` in place of the loss.
-    error_barrier_mean : float or None
-        :attr:`loss_barrier_mean` with the error ``1 - accuracy`` in place of the loss.
-
-    Notes
-    -----
-    ``L(0)`` and ``L(1)`` are the values at the first occurrences of exactly 0.0 and 1.0 in
-    :attr:`alphas`; the maxima run over every alpha given, extrapolated ones included.
-    """
-
-    alphas: np.ndarray
-    loss: np.ndarray
-    accuracy: np.ndarray
-    loss_barrier: Optional[float]
-    loss_barrier_mean: Optional[float]
-    error_barrier: Optional[float]
-    error_barrier_mean: Optional[float]
-
-
-@dataclass(frozen=True)
-class PairwiseBarriers:
-    """The four barriers for every pair of M models (reference version).
-
-    Reference for :class:`mmkern.PairwiseBarriers`, as returned by :func:`pairwise_barriers`
-    for one evaluation set.
-
-    Attributes
-    ----------
-    loss_barrier, loss_barrier_mean, error_barrier, error_barrier_mean : numpy.ndarray
-        float64, shape ``(M, M)``: entry ``[i, j]`` (``i < j``) is the corresponding barrier of
-        ``interpolation_curve(models[i], models[j], ...)``; the matrices are symmetric
-        (``[j, i] = [i, j]``) with a zero diagonal.
-    """
-
-    loss_barrier: np.ndarray
-    loss_barrier_mean: np.ndarray
-    error_barrier: np.ndarray
-    error_barrier_mean: np.ndarray
-
-
-# --------------------------------------------------------------------------------------------
-# Validation helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _check_model(model, name: str) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
-
-
-def _entries(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Parameters then buffers of ``model`` by qualified name, in registration order."""
-    entries = {name: p for name, p in model.named_parameters()}
-    entries.update({name: b for name, b in model.named_buffers()})
-    return entries
-
-
-def _check_same_architecture(model_a: nn.Module, model_b: nn.Module) -> None:
-    """Raise ValueError naming the first difference of names, shapes or dtypes."""
-    _check_model(model_a, "model_a")
-    _check_model(model_b, "model_b")
-    entries_a = _entries(model_a)
-    entries_b = _entries(model_b)
-    for name, a in entries_a.items():
-        if name not in entries_b:
-            raise ValueError(f"model_b has no entry {name!r} (the models' architectures differ)")
-        b = entries_b[name]
-        if a.shape != b.shape:
-            raise ValueError(
-                f"{name!r} has shape {tuple(a.shape)} in model_a but {tuple(b.shape)} in model_b"
-            )
-        if a.dtype != b.dtype:
-            raise ValueError(f"{name!r} has dtype {a.dtype} in model_a but {b.dtype} in model_b")
-    for name in entries_b:
-        if name not in entries_a:
-            raise ValueError(f"model_a has no entry {name!r} (the models' architectures differ)")
-
-
-def _check_alpha(alpha) -> float:
-    if isinstance(alpha, (torch.Tensor, np.ndarray)) and alpha.ndim == 0:
-        alpha = alpha.item()
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise TypeError(f"alpha must be a real number, got {type(alpha).__name__}")
-    alpha = float(alpha)
-    if not math.isfinite(alpha):
-        raise ValueError(f"alpha must be finite, got {alpha}")
-    return alpha
-
-
-def _alpha_grid(alphas) -> np.ndarray:
-    """An int K >= 2 -> K evenly spaced points in [0, 1]; else a 1-D array of finite floats."""
-    if isinstance(alphas, bool):
-        raise TypeError("alphas must be an int K >= 2 or a 1-D sequence of floats, got a bool")
-    if isinstance(alphas, numbers.Integral):
-        if alphas < 2:
-            raise ValueError(f"alphas as an int is a number of points K >= 2, got {alphas}")
-        return np.linspace(0.0, 1.0, int(alphas))
-    if isinstance(alphas, torch.Tensor):
-        alphas = alphas.detach().cpu().numpy()
-    try:
-        grid = np.asarray(alphas, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            "alphas must be an int K >= 2 or a 1-D sequence of floats, "
-            f"got {type(alphas).__name__}"
-        ) from exc
-    if grid.ndim != 1:
-        raise ValueError(f"alphas must be 1-D, got shape {grid.shape}")
-    if grid.size == 0:
-        raise ValueError("alphas is empty")
-    if not np.all(np.isfinite(grid)):
-        raise ValueError(f"alphas must be finite, got {grid.tolist()}")
-    return grid.copy()
-
-
-def _check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return int(batch_size)
-
-
-def _is_pair(data) -> bool:
-    return (
-        isinstance(data, (tuple, list))
-        and len(data) == 2
-        and all(isinstance(t, torch.Tensor) for t in data)
-    )
-
-
-def _check_source(data, name: str) -> None:
-    """Type and (for tensor pairs) shape and emptiness checks of one data source."""
-    if isinstance(data, DataLoader):
-        return  # emptiness is detected while iterating
-    if not _is_pair(data):
-        raise TypeError(
-            f"{name} must be a torch DataLoader or an (x, y) pair of tensors, "
-            f"got {type(data).__name__}"
-        )
-    x, y = data
-    if x.ndim < 1:
-        raise ValueError(f"{name}: x must have a leading sample axis, got shape {tuple(x.shape)}")
-    if y.ndim != 1 or y.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"{name}: y must have shape ({x.shape[0]},) to match x of shape {tuple(x.shape)}, "
-            f"got {tuple(y.shape)}"
-        )
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 samples)")
-
-
-def _batches(data, batch_size: int, name: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield the ``(x, y)`` batches of one data source, in order."""
-    if _is_pair(data):
-        x, y = data
-        for start in range(0, x.shape[0], batch_size):
-            yield x[start:start + batch_size], y[start:start + batch_size]
-        return
-    for batch in data:
-        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-            raise TypeError(f"{name}: every DataLoader batch must be an (x, y) pair")
-        yield batch[0], batch[1]
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    for tensor in _entries(model).values():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _tracking_batchnorms(model: nn.Module) -> list[_BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
-
-
-def _check_sets(data) -> dict:
-    """A dict name -> source of the evaluation sets (one entry ``None`` for a single set)."""
-    if isinstance(data, Mapping):
-        if len(data) == 0:
-            raise ValueError("data is an empty dict: give at least one evaluation set")
-        for key, source in data.items():
-            _check_source(source, f"data[{key!r}]")
-        return dict(data)
-    _check_source(data, "data")
-    return {None: data}
-
 
 # --------------------------------------------------------------------------------------------
 # Interpolation and BatchNorm re-estimation
@@ -322,12 +121,12 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, alpha: float) -> nn.Modu
         mismatch in ``model_a``'s order, e.g. ``model_b has no entry 'fc.bias'`` or
         ``'conv.weight' has shape (8, 3, 3, 3) in model_a but (16, 3, 3, 3) in model_b``.
     """
-    _check_same_architecture(model_a, model_b)
-    alpha = _check_alpha(alpha)
+    check_same_architecture(model_a, model_b)
+    alpha = check_alpha(alpha)
     model = copy.deepcopy(model_a)
-    entries_b = _entries(model_b)
+    entries_b = entries(model_b)
     with torch.no_grad():
-        for name, target in _entries(model).items():
+        for name, target in entries(model).items():
             if not (target.is_floating_point() or target.is_complex()):
                 continue  # integer/bool buffers stay model_a's
             wide = torch.complex128 if target.is_complex() else torch.float64
@@ -376,10 +175,10 @@ def reset_and_estimate_batchnorm(
     TypeError, ValueError
         If ``bn_data`` is not a DataLoader or a valid ``(x, y)`` pair, or holds no samples.
     """
-    _check_model(model, "model")
-    batch_size = _check_batch_size(batch_size)
-    _check_source(bn_data, "bn_data")
-    batchnorms = _tracking_batchnorms(model)
+    check_model(model, "model")
+    batch_size = check_batch_size(batch_size)
+    check_source(bn_data, "bn_data")
+    batchnorms = tracking_batchnorms(model)
     if not batchnorms:
         return model.eval()
     momenta = [bn.momentum for bn in batchnorms]
@@ -389,11 +188,11 @@ def reset_and_estimate_batchnorm(
     model.eval()
     for bn in batchnorms:
         bn.train()
-    device = _device_of(model)
+    device = device_of(model)
     n_samples = 0
     try:
         with torch.no_grad():
-            for x, _ in _batches(bn_data, batch_size, "bn_data"):
+            for x, _ in batches(bn_data, batch_size, "bn_data"):
                 if x.shape[0] == 0:
                     continue
                 model(x.to(device))
@@ -416,79 +215,23 @@ def _evaluate(
     model: nn.Module, data: DataSource, loss_fn: Optional[LossFn], batch_size: int, name: str
 ) -> tuple[float, float]:
     """(per-sample mean loss, accuracy) of ``model`` (already in eval mode) on one set."""
-    device = _device_of(model)
+    device = device_of(model)
     loss_sum = 0.0
     n_correct = 0
     n_samples = 0
     with torch.no_grad():
-        for x, y in _batches(data, batch_size, name):
-            if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
-                raise TypeError(f"{name}: labels y must be integer class indices, got {y.dtype}")
+        for x, y in batches(data, batch_size, name):
+            check_labels(y, name)
             if x.shape[0] == 0:
                 continue
-            x = x.to(device)
             y = y.to(device=device, dtype=torch.long)
-            logits = model(x)
-            if not (isinstance(logits, torch.Tensor) and logits.ndim == 2
-                    and logits.shape[0] == y.shape[0]):
-                raise ValueError(
-                    f"the model must return logits of shape ({y.shape[0]}, C), "
-                    f"got {_describe(logits)}"
-                )
-            if loss_fn is None:
-                losses = F.cross_entropy(logits.to(torch.float64), y, reduction="none")
-            else:
-                losses = loss_fn(logits, y)
-                if not (isinstance(losses, torch.Tensor)
-                        and tuple(losses.shape) == (y.shape[0],)):
-                    raise ValueError(
-                        f"loss_fn must return per-sample losses of shape ({y.shape[0]},), "
-                        f"got {_describe(losses)}"
-                    )
-            loss_sum += float(losses.to(torch.float64).sum())
-            n_correct += int((logits.argmax(dim=1) == y).sum())
+            batch_loss, batch_correct = batch_metrics(model(x.to(device)), y, loss_fn)
+            loss_sum += batch_loss
+            n_correct += batch_correct
             n_samples += y.shape[0]
     if n_samples == 0:
         raise ValueError(f"{name} is empty (0 samples)")
     return loss_sum / n_samples, n_correct / n_samples
-
-
-def _describe(value) -> str:
-    """Shape of a tensor, else the type name (for error messages)."""
-    if isinstance(value, torch.Tensor):
-        return f"shape {tuple(value.shape)}"
-    return type(value).__name__
-
-
-def _barrier_pair(
-    alphas: np.ndarray, values: np.ndarray
-) -> tuple[Optional[float], Optional[float]]:
-    """(chord barrier, mean-endpoint barrier) of ``values`` along ``alphas``; None without 0/1."""
-    at_zero = np.flatnonzero(alphas == 0.0)
-    at_one = np.flatnonzero(alphas == 1.0)
-    if at_zero.size == 0 or at_one.size == 0:
-        return None, None
-    v0 = values[at_zero[0]]
-    v1 = values[at_one[0]]
-    chord = max(
-        values[k] - ((1.0 - alphas[k]) * v0 + alphas[k] * v1) for k in range(alphas.size)
-    )
-    mean = max(values[k] for k in range(alphas.size)) - (v0 + v1) / 2.0
-    return float(chord), float(mean)
-
-
-def _make_curve(alphas: np.ndarray, loss: np.ndarray, accuracy: np.ndarray) -> InterpolationCurve:
-    loss_barrier, loss_barrier_mean = _barrier_pair(alphas, loss)
-    error_barrier, error_barrier_mean = _barrier_pair(alphas, 1.0 - accuracy)
-    return InterpolationCurve(
-        alphas=alphas,
-        loss=loss,
-        accuracy=accuracy,
-        loss_barrier=loss_barrier,
-        loss_barrier_mean=loss_barrier_mean,
-        error_barrier=error_barrier,
-        error_barrier_mean=error_barrier_mean,
-    )
 
 
 def interpolation_curve(
@@ -546,18 +289,11 @@ def interpolation_curve(
         evaluation set or ``bn_data``; a BatchNorm model without ``bn_data``; model outputs or
         ``loss_fn`` results of the wrong shape.
     """
-    _check_same_architecture(model_a, model_b)
-    grid = _alpha_grid(alphas)
-    sets = _check_sets(data)
-    batch_size = _check_batch_size(batch_size)
-    has_batchnorm = bool(_tracking_batchnorms(model_a))
-    if has_batchnorm:
-        if bn_data is None:
-            raise ValueError(
-                "the models have BatchNorm layers: give bn_data (usually the training data) to "
-                "re-estimate their statistics at every alpha"
-            )
-        _check_source(bn_data, "bn_data")
+    check_same_architecture(model_a, model_b)
+    grid = alpha_grid(alphas)
+    sets = check_sets(data)
+    batch_size = check_batch_size(batch_size)
+    has_batchnorm = check_bn_data(model_a, bn_data)
 
     loss = {key: np.empty(grid.size, dtype=np.float64) for key in sets}
     accuracy = {key: np.empty(grid.size, dtype=np.float64) for key in sets}
@@ -567,13 +303,11 @@ def interpolation_curve(
             reset_and_estimate_batchnorm(model, bn_data, batch_size)
         model.eval()
         for key, source in sets.items():
-            name = "data" if key is None else f"data[{key!r}]"
-            loss[key][k], accuracy[key][k] = _evaluate(model, source, loss_fn, batch_size, name)
-
-    curves = {key: _make_curve(grid.copy(), loss[key], accuracy[key]) for key in sets}
-    if not isinstance(data, Mapping):
-        return curves[None]
-    return curves
+            loss[key][k], accuracy[key][k] = _evaluate(
+                model, source, loss_fn, batch_size, set_name(key)
+            )
+    curves = {key: make_curve(grid.copy(), loss[key], accuracy[key]) for key in sets}
+    return per_set(curves, data)
 
 
 def pairwise_barriers(
@@ -609,42 +343,21 @@ def pairwise_barriers(
     TypeError, ValueError
         As :func:`interpolation_curve`; also fewer than two models, or ``alphas`` without 0 or 1.
     """
-    if isinstance(models, nn.Module) or not isinstance(models, Sequence):
-        raise TypeError(f"models must be a sequence of nn.Module, got {type(models).__name__}")
-    models = list(models)
-    if len(models) < 2:
-        raise ValueError(f"models must hold at least 2 models, got {len(models)}")
-    for i, model in enumerate(models):
-        _check_model(model, f"models[{i}]")
-    for j in range(1, len(models)):
-        try:
-            _check_same_architecture(models[0], models[j])
-        except ValueError as exc:
-            raise ValueError(
-                f"models[0] and models[{j}] differ: "
-                + str(exc).replace("model_a", "models[0]").replace("model_b", f"models[{j}]")
-            ) from None
-    grid = _alpha_grid(alphas)
-    if not (np.any(grid == 0.0) and np.any(grid == 1.0)):
-        raise ValueError(f"alphas must contain both 0 and 1 for barriers, got {grid.tolist()}")
-    sets = _check_sets(data)
+    models = check_models(models)
+    grid = check_barrier_grid(alphas)
+    sets = check_sets(data)
 
-    fields = ("loss_barrier", "loss_barrier_mean", "error_barrier", "error_barrier_mean")
     m = len(models)
-    matrices = {key: {f: np.zeros((m, m), dtype=np.float64) for f in fields} for key in sets}
+    matrices = {
+        key: {f: np.zeros((m, m), dtype=np.float64) for f in BARRIER_FIELDS} for key in sets
+    }
     for i in range(m):
         for j in range(i + 1, m):
             curves = interpolation_curve(
-                models[i], models[j], data, grid, bn_data=bn_data, loss_fn=loss_fn,
+                models[i], models[j], sets, grid, bn_data=bn_data, loss_fn=loss_fn,
                 batch_size=batch_size,
             )
-            if not isinstance(curves, dict):
-                curves = {None: curves}
             for key, curve in curves.items():
-                for f in fields:
+                for f in BARRIER_FIELDS:
                     matrices[key][f][i, j] = matrices[key][f][j, i] = getattr(curve, f)
-
-    results = {key: PairwiseBarriers(**matrices[key]) for key in sets}
-    if not isinstance(data, Mapping):
-        return results[None]
-    return results
+    return per_set({key: PairwiseBarriers(**matrices[key]) for key in sets}, data)
