@@ -69,9 +69,12 @@ def _check_images(x: Any, name: str = "x") -> np.ndarray:
         raise TypeError(f"{name} must have a floating dtype (values in [0, 1]), got {x.dtype}")
     if x.ndim != 4:
         raise ValueError(f"{name} must have shape (n, C, H, W), got {x.shape}")
-    if x.size and (not np.isfinite(x).all() or x.min() < 0 or x.max() > 1):
-        raise ValueError(f"{name} must hold finite values in [0, 1], got range "
-                         f"[{np.nanmin(x)}, {np.nanmax(x)}]")
+    if x.size:
+        if not np.isfinite(x).all():
+            raise ValueError(f"{name} must hold finite values in [0, 1], got NaN or inf")
+        if x.min() < 0 or x.max() > 1:
+            raise ValueError(f"{name} must hold finite values in [0, 1], got range "
+                             f"[{x.min()}, {x.max()}]")
     return x
 
 
