@@ -157,7 +157,7 @@ class TrainConfig:
     dataset_options : dict, default {}
         Keyword options of ``load_dataset`` (e.g. ``{"spurious": 0.9}``).
     data_seed : int, default 0
-        Seed of the dataset itself (``load_dataset(..., seed=data_seed)``).
+        Seed of the dataset itself (``load_dataset(..., seed=data_seed)``), in [0, 2**32).
     train_size : int or None, default None
         Train on the first ``train_size`` training samples only (``None``: all).
     model : str, default "cnn1d"
@@ -238,8 +238,9 @@ class TrainConfig:
             if not _is_int(value):
                 raise TypeError(f"TrainConfig.{name} must be an integer, got "
                                 f"{type(value).__name__} {value!r}")
-            if not 0 <= value <= _SEED_MAX:
-                raise ValueError(f"TrainConfig.{name} must be in [0, 2**63 - 1], got {value}")
+            high, text = (2**32 - 1, "2**32 - 1") if name == "data_seed" else (_SEED_MAX, "2**63 - 1")
+            if not 0 <= value <= high:
+                raise ValueError(f"TrainConfig.{name} must be in [0, {text}], got {value}")
             set_(name, int(value))
         for name, low in (("batch_size", 1), ("epochs", 0), ("eval_batch_size", 1)):
             value = getattr(self, name)

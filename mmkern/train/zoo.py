@@ -204,6 +204,7 @@ def train_zoo(
     out_dir: Union[str, os.PathLike],
     *,
     data_dir=None,
+    dataset=None,
     device=None,
     progress: bool = True,
     callback: Optional[Callable[[dict], None]] = None,
@@ -219,6 +220,10 @@ def train_zoo(
         Zoo directory; created if missing. See the module docstring for its layout.
     data_dir : str or os.PathLike, optional
         For datasets read from local files (``load_dataset(..., data_dir=...)``).
+    dataset : mmkern.data.Dataset or callable(TrainConfig) -> Dataset, optional
+        Data to train on instead of each member's ``load_dataset`` call: one Dataset for every
+        member, or a function of the member's config. Datasets are loaded only for members that
+        still need training; the last two are cached.
     device : str or torch.device, optional
         Overrides every member's ``config.device`` (e.g. ``"cuda"``, ``"auto"``).
     progress : bool, default True
@@ -294,7 +299,12 @@ def train_zoo(
             if data_key not in datasets:
                 while len(datasets) >= _DATASET_CACHE_SIZE:
                     datasets.pop(next(iter(datasets)))
-                datasets[data_key] = load_config_dataset(config, data_dir)
+                if dataset is None:
+                    datasets[data_key] = load_config_dataset(config, data_dir)
+                elif callable(dataset):
+                    datasets[data_key] = dataset(config)
+                else:
+                    datasets[data_key] = dataset
             if bar is not None:
                 bar.set_postfix_str(member.id)
 
