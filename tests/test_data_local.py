@@ -327,3 +327,22 @@ def test_pickle_of_ndarray_subclass_is_refused(tmp_path):
                                    "labels": [0]}))
     with pytest.raises(ValueError, match="refusing to load global numpy.ma"):
         read_cifar_batch(path)
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_cifar_labels_as_numpy_values(tmp_path, rng, protocol):
+    batch, data, labels = cifar_batch(rng, 4, {"labels": 10})
+    path = tmp_path / "b"
+    batch[b"labels"] = np.asarray(labels["labels"], dtype=np.int64)
+    write_pickle(path, batch, protocol)
+    np.testing.assert_array_equal(read_cifar_batch(path)[1], labels["labels"])
+    batch[b"labels"] = [np.int64(v) for v in labels["labels"]]  # NumPy scalars
+    write_pickle(path, batch, protocol)
+    np.testing.assert_array_equal(read_cifar_batch(path)[1], labels["labels"])
+
+
+def test_readers_on_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such IDX file"):
+        read_idx(tmp_path / "x.idx")
+    with pytest.raises(FileNotFoundError, match="no such CIFAR batch"):
+        read_cifar_batch(tmp_path / "data_batch_1")

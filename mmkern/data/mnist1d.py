@@ -65,6 +65,7 @@ copies of the arrays.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import threading
 from collections import OrderedDict
@@ -366,8 +367,6 @@ def load_mnist1d(*, seed: int = 0, num_samples: int = 5000, train_split: float =
 def _copy(d: Dataset) -> Dataset:
     def cp(s: ArraySplit) -> ArraySplit:
         return ArraySplit(s.x.copy(), s.y.copy())
-
-    import copy
 
     return Dataset(name=d.name, train=cp(d.train), test=cp(d.test), num_classes=d.num_classes,
                    input_shape=d.input_shape, ood={k: cp(v) for k, v in d.ood.items()},
