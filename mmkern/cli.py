@@ -8,6 +8,7 @@ import sys
 import click
 
 from mmkern._version import __version__
+from mmkern.bench import SUITES
 
 
 class _CleanErrors(click.Group):
@@ -35,7 +36,7 @@ def info() -> None:
 
 
 @main.command()
-@click.argument("suite", type=click.Choice(["similarity", "multiplicity"]))
+@click.argument("suite", type=click.Choice(SUITES))
 @click.option("--quick", is_flag=True, help="Small sizes: a smoke run of seconds.")
 @click.option("--repeat", default=3, show_default=True, type=click.IntRange(1),
               help="Timed runs of mmkern per case (the best counts).")

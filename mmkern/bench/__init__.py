@@ -1,12 +1,12 @@
 """Benchmarks that compare mmkern with its reference implementations in one run.
 
-``mmkern bench similarity|multiplicity [--quick]`` prints the table; ``benchmarks/bench_*.py`` time the same
+``mmkern bench similarity|multiplicity|connectivity [--quick]`` prints the table; ``benchmarks/bench_*.py`` time the same
 cases with pytest-benchmark.
 """
 
 from mmkern.bench.runner import Case, Row, format_table, run_case
 
-SUITES = ("similarity", "multiplicity")
+SUITES = ("similarity", "multiplicity", "connectivity")
 
 
 def suite_cases(name: str, quick: bool = False) -> list[Case]:
@@ -19,6 +19,10 @@ def suite_cases(name: str, quick: bool = False) -> list[Case]:
         from mmkern.bench import multiplicity
 
         return multiplicity.cases(quick)
+    if name == "connectivity":
+        from mmkern.bench import connectivity
+
+        return connectivity.cases(quick)
     raise ValueError(f"unknown benchmark suite {name!r}; choose from {', '.join(SUITES)}")
 
 

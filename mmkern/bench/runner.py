@@ -35,6 +35,9 @@ class Case:
         Agreement required between the two results before timing.
     notes : str or callable () -> str
         Extra text for the table (e.g. memory figures); a callable runs after the timings.
+    floor : float
+        Smallest magnitude the differences are taken relative to (1.0 makes them absolute for
+        results that are differences near zero, such as barriers).
     """
 
     name: str
@@ -44,6 +47,7 @@ class Case:
     target: float | None = None
     rtol: float = 1e-9
     notes: str | Callable[[], str] = ""
+    floor: float = 1e-300
     extra: dict = field(default_factory=dict)
 
 
@@ -74,13 +78,13 @@ def _best_time(fn: Callable[[], Any], repeat: int) -> float:
     return best
 
 
-def max_relative_difference(a: Any, b: Any) -> float:
-    """max |a - b| / max(|b|, tiny) over all entries (scalars, arrays or CCA results)."""
+def max_relative_difference(a: Any, b: Any, floor: float = 1e-300) -> float:
+    """max |a - b| / max(|b|, floor) over all entries (scalars, arrays or CCA results)."""
     a = np.asarray(getattr(a, "correlations", a), dtype=np.float64)
     b = np.asarray(getattr(b, "correlations", b), dtype=np.float64)
     if a.shape != b.shape:
         raise AssertionError(f"shape mismatch: {a.shape} vs {b.shape}")
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300))) if a.size else 0.0
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), floor))) if a.size else 0.0
 
 
 def run_case(case: Case, repeat: int = 3, reference_repeat: int = 1, progress=None) -> Row:
@@ -95,7 +99,7 @@ def run_case(case: Case, repeat: int = 3, reference_repeat: int = 1, progress=No
         t0 = time.perf_counter()
         ref_result = case.reference(*inputs)
         first_ref = time.perf_counter() - t0
-        diff = max_relative_difference(fast_result, ref_result)
+        diff = max_relative_difference(fast_result, ref_result, case.floor)
         if not diff <= case.rtol:
             raise AssertionError(f"{case.name}: mmkern differs from the reference by {diff:.2e} (> {case.rtol:.0e})")
         # The checking run counts as the first timed one (best of reference_repeat runs in all).
