@@ -11,10 +11,7 @@ import os
 
 import numpy as np
 
-try:
-    from mmkern.data import ArraySplit, Dataset
-except ImportError:  # mmkern.data is being written alongside; its containers exist already
-    from mmkern.data._arrays import ArraySplit, Dataset
+from mmkern.data import ArraySplit, Dataset
 
 NUM_CLASSES = 3
 SHAPE_1D = (1, 12)

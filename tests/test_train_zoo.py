@@ -188,6 +188,8 @@ def test_recipe_changes(reference, data, tmp_path):
     changed["base"] = {**changed["base"], "lr": 0.01}
     with pytest.raises(ValueError, match="'base' is already finished .* with a different config"):
         train_zoo(changed, out, dataset=data, progress=False)
+    with pytest.raises(ValueError, match="holds the zoo 'toy-zoo', not 'other'"):
+        train_zoo(tiny_recipe(name="other"), out, dataset=data, progress=False)
 
 
 def test_load_errors(reference, tmp_path):
@@ -206,6 +208,10 @@ def test_load_errors(reference, tmp_path):
         f.write(b"\0\0\0\1")
     with pytest.raises(ValueError, match="does not match the SHA-256 in its record"):
         load_member(bad_out, "base")
+    with pytest.raises(ValueError, match="member 'base': unknown dataset 'toy'; valid datasets: "
+                                         "mnist1d, digits"):
+        train_zoo(tiny_recipe(), tmp_path / "new", progress=False)
+    assert not os.path.exists(tmp_path / "new")
     with pytest.raises(ValueError, match="is not a directory"):
         train_zoo(tiny_recipe(), tmp_path / "zoo.json", dataset=toy_dataset(), progress=False)
 

@@ -66,6 +66,26 @@ LR_SCHEDULES = ("none", "cosine")
 AUGMENTATIONS = ("shift", "flip", "noise")
 
 _SEED_MAX = 2**63 - 1
+_STRING_FIELDS = ("dataset", "model", "optimizer", "lr_schedule", "augmentation", "device")
+#: Integer fields and their inclusive bounds (``train_size`` may also be None).
+_INT_FIELDS = {
+    "data_seed": (0, 2**32 - 1),
+    "init_seed": (0, _SEED_MAX),
+    "order_seed": (0, _SEED_MAX),
+    "aug_seed": (0, _SEED_MAX),
+    "train_size": (1, _SEED_MAX),
+    "batch_size": (1, _SEED_MAX),
+    "epochs": (0, _SEED_MAX),
+    "eval_batch_size": (1, _SEED_MAX),
+}
+#: Real fields: (low, high, low bound excluded, high bound excluded).
+_REAL_FIELDS = {
+    "width": (0.0, math.inf, True, True),
+    "lr": (0.0, math.inf, True, True),
+    "momentum": (0.0, 1.0, False, True),
+    "weight_decay": (0.0, math.inf, False, True),
+    "label_smoothing": (0.0, 1.0, False, True),
+}
 
 
 def parse_augmentation(spec: str) -> dict[str, Optional[float]]:
@@ -220,50 +240,34 @@ class TrainConfig:
     eval_batch_size: int = 1024
 
     def __post_init__(self):
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        for name in ("dataset", "model", "optimizer", "lr_schedule", "augmentation", "device"):
+        def set_(name, value):
+            object.__setattr__(self, name, value)
+
+        for name in _STRING_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, str):
                 raise TypeError(f"TrainConfig.{name} must be a string, got "
                                 f"{type(value).__name__} {value!r}")
         if not self.dataset.strip():
             raise ValueError("TrainConfig.dataset must be a non-empty dataset name")
-        set_("dataset_options", _check_options(self.dataset_options, "TrainConfig.dataset_options"))
-        set_("model_options", _check_options(self.model_options, "TrainConfig.model_options"))
+        for name in ("dataset_options", "model_options"):
+            set_(name, _check_options(getattr(self, name), f"TrainConfig.{name}"))
         if "width" in self.model_options:
             raise ValueError("TrainConfig.model_options must not hold 'width': use the "
                              "TrainConfig.width field")
-        for name in ("data_seed", "init_seed", "order_seed", "aug_seed"):
+        for name, (low, high) in _INT_FIELDS.items():
             value = getattr(self, name)
+            if value is None and name == "train_size":
+                continue
             if not _is_int(value):
                 raise TypeError(f"TrainConfig.{name} must be an integer, got "
                                 f"{type(value).__name__} {value!r}")
-            high, text = (2**32 - 1, "2**32 - 1") if name == "data_seed" else (_SEED_MAX, "2**63 - 1")
-            if not 0 <= value <= high:
-                raise ValueError(f"TrainConfig.{name} must be in [0, {text}], got {value}")
+            if not low <= value <= high:
+                top = "2**32 - 1" if high == 2**32 - 1 else "2**63 - 1"
+                bound = f"in [{low}, {top}]" if name.endswith("seed") else f">= {low}"
+                raise ValueError(f"TrainConfig.{name} must be {bound}, got {value}")
             set_(name, int(value))
-        for name, low in (("batch_size", 1), ("epochs", 0), ("eval_batch_size", 1)):
-            value = getattr(self, name)
-            if not _is_int(value):
-                raise TypeError(f"TrainConfig.{name} must be an integer, got "
-                                f"{type(value).__name__} {value!r}")
-            if value < low:
-                raise ValueError(f"TrainConfig.{name} must be >= {low}, got {value}")
-            set_(name, int(value))
-        if self.train_size is not None:
-            if not _is_int(self.train_size):
-                raise TypeError(f"TrainConfig.train_size must be an integer or None, got "
-                                f"{type(self.train_size).__name__} {self.train_size!r}")
-            if self.train_size < 1:
-                raise ValueError(f"TrainConfig.train_size must be >= 1, got {self.train_size}")
-            set_("train_size", int(self.train_size))
-        for name, low, high, low_open, high_open in (
-            ("width", 0.0, math.inf, True, True),
-            ("lr", 0.0, math.inf, True, True),
-            ("momentum", 0.0, 1.0, False, True),
-            ("weight_decay", 0.0, math.inf, False, True),
-            ("label_smoothing", 0.0, 1.0, False, True),
-        ):
+        for name, (low, high, low_open, high_open) in _REAL_FIELDS.items():
             value = getattr(self, name)
             if not _is_real(value):
                 raise TypeError(f"TrainConfig.{name} must be a number, got "
@@ -274,15 +278,13 @@ class TrainConfig:
                 interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
                 raise ValueError(f"TrainConfig.{name} must be in {interval}, got {value!r}")
             set_(name, value)
+        for name, valid in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES)):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"TrainConfig.{name} must be one of {', '.join(valid)}, got "
+                                 f"{getattr(self, name)!r}")
         if self.model not in MODEL_NAMES:
             raise ValueError(f"TrainConfig.model: unknown model {self.model!r}; valid models: "
                              f"{', '.join(MODEL_NAMES)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"TrainConfig.optimizer must be one of {', '.join(OPTIMIZERS)}, "
-                             f"got {self.optimizer!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"TrainConfig.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
-                             f"got {self.lr_schedule!r}")
         try:
             parse_augmentation(self.augmentation)
         except ValueError as e:

@@ -7,18 +7,16 @@ worth measuring in :attr:`ZooModel.layer_names`, in forward order. Each name is 
 nonlinearity (and pooling, where the block downsamples), so a hook on ``"conv2"`` sees post-ReLU
 activations. The last measurable layer is always ``"logits"``.
 
-Architectures (``width`` multiplies every hidden size; sizes are rounded and at least 1):
+Architectures (``width`` multiplies every hidden size; sizes are rounded and at least 1), with
+their input shapes and measurable layers:
 
-========== ============================== =====================================================
-name       input_shape                    measurable layers
-========== ============================== =====================================================
-``mlp``    any (flattened)                ``fc1`` ... ``fc{depth}``, ``logits``
-``cnn1d``  ``(C, L)``                     ``conv1``, ``conv2``, ``conv3``, ``fc1``, ``logits``
-``cnn2d``  ``(C, H, W)``                  ``conv1``, ``conv2``, ``fc1``, ``logits``
-``vgg``    ``(C, L)`` or ``(C, H, W)``    ``conv1`` ... ``conv6``, ``pool``, ``logits``
-``resnet18`` ``(C, L)`` or ``(C, H, W)``  ``stem``, ``layer1.0`` ... ``layer4.1``, ``pool``,
-                                          ``logits``
-========== ============================== =====================================================
+- ``mlp``, any input shape (flattened): ``fc1`` ... ``fc{depth}``, ``logits``.
+- ``cnn1d``, ``(C, L)``: ``conv1``, ``conv2``, ``conv3``, ``fc1``, ``logits``.
+- ``cnn2d``, ``(C, H, W)``: ``conv1``, ``conv2``, ``fc1``, ``logits``.
+- ``vgg`` (BatchNorm), ``(C, L)`` or ``(C, H, W)``: ``conv1`` ... ``conv6``, ``pool``,
+  ``logits``.
+- ``resnet18`` (BatchNorm, CIFAR-style), ``(C, L)`` or ``(C, H, W)``: ``stem``, ``layer1.0``,
+  ``layer1.1``, ..., ``layer4.1``, ``pool``, ``logits``.
 
 :func:`build_model` builds any of them by name; :func:`measurable_layers` lists a model's layers.
 """
@@ -105,9 +103,9 @@ class ZooModel(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         if tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(
-                f"{type(self).__name__} expects inputs of shape (n, {', '.join(map(str, self.input_shape))}), "
-                f"got {tuple(x.shape)}")
+            expected = ", ".join(map(str, self.input_shape))
+            raise ValueError(f"{type(self).__name__} expects inputs of shape (n, {expected}), got "
+                             f"{tuple(x.shape)}")
 
 
 class MLP(ZooModel):

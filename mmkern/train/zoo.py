@@ -15,9 +15,10 @@ Resuming: a member is *finished* exactly when its ``record.json`` exists. The ch
 written first and the record last, both atomically (temporary file + rename), so an interrupted
 member leaves at most a checkpoint without a record (or a stray temporary file), and is trained
 again from scratch on the next run; finished members are never rewritten. Rerunning with a
-changed recipe is allowed (e.g. more seeds): members whose id is already finished must have the
-same config, otherwise :func:`train_zoo` refuses. Two processes must not train the same
-directory at the same time.
+changed recipe of the same name is allowed (e.g. more seeds): members whose id is already
+finished must have the same config, otherwise :func:`train_zoo` refuses; so it does for a
+directory holding a zoo of another name. Two processes must not train the same directory at the
+same time.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any, Callable, Optional, Union
 from mmkern._io import atomic_write_text
 from mmkern._version import __version__
 from mmkern.train.config import TrainConfig
-from mmkern.train.recipes import Member, Recipe, load_recipe, member_dirname
+from mmkern.train.recipes import Member, load_recipe, member_dirname
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -255,8 +256,21 @@ def train_zoo(
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"out_dir {out_dir!r} exists and is not a directory")
-    os.makedirs(os.path.join(out_dir, MEMBERS_DIR), exist_ok=True)
+    zoo_path = os.path.join(out_dir, ZOO_FILE)
+    previous = load_zoo(out_dir) if os.path.isfile(zoo_path) else None
+    if previous is not None and previous["recipe"].get("name") != recipe.name:
+        raise ValueError(f"{out_dir!r} holds the zoo {previous['recipe'].get('name')!r}, not "
+                         f"{recipe.name!r}; use another output directory")
     finished = {m.id: _check_finished(out_dir, m) for m in recipe.members}
+    if dataset is None:  # fail before training anything, not at the first member that needs it
+        from mmkern.data import dataset_names
+
+        for m in recipe.members:
+            if not finished[m.id] and m.config.dataset not in dataset_names():
+                raise ValueError(f"member {m.id!r}: unknown dataset {m.config.dataset!r}; "
+                                 f"valid datasets: {', '.join(dataset_names())} (or pass "
+                                 f"dataset= to train_zoo)")
+    os.makedirs(os.path.join(out_dir, MEMBERS_DIR), exist_ok=True)
 
     zoo = {
         "format": ZOO_FORMAT,
@@ -267,10 +281,6 @@ def train_zoo(
         "mmkern_version": __version__,
         "updated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    zoo_path = os.path.join(out_dir, ZOO_FILE)
-    previous = None
-    if os.path.isfile(zoo_path):
-        previous = load_zoo(out_dir)
     if previous is None or {k: v for k, v in previous.items() if k != "updated_at"} != \
             {k: v for k, v in zoo.items() if k != "updated_at"}:
         atomic_write_text(zoo_path, _dumps(zoo))
