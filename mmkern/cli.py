@@ -70,5 +70,118 @@ def bench(suite: str, quick: bool, repeat: int, json_path: str | None) -> None:
         click.echo(f"targets missed: {', '.join(missed)}", err=True)
 
 
+# ------------------------------------------------------------------ zoos: train, measure, report
+
+_DEVICE = click.option("--device", default="cpu", show_default=True,
+                       help='Torch device: "cpu", "cuda", "cuda:1" or "auto" (CUDA when present).')
+_DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False),
+                         help="Folder with local dataset files (MNIST, CIFAR, SVHN).")
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _zoo_dir(path: str) -> str:
+    from mmkern.train import load_zoo
+
+    load_zoo(path)  # a clear error for a folder that is not a zoo
+    return path
+
+
+@main.command()
+def recipes() -> None:
+    """List the bundled zoo recipes (use a name or a TOML file with `mmkern train`)."""
+    from mmkern.train import list_recipes, load_recipe
+
+    for name in list_recipes():
+        recipe = load_recipe(name)
+        click.echo(f"{name:<20} {len(recipe.members):>3} models  {recipe.description.strip()}")
+
+
+@main.command()
+@click.argument("recipe")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Zoo directory (created; rerun to resume an interrupted run).")
+@_DEVICE
+@_DATA_DIR
+def train(recipe: str, out_dir: str, device: str, data_dir: str | None) -> None:
+    """Train every model of RECIPE (a bundled name, see `mmkern recipes`, or a TOML file).
+
+    Finished models are kept and skipped on a rerun; checkpoints are safetensors files with a
+    JSON record each.
+    """
+    from mmkern.train import train_zoo
+
+    records = train_zoo(recipe, out_dir, data_dir=data_dir, device=_resolve_device(device))
+    click.echo(f"{len(records)} models in {out_dir}")
+
+
+@main.command()
+@click.argument("zoo_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--samples", default=2000, show_default=True, type=click.IntRange(2),
+              help="i.i.d. test samples whose activations are captured.")
+@click.option("--reduce", type=click.Choice(["mean", "flatten"]), default="mean",
+              show_default=True, help="Convolution outputs: averaged over positions or flattened.")
+@_DEVICE
+@_DATA_DIR
+def activations(zoo_dir: str, samples: int, reduce: str, device: str,
+                data_dir: str | None) -> None:
+    """Capture activations and predictions of every trained model of ZOO_DIR (resumable)."""
+    from mmkern.analysis import collect_outputs
+
+    done = collect_outputs(_zoo_dir(zoo_dir), n_samples=samples, reduce=reduce,
+                           data_dir=data_dir, device=_resolve_device(device))
+    click.echo(f"outputs of {len(done)} models written (others were up to date)")
+
+
+@main.command()
+@click.argument("zoo_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--alphas", default=11, show_default=True, type=click.IntRange(2),
+              help="Points of each interpolation curve.")
+@click.option("--no-barriers", is_flag=True, help="Skip interpolation curves and barriers.")
+@click.option("--samples", default=2000, show_default=True, type=click.IntRange(2),
+              help="i.i.d. test samples whose activations are compared.")
+@_DEVICE
+@_DATA_DIR
+def analyze(zoo_dir: str, alphas: int, no_barriers: bool, samples: int, device: str,
+            data_dir: str | None) -> None:
+    """Measure ZOO_DIR: SVCCA (RM), multiplicity on i.i.d. and OOD sets (PM), barriers.
+
+    Writes analysis/results.json, PNG figures and analysis/report.md inside ZOO_DIR.
+    """
+    from mmkern.analysis import analyze_zoo
+
+    report = analyze_zoo(_zoo_dir(zoo_dir), alphas=alphas, barriers=not no_barriers,
+                         n_samples=samples, data_dir=data_dir, device=_resolve_device(device))
+    click.echo(f"report: {report}")
+
+
+@main.command()
+@click.option("--out", "out_dir", default="mmkern-demo", show_default=True,
+              type=click.Path(file_okay=False), help="Where the zoo and its report go.")
+@_DEVICE
+def demo(out_dir: str, device: str) -> None:
+    """Train the bundled demo population (MNIST-1D), analyze it and write its report.
+
+    A few minutes on two CPU cores; rerunning resumes and reuses finished models.
+    """
+    import time
+
+    from mmkern.analysis import analyze_zoo
+    from mmkern.train import load_recipe, train_zoo
+
+    started = time.perf_counter()
+    recipe = load_recipe("demo")
+    click.echo(f"mmkern demo: {len(recipe.members)} models -- {recipe.description.strip()}")
+    train_zoo(recipe, out_dir, device=_resolve_device(device))
+    report = analyze_zoo(out_dir, device=_resolve_device(device))
+    click.echo(f"done in {time.perf_counter() - started:.0f} s; report: {report}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,120 @@
+"""PNG figures of a zoo analysis (matplotlib, headless Agg backend).
+
+Every function takes the results of :func:`mmkern.analysis.metrics.analyze_groups` (or one of its
+groups) and writes one PNG file atomically, returning the file name.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+
+import numpy as np
+
+from mmkern._io import atomic_write
+from mmkern.analysis.outputs import IID
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def slug(name: str) -> str:
+    """A file-name-safe version of a group name."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_") or "group"
+
+
+def _save(fig, path: str) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    return os.path.basename(path)
+
+
+def _heatmap(ax, matrix, labels, title, vmin=None, vmax=None, cmap="viridis"):
+    matrix = np.asarray(matrix, dtype=float)
+    image = ax.imshow(matrix, vmin=vmin, vmax=vmax, cmap=cmap)
+    low, high = image.get_clim()
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    for (i, j), value in np.ndenumerate(matrix):
+        bright = (value - low) > 0.6 * (high - low)  # viridis is light at the top
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                color="k" if bright else "w")
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+
+
+def group_matrices(group: dict, out_dir: str) -> str:
+    """Heatmaps of one group: SVCCA per layer, i.i.d. disagreement, loss barrier."""
+    plt = _pyplot()
+    labels = group["members"]
+    panels = [(f"SVCCA {layer}", data["svcca"], 0.0, 1.0)
+              for layer, data in group["representational"].items()]
+    panels.append((f"disagreement ({IID})", group["predictive"][IID]["disagreement"], 0.0, None))
+    if "connectivity" in group:
+        panels.append(("loss barrier", group["connectivity"]["loss_barrier"], 0.0, None))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
+    for ax, (title, matrix, vmin, vmax) in zip(axes[0], panels):
+        _heatmap(ax, matrix, labels, title, vmin, vmax)
+    fig.suptitle(f"{group['name']}: pairwise matrices", fontsize=10)
+    return _save(fig, os.path.join(out_dir, f"matrices_{slug(group['name'])}.png"))
+
+
+def group_curves(group: dict, out_dir: str) -> str:
+    """Loss and error along the interpolation line for every pair of one group."""
+    plt = _pyplot()
+    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(9, 3.4))
+    members = group["members"]
+    for curve in group["connectivity"]["curves"]:
+        i, j = curve["pair"]
+        label = f"{members[i]} - {members[j]}"
+        ax_loss.plot(curve["alphas"], curve["loss"], marker=".", label=label)
+        ax_err.plot(curve["alphas"], 1.0 - np.asarray(curve["accuracy"]), marker=".")
+    ax_loss.set(xlabel="alpha", ylabel="test loss", title="loss along the line")
+    ax_err.set(xlabel="alpha", ylabel="test error", title="error along the line")
+    ax_loss.legend(fontsize=6)
+    fig.suptitle(f"{group['name']}: linear interpolation between members", fontsize=10)
+    return _save(fig, os.path.join(out_dir, f"curves_{slug(group['name'])}.png"))
+
+
+def rm_vs_pm(results: dict, out_dir: str) -> str:
+    """RM at ``results["rm_layer"]`` against mean disagreement, one point per group and set."""
+    plt = _pyplot()
+    layer = results["rm_layer"]
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for group in results["groups"]:
+        rm = group["representational"][layer]["rm"]
+        pm = group["predictive"]
+        ood = [v["mean_disagreement"] for k, v in pm.items() if k != IID]
+        points = ax.scatter([rm], [pm[IID]["mean_disagreement"]], s=40, label=group["name"])
+        if ood:
+            ax.scatter([rm], [float(np.mean(ood))], s=40, facecolors="none",
+                       edgecolors=points.get_facecolor())
+    ax.set(xlabel=f"RM = 1 - mean SVCCA ({layer})", ylabel="PM = mean disagreement",
+           title="representational vs predictive multiplicity\n(filled: i.i.d., hollow: mean OOD)")
+    ax.legend(fontsize=7)
+    return _save(fig, os.path.join(out_dir, "rm_vs_pm.png"))
+
+
+def pm_by_set(results: dict, out_dir: str) -> str:
+    """Mean disagreement of every group on every evaluation set (grouped bars)."""
+    plt = _pyplot()
+    groups = results["groups"]
+    sets = list(groups[0]["predictive"])
+    width = 0.8 / len(groups)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(sets) * max(1, len(groups)) / 2), 3.8))
+    for g, group in enumerate(groups):
+        values = [group["predictive"][s]["mean_disagreement"] for s in sets]
+        ax.bar(np.arange(len(sets)) + g * width, values, width, label=group["name"])
+    ax.set_xticks(np.arange(len(sets)) + 0.4 - width / 2, sets, rotation=60, fontsize=7)
+    ax.set(ylabel="mean disagreement", title="predictive multiplicity per test set")
+    ax.legend(fontsize=7)
+    return _save(fig, os.path.join(out_dir, "pm_by_set.png"))

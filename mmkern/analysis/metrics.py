@@ -1,0 +1,179 @@
+"""The measurements of a zoo, per group of members that differ in one training factor.
+
+For each factor group (:class:`mmkern.train.FactorGroup`; e.g. the models that differ only in
+their initialisation seed), following Heljakka et al. (arXiv 2206.08890):
+
+* **representational multiplicity (RM)**, per measured layer: the pairwise SVCCA matrix of the
+  members' activations on the same i.i.d. test samples (:func:`mmkern.pairwise_svcca`), and
+  ``rm = 1 - mean off-diagonal SVCCA``;
+* **predictive multiplicity (PM)**, per evaluation set (i.i.d. and every OOD set): the pairwise
+  disagreement matrix and the population figures of :func:`mmkern.predictive_multiplicity`
+  (mean disagreement, ambiguity, prediction variance, Rashomon capacity, accuracies);
+* **linear mode connectivity**, on the i.i.d. test set: the interpolation curve of every pair
+  (:func:`mmkern.interpolation_curve`, BatchNorm re-estimated on training samples) and the
+  four barrier matrices built from those curves.
+
+Across groups, the correlation of RM (the penultimate measured layer) with PM (mean
+disagreement) on each set summarises how the two kinds of multiplicity move together.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+import mmkern
+from mmkern.analysis.outputs import IID, load_outputs
+
+BARRIER_FIELDS = ("loss_barrier", "loss_barrier_mean", "error_barrier", "error_barrier_mean")
+
+#: Samples of the i.i.d. test set used for the interpolation curves, and training samples used
+#: to re-estimate BatchNorm statistics at every alpha.
+BARRIER_SAMPLES = 2000
+BN_SAMPLES = 2000
+
+
+def _off_diagonal_mean(matrix: np.ndarray) -> float:
+    m = matrix.shape[0]
+    return float((matrix.sum() - np.trace(matrix)) / (m * (m - 1)))
+
+
+def representational(acts: dict) -> dict:
+    """``{layer: {"svcca": (M, M) list, "mean_svcca": float, "rm": float}}``."""
+    out = {}
+    for layer, arrays in acts.items():
+        matrix = mmkern.pairwise_svcca(arrays)
+        mean = _off_diagonal_mean(matrix)
+        out[layer] = {"svcca": matrix.tolist(), "mean_svcca": mean, "rm": 1.0 - mean}
+    return out
+
+
+def predictive(preds: dict, labels: dict) -> dict:
+    """``{set: population figures and the (M, M) disagreement matrix}``."""
+    out = {}
+    for name, probs in preds.items():
+        pm = mmkern.predictive_multiplicity(probs, labels[name])
+        out[name] = {
+            "disagreement": np.asarray(pm.disagreement).tolist(),
+            "mean_disagreement": pm.mean_disagreement,
+            "ambiguity": pm.ambiguity,
+            "prediction_variance": pm.prediction_variance,
+            "rashomon_capacity": pm.rashomon_capacity,
+            "accuracy": np.asarray(pm.accuracy).tolist(),
+            "accuracy_mean": pm.accuracy_mean,
+            "accuracy_spread": pm.accuracy_spread,
+        }
+    return out
+
+
+def connectivity(models: list, data, bn_data, alphas: int, progress: bool = False) -> dict:
+    """Curves of every pair ``i < j`` and the four ``(M, M)`` barrier matrices built from them."""
+    m = len(models)
+    matrices = {f: np.zeros((m, m)) for f in BARRIER_FIELDS}
+    curves = []
+    for i in range(m):
+        for j in range(i + 1, m):
+            curve = mmkern.interpolation_curve(models[i], models[j], data, alphas,
+                                               bn_data=bn_data, progress=progress)
+            curves.append({"pair": [i, j], "alphas": curve.alphas.tolist(),
+                           "loss": curve.loss.tolist(), "accuracy": curve.accuracy.tolist()})
+            for f in BARRIER_FIELDS:
+                matrices[f][i, j] = matrices[f][j, i] = getattr(curve, f)
+    out = {f: matrices[f].tolist() for f in BARRIER_FIELDS}
+    out.update({f"mean_{f}": _off_diagonal_mean(matrices[f]) for f in BARRIER_FIELDS})
+    out["curves"] = curves
+    return out
+
+
+def _pearson(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.size < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def rm_layer(layers: Sequence[str]) -> str:
+    """The layer whose RM is compared with PM: the last before the logits (or the only one)."""
+    layers = list(layers)
+    return layers[-2] if len(layers) > 1 else layers[0]
+
+
+def analyze_groups(
+    zoo_dir: Union[str, os.PathLike],
+    dataset,
+    *,
+    alphas: int = 11,
+    barriers: bool = True,
+    barrier_samples: int = BARRIER_SAMPLES,
+    bn_samples: int = BN_SAMPLES,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """RM, PM and connectivity of every factor group of a zoo whose outputs were collected.
+
+    Parameters
+    ----------
+    zoo_dir : str or os.PathLike
+        A zoo directory after :func:`mmkern.analysis.collect_outputs`.
+    dataset : mmkern.data.Dataset
+        The zoo's dataset (:func:`mmkern.analysis.zoo_dataset`).
+    alphas : int, default 11
+        Points of each interpolation curve.
+    barriers : bool, default True
+        Compute the interpolation curves and barriers (the slowest part).
+    barrier_samples, bn_samples : int
+        First i.i.d. test samples of the curves; first training samples of the BatchNorm
+        re-estimation.
+    device : str, default "cpu"
+    progress : bool, default True
+
+    Returns
+    -------
+    dict
+        ``{"groups": [...], "rm_layer": str, "rm_vs_pm": {set: pearson r or None}}``; each group
+        holds ``name``, ``factor``, ``members``, ``representational``, ``predictive`` and
+        (with ``barriers``) ``connectivity``. Groups with fewer than two finished members are
+        listed under ``"skipped"``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from mmkern.analysis.outputs import evaluation_sets
+    from mmkern.train import list_members, load_member, load_zoo
+
+    finished = set(list_members(zoo_dir))
+    labels = {name: split.y for name, split in evaluation_sets(dataset).items()}
+    test = (torch.from_numpy(dataset.test.x[:barrier_samples]),
+            torch.from_numpy(dataset.test.y[:barrier_samples]))
+    bn_data = (torch.from_numpy(dataset.train.x[:bn_samples]),
+               torch.from_numpy(dataset.train.y[:bn_samples]))
+    groups, skipped = [], []
+    zoo_groups = load_zoo(zoo_dir)["groups"]
+    for group in tqdm(zoo_groups, desc="analysis", unit="group", disable=not progress):
+        members = [m for m in group["members"] if m in finished]
+        if len(members) < 2:
+            skipped.append({"name": group["name"], "finished_members": members})
+            continue
+        acts, preds = load_outputs(zoo_dir, members)
+        result = {"name": group["name"], "factor": group["factor"], "members": members,
+                  "fixed": group.get("fixed", {}),
+                  "representational": representational(acts),
+                  "predictive": predictive(preds, labels)}
+        if barriers:
+            models = [load_member(zoo_dir, m, device=device)[0] for m in members]
+            result["connectivity"] = connectivity(models, test, bn_data, alphas)
+        groups.append(result)
+    out = {"groups": groups, "skipped": skipped}
+    if groups:
+        layer = rm_layer(groups[0]["representational"])
+        rm = [g["representational"][layer]["rm"] for g in groups]
+        out["rm_layer"] = layer
+        out["rm_vs_pm"] = {name: _pearson(rm, [g["predictive"][name]["mean_disagreement"]
+                                               for g in groups])
+                           for name in groups[0]["predictive"]}
+    return out
+
+
+__all__ = ["IID", "analyze_groups", "connectivity", "predictive", "representational", "rm_layer"]

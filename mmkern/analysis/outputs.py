@@ -1,0 +1,164 @@
+"""Per-member outputs of a trained zoo: activations and predicted probabilities, saved beside it.
+
+For every finished member of a zoo directory (see :mod:`mmkern.train.zoo`)::
+
+    members/<member dir>/
+      activations.npz   {layer: (n, d) float32}: the measurable layers on the first
+                        ``n_samples`` i.i.d. test samples (the same samples for every member)
+      predictions.npz   {set: (n_set, C) float32}: softmax probabilities on the whole i.i.d.
+                        test set ("iid") and on every OOD test set of the dataset
+      outputs.json      the settings both files were made with
+
+All three are written atomically, ``outputs.json`` last, so a member whose ``outputs.json``
+exists and matches the requested settings is complete and is skipped when the step is rerun (an
+interrupted run resumes where it stopped). Both ``.npz`` files are read by
+:func:`mmkern.train.load_activations` (or :func:`numpy.load`), and their arrays go straight into
+:func:`mmkern.pairwise_svcca` and :func:`mmkern.predictive_multiplicity`.
+
+The data of a whole zoo is the dataset of its recipe's base config: every member is measured on
+the same samples, even when a factor varies a dataset option (e.g. the cue proportion).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from mmkern._io import atomic_write_text
+
+ACTIVATIONS_FILE = "activations.npz"
+PREDICTIONS_FILE = "predictions.npz"
+OUTPUTS_FILE = "outputs.json"
+IID = "iid"
+
+#: Samples of the i.i.d. test set whose activations are captured (SVCCA needs more samples than
+#: a layer has features; spatially averaged layers of the zoo models stay far below this).
+N_SAMPLES = 2000
+
+
+def zoo_dataset(zoo_dir: Union[str, os.PathLike], data_dir=None):
+    """The dataset of a zoo's recipe base config (shared by every member's measurements).
+
+    Returns
+    -------
+    mmkern.data.Dataset
+    """
+    from mmkern.train import Recipe, load_config_dataset, load_zoo
+
+    recipe = Recipe.from_dict(load_zoo(zoo_dir)["recipe"])
+    return load_config_dataset(recipe.base, data_dir=data_dir)
+
+
+def evaluation_sets(dataset) -> dict:
+    """``{"iid": test split, **ood splits}`` of a dataset, in that order."""
+    return {IID: dataset.test, **dataset.ood}
+
+
+def _settings(dataset, layers, reduce: str, n_samples: int) -> dict:
+    return {"dataset": dataset.name, "n_samples": int(min(n_samples, len(dataset.test))),
+            "layers": None if layers is None else list(layers), "reduce": reduce,
+            "sets": list(evaluation_sets(dataset))}
+
+
+def _done(directory: str, settings: dict) -> bool:
+    path = os.path.join(directory, OUTPUTS_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f).get("settings") == settings
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def collect_outputs(
+    zoo_dir: Union[str, os.PathLike],
+    *,
+    layers: Optional[Sequence[str]] = None,
+    reduce: str = "mean",
+    n_samples: int = N_SAMPLES,
+    data_dir=None,
+    device: str = "cpu",
+    progress: bool = True,
+    dataset=None,
+) -> list[str]:
+    """Capture activations and predictions of every finished member that lacks them.
+
+    Parameters
+    ----------
+    zoo_dir : str or os.PathLike
+        A zoo directory written by :func:`mmkern.train.train_zoo`.
+    layers : sequence of str, optional
+        Layer names; default: every measurable layer of the model
+        (:func:`mmkern.train.measurable_layers`).
+    reduce : {"mean", "flatten"}, default "mean"
+        How convolutional outputs become ``(n, d)``: averaged over positions (d = channels) or
+        flattened per sample (see :func:`mmkern.train.capture_activations`).
+    n_samples : int, default :data:`N_SAMPLES`
+        Number of i.i.d. test samples (the first ones) whose activations are captured.
+    data_dir : str, optional
+        For zoos trained on local data files.
+    device : str, default "cpu"
+    progress : bool, default True
+        A tqdm bar over the members.
+    dataset : mmkern.data.Dataset, optional
+        The zoo's dataset if already loaded (default: :func:`zoo_dataset`).
+
+    Returns
+    -------
+    list of str
+        The ids of the members whose outputs were computed now (the others were up to date).
+    """
+    from tqdm.auto import tqdm
+
+    from mmkern.train import capture_activations, list_members, load_member, member_dir, predict
+    from mmkern.train.activations import save_activations
+
+    if reduce not in ("mean", "flatten"):
+        raise ValueError(f"reduce must be 'mean' or 'flatten', got {reduce!r}")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
+        raise ValueError(f"n_samples must be an int >= 2, got {n_samples!r}")
+    members = list_members(zoo_dir)
+    if not members:
+        raise ValueError(f"zoo {os.fspath(zoo_dir)!r} has no finished member: train it first")
+    dataset = zoo_dataset(zoo_dir, data_dir) if dataset is None else dataset
+    settings = _settings(dataset, layers, reduce, n_samples)
+    subset = dataset.test.x[:settings["n_samples"]]
+    computed = []
+    for member_id in tqdm(members, desc="outputs", unit="model", disable=not progress):
+        directory = member_dir(zoo_dir, member_id)
+        if _done(directory, settings):
+            continue
+        model, _ = load_member(zoo_dir, member_id, device=device)
+        acts = capture_activations(model, subset, layers, reduce=reduce)
+        save_activations(os.path.join(directory, ACTIVATIONS_FILE), acts)
+        probs = {name: predict(model, split.x) for name, split in evaluation_sets(dataset).items()}
+        save_activations(os.path.join(directory, PREDICTIONS_FILE), probs)
+        atomic_write_text(os.path.join(directory, OUTPUTS_FILE),
+                          json.dumps({"settings": settings, "layers": list(acts)}, indent=2))
+        computed.append(member_id)
+    return computed
+
+
+def load_outputs(zoo_dir, member_ids: Sequence[str]) -> tuple[dict, dict]:
+    """Activations and predictions of members, stacked per layer and per set.
+
+    Returns
+    -------
+    activations : dict
+        ``{layer: list of M (n, d) float32 arrays}`` in the order of ``member_ids``.
+    predictions : dict
+        ``{set: (M, n_set, C) float32 array}``.
+    """
+    from mmkern.train import load_activations, member_dir
+
+    acts: dict[str, list] = {}
+    preds: dict[str, list] = {}
+    for member_id in member_ids:
+        directory = member_dir(zoo_dir, member_id)
+        for layer, array in load_activations(os.path.join(directory, ACTIVATIONS_FILE)).items():
+            acts.setdefault(layer, []).append(array)
+        for name, array in load_activations(os.path.join(directory, PREDICTIONS_FILE)).items():
+            preds.setdefault(name, []).append(array)
+    return acts, {name: np.stack(arrays) for name, arrays in preds.items()}

@@ -1,0 +1,94 @@
+"""The Markdown report of a zoo analysis, embedding the PNG figures."""
+
+from __future__ import annotations
+
+from mmkern.analysis.outputs import IID
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + [""]
+
+
+def render(results: dict, figures: dict) -> str:
+    """Markdown text of ``results`` (see :func:`mmkern.analysis.analyze_zoo`).
+
+    Parameters
+    ----------
+    results : dict
+        The analysis results (as written to ``results.json``).
+    figures : dict
+        Figure file names relative to the report: ``"rm_vs_pm"``, ``"pm_by_set"`` and per group
+        name ``("matrices", name)`` / ``("curves", name)``.
+    """
+    zoo = results["zoo"]
+    lines = [f"# Model multiplicity report: {zoo['recipe']}", ""]
+    if zoo.get("description"):
+        lines += [zoo["description"].strip(), ""]
+    lines += [f"Dataset `{zoo['dataset']}`; {len(results['members'])} trained members; "
+              f"activations of {zoo['n_samples']} i.i.d. test samples (layers averaged over "
+              f"positions: `{zoo['reduce']}`); mmkern {results['mmkern_version']}.", ""]
+
+    lines += ["## Members", ""]
+    rows = [[m["id"], ", ".join(f"{k}={v}" for k, v in m["varies"].items()) or "(base)",
+             _fmt(m.get("test_accuracy")), _fmt(m.get("ood_accuracy_mean"))]
+            for m in results["members"]]
+    lines += _table(["member", "varies", "test accuracy", "mean OOD accuracy"], rows)
+
+    groups = results["groups"]
+    if not groups:
+        return "\n".join(lines + ["No factor group has two finished members yet.", ""])
+    layer = results["rm_layer"]
+    lines += ["## Summary across factors", "",
+              f"RM is 1 - mean pairwise SVCCA at layer `{layer}`; PM is the mean pairwise "
+              "disagreement (churn) of the hard predictions.", ""]
+    rows = []
+    for g in groups:
+        pm = g["predictive"]
+        ood = [v["mean_disagreement"] for k, v in pm.items() if k != IID]
+        barrier = g.get("connectivity", {}).get("mean_loss_barrier")
+        rows.append([g["name"], str(len(g["members"])),
+                     _fmt(g["representational"][layer]["rm"]),
+                     _fmt(pm[IID]["mean_disagreement"]),
+                     _fmt(float(sum(ood) / len(ood)) if ood else None),
+                     _fmt(pm[IID]["accuracy_mean"]), _fmt(barrier)])
+    lines += _table(["factor group", "models", "RM", "PM i.i.d.", "PM mean OOD",
+                     "mean test accuracy", "mean loss barrier"], rows)
+    corr = results.get("rm_vs_pm", {})
+    if any(v is not None for v in corr.values()):
+        lines += ["Pearson correlation of RM with PM across factor groups: " + ", ".join(
+            f"{name} {_fmt(r, 2)}" for name, r in corr.items() if r is not None) + ".", ""]
+    else:
+        lines += ["(RM/PM correlation needs at least three factor groups.)", ""]
+    lines += [f"![RM vs PM]({figures['rm_vs_pm']})", "",
+              f"![PM per test set]({figures['pm_by_set']})", ""]
+
+    for g in groups:
+        lines += [f"## Factor: {g['name']}", "", "Members: " + ", ".join(
+            f"`{m}`" for m in g["members"]) + ".", ""]
+        rows = [[name, _fmt(d["mean_svcca"]), _fmt(d["rm"])]
+                for name, d in g["representational"].items()]
+        lines += _table(["layer", "mean SVCCA", "RM"], rows)
+        rows = [[name, _fmt(d["mean_disagreement"]), _fmt(d["ambiguity"]),
+                 _fmt(d["prediction_variance"], 4), _fmt(d["rashomon_capacity"]),
+                 f"{_fmt(d['accuracy_mean'])} ± {_fmt(d['accuracy_spread'])}"]
+                for name, d in g["predictive"].items()]
+        lines += _table(["test set", "disagreement", "ambiguity", "prediction variance",
+                         "Rashomon capacity", "accuracy (spread)"], rows)
+        if "connectivity" in g:
+            c = g["connectivity"]
+            lines += _table(["loss barrier", "loss barrier (mean endpoints)", "error barrier",
+                             "error barrier (mean endpoints)"],
+                            [[_fmt(c["mean_loss_barrier"]), _fmt(c["mean_loss_barrier_mean"]),
+                              _fmt(c["mean_error_barrier"]), _fmt(c["mean_error_barrier_mean"])]])
+        lines += [f"![matrices]({figures[('matrices', g['name'])]})", ""]
+        if ("curves", g["name"]) in figures:
+            lines += [f"![curves]({figures[('curves', g['name'])]})", ""]
+    for s in results.get("skipped", []):
+        lines += [f"Skipped factor group `{s['name']}`: fewer than two finished members.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,144 @@
+"""The zoo commands end to end: `mmkern train`, `activations`, `analyze`, `recipes`, `demo --help`.
+
+A micro recipe (three 1-D CNNs, 2 epochs on 600 MNIST-1D samples) keeps the whole run to seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("matplotlib")
+from click.testing import CliRunner  # noqa: E402
+
+import mmkern  # noqa: E402
+from mmkern.cli import main  # noqa: E402
+
+MICRO_RECIPE = """
+name = "micro"
+description = "three tiny 1-D CNNs"
+design = "one-at-a-time"
+
+[base]
+dataset = "mnist1d"
+model = "cnn1d"
+width = 0.25
+lr = 0.05
+batch_size = 64
+epochs = 2
+
+[base.dataset_options]
+num_samples = 600
+ood_severities = [5]
+
+[[factors]]
+field = "init_seed"
+values = [0, 1]
+
+[[factors]]
+field = "order_seed"
+values = [0, 1, 2]
+"""
+
+
+def run(*args):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo")
+    recipe = root / "micro.toml"
+    recipe.write_text(MICRO_RECIPE)
+    out = root / "out"
+    result = run("train", str(recipe), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_then_analyze_writes_results_figures_and_report(zoo):
+    result = run("analyze", str(zoo), "--alphas", "3", "--samples", "100")
+    assert result.exit_code == 0, result.output
+    report = zoo / "analysis" / "report.md"
+    assert f"report: {report}" in result.output
+    results = json.loads((zoo / "analysis" / "results.json").read_text())
+    assert [g["name"] for g in results["groups"]] == ["init_seed", "order_seed"]
+    order = results["groups"][1]
+    assert order["members"] == ["base", "order_seed=1", "order_seed=2"]
+    layers = order["representational"]
+    assert list(layers) == ["conv1", "conv2", "conv3", "fc1", "logits"]
+    svcca = np.array(layers["fc1"]["svcca"])
+    assert svcca.shape == (3, 3) and np.allclose(np.diag(svcca), 1.0)
+    # the stored matrices are the metric functions applied to the saved outputs
+    from mmkern.analysis.outputs import load_outputs
+
+    acts, preds = load_outputs(zoo, order["members"])
+    assert acts["fc1"][0].shape[0] == 100
+    np.testing.assert_allclose(svcca, mmkern.pairwise_svcca(acts["fc1"]), rtol=1e-12)
+    assert set(order["predictive"]) == {"iid", "noise-5", "shear-5", "translation-5", "scale-5"}
+    np.testing.assert_allclose(order["predictive"]["iid"]["disagreement"],
+                               mmkern.disagreement_matrix(preds["iid"].argmax(-1)))
+    connectivity = order["connectivity"]
+    assert len(connectivity["curves"]) == 3 and connectivity["curves"][0]["alphas"] == [0, 0.5, 1]
+    assert np.array(connectivity["loss_barrier"]).shape == (3, 3)
+    text = report.read_text()
+    for name in ("rm_vs_pm.png", "pm_by_set.png", "matrices_order_seed.png",
+                 "curves_init_seed.png"):
+        assert f"(figures/{name})" in text
+        assert (zoo / "analysis" / "figures" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_activations_step_resumes(zoo):
+    result = run("activations", str(zoo), "--samples", "100")
+    assert result.exit_code == 0
+    first = result.output
+    again = run("activations", str(zoo), "--samples", "100")
+    assert "outputs of 0 models" in again.output, (first, again.output)
+    changed = run("activations", str(zoo), "--samples", "50")  # other settings: recomputed
+    assert "outputs of 4 models" in changed.output
+
+
+def test_rerunning_train_skips_finished_members(zoo, tmp_path):
+    before = {p: os.path.getmtime(p) for p in zoo.glob("members/*/model.safetensors")}
+    recipe = tmp_path / "micro.toml"
+    recipe.write_text(MICRO_RECIPE)
+    assert run("train", str(recipe), "--out", str(zoo)).exit_code == 0
+    assert before == {p: os.path.getmtime(p) for p in zoo.glob("members/*/model.safetensors")}
+
+
+def test_recipes_lists_the_bundled_ones():
+    result = run("recipes")
+    for name in ("demo", "tiny", "mnist1d-factors", "digits-factors", "mnist1d-spurious"):
+        assert name in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "no-such-recipe", "--out", "x"], "bundled recipes"),
+    (["analyze", "."], "not a zoo directory"),
+    (["activations", "."], "not a zoo directory"),
+])
+def test_errors_are_one_clear_line(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_bad_recipe_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MICRO_RECIPE.replace('field = "init_seed"', 'field = "no_such_field"'))
+    result = CliRunner().invoke(main, ["train", str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0 and "no_such_field" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["train", "activations", "analyze", "demo", "recipes",
+                                     "bench"])
+def test_every_command_has_help(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0 and "Usage" in result.output
