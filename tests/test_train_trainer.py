@@ -180,3 +180,11 @@ def test_flip_and_noise_augmentation():
     assert noisy.std().item() == pytest.approx(1.0, rel=0.05)
     assert torch.equal(x, torch.zeros(200, 1, 50))  # input untouched
     assert Augmenter("none", (1, 50))(x, torch.Generator()) is x
+
+
+def test_threads_option_is_used_and_restored(data):
+    before = torch.get_num_threads()
+    _, record = train_model(config(epochs=1), data, threads=1)
+    assert record["torch_threads"] == 1 and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        train_model(config(), data, threads=0)

@@ -135,6 +135,22 @@ def deterministic(device: torch.device) -> Iterator[None]:
         cudnn.deterministic, cudnn.benchmark = previous_cudnn
 
 
+@contextlib.contextmanager
+def torch_threads(threads: Optional[int]) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads (``None``: leave as is)."""
+    if threads is None:
+        yield
+        return
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def finite_or_none(value: float) -> Optional[float]:
     """JSON has no NaN/Inf: non-finite floats become ``None``."""
     value = float(value)

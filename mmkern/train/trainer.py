@@ -35,6 +35,7 @@ from mmkern.train._inputs import (
     eval_mode,
     finite_or_none,
     resolve_device,
+    torch_threads,
 )
 from mmkern.train.augment import Augmenter
 from mmkern.train.config import TrainConfig
@@ -162,6 +163,7 @@ def train_model(
     device=None,
     progress: bool = False,
     callback: Optional[Callable[[dict], None]] = None,
+    threads: Optional[int] = None,
 ) -> tuple[ZooModel, dict]:
     """Train one model as its config says, then evaluate it on train, test and every OOD set.
 
@@ -182,6 +184,9 @@ def train_model(
     callback : callable(dict) -> None, optional
         Called after every epoch with ``{"epoch", "epochs", "loss", "accuracy", "lr",
         "seconds"}``; an exception it raises (e.g. KeyboardInterrupt) stops training.
+    threads : int, optional
+        Torch intra-op threads for this run (restored afterwards); default: leave the current
+        setting. Bit-identical repeats need the same number of threads.
 
     Returns
     -------
@@ -196,7 +201,12 @@ def train_model(
         ``diverged`` (training loss became non-finite: training stopped there), ``device``,
         ``train_seconds``, ``eval_seconds``, ``finished_at`` (UTC, ISO 8601), and versions.
     """
-    config = as_config(config)
+    with torch_threads(threads):
+        return _train_model(as_config(config), dataset, data_dir, device, progress, callback)
+
+
+def _train_model(config: TrainConfig, dataset, data_dir, device, progress: bool,
+                 callback) -> tuple[ZooModel, dict]:
     dev = resolve_device(device if device is not None else config.device)
     source = "given" if dataset is not None else "load_dataset"
     if dataset is None:

@@ -209,6 +209,7 @@ def train_zoo(
     device=None,
     progress: bool = True,
     callback: Optional[Callable[[dict], None]] = None,
+    threads: Optional[int] = None,
 ) -> list[dict[str, Any]]:
     """Train every member of a recipe into ``out_dir``, skipping finished members.
 
@@ -235,6 +236,10 @@ def train_zoo(
         after every epoch, ``{"event": "finished", "member": id, "record": record}`` after a
         member is saved and ``{"event": "skipped", "member": id}`` for an already finished one.
         An exception it raises stops training (finished members stay finished).
+    threads : int, optional
+        Torch intra-op threads while training (restored afterwards); default: leave torch's
+        setting. On a shared machine one thread per process is often faster and always steadier;
+        bit-identical retraining needs the same number of threads.
 
     Returns
     -------
@@ -327,7 +332,7 @@ def train_zoo(
                     callback({"event": "epoch", "member": member_id, **info})
 
             model, record = train_model(config, datasets[data_key], device=device,
-                                        callback=on_epoch)
+                                        callback=on_epoch, threads=threads)
             checkpoint = os.path.join(directory, CHECKPOINT_FILE)
             save_model(checkpoint, model)
             record = {"id": member.id, "dir": member.dirname, "varies": dict(member.varies),
