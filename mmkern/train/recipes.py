@@ -364,37 +364,35 @@ class Recipe:
     # --- members and groups ----------------------------------------------------------------
 
     def _expand(self, where: str) -> tuple[list[Member], list[FactorGroup]]:
-        by_key: dict[str, dict] = {}
-        order: list[str] = []
+        """Members (configs deduplicated, first id wins) and groups, in recipe order."""
+        entries: dict[str, dict] = {}  # config key -> {"id", "config", "varies", "factors"}
 
-        def add(member_id: str, config: TrainConfig, varies: dict, factor: str) -> str:
-            key = config.key()
-            if key not in by_key:
-                by_key[key] = {"id": member_id, "config": config, "varies": varies,
-                               "factors": []}
-                order.append(key)
-            entry = by_key[key]
-            if factor is not None and factor not in entry["factors"]:
+        def add(member_id: str, config: TrainConfig, varies: dict) -> dict:
+            return entries.setdefault(config.key(), {"id": member_id, "config": config,
+                                                     "varies": varies, "factors": []})
+
+        def join(entry: dict, factor: str) -> str:
+            if factor not in entry["factors"]:
                 entry["factors"].append(factor)
             return entry["id"]
 
         groups: list[FactorGroup] = []
         if not self.factors:
-            add(BASE_ID, self.base, {}, None)
+            add(BASE_ID, self.base, {})
         elif self.design == "one-at-a-time":
             base_key = self.base.key()
             for factor in self.factors:
                 ids = []
                 for setting, label in zip(factor.values, factor.labels):
                     config = self.base.with_values(setting)
-                    is_base = config.key() == base_key
-                    ids.append(add(BASE_ID if is_base else label, config,
-                                   {} if is_base else dict(setting), factor.name))
+                    entry = add(BASE_ID, config, {}) if config.key() == base_key \
+                        else add(label, config, dict(setting))
+                    ids.append(join(entry, factor.name))
                 groups.append(FactorGroup(factor.name, factor.name, tuple(ids)))
         else:
-            choices = [list(range(len(f.values))) for f in self.factors]
-            ids_of: dict[tuple, str] = {}
-            for combo in itertools.product(*choices):
+            ranges = [range(len(f.values)) for f in self.factors]
+            grid: dict[tuple, dict] = {}
+            for combo in itertools.product(*ranges):
                 settings: dict = {}
                 for factor, i in zip(self.factors, combo):
                     settings.update(factor.values[i])
@@ -404,30 +402,23 @@ class Recipe:
                     raise ValueError(f"{where}: grid member {settings!r} is invalid: {e}") \
                         from None
                 member_id = ",".join(f.labels[i] for f, i in zip(self.factors, combo))
-                ids_of[combo] = add(member_id, config, settings, None)
+                grid[combo] = add(member_id, config, settings)
             for k, factor in enumerate(self.factors):
                 others = [j for j in range(len(self.factors)) if j != k]
-                for rest in itertools.product(*(choices[j] for j in others)):
-                    ids = []
-                    for i in choices[k]:
-                        combo = list(rest)
-                        combo.insert(k, i)
-                        member = ids_of[tuple(combo)]
-                        ids.append(member)
-                        entry = next(e for e in by_key.values() if e["id"] == member)
-                        if factor.name not in entry["factors"]:
-                            entry["factors"].append(factor.name)
+                for rest in itertools.product(*(ranges[j] for j in others)):
+                    ids = tuple(join(grid[rest[:k] + (i,) + rest[k:]], factor.name)
+                                for i in ranges[k])
                     fixed = {self.factors[j].name: self.factors[j].labels[r]
                              for j, r in zip(others, rest)}
-                    name = factor.name if not fixed else \
-                        f"{factor.name} | {','.join(fixed.values())}"
-                    groups.append(FactorGroup(name, factor.name, tuple(ids), fixed))
-        members = [Member(by_key[k]["id"], by_key[k]["config"], by_key[k]["varies"],
-                          tuple(by_key[k]["factors"])) for k in order]
+                    name = f"{factor.name} | {','.join(fixed.values())}" if fixed \
+                        else factor.name
+                    groups.append(FactorGroup(name, factor.name, ids, fixed))
+        members = [Member(e["id"], e["config"], e["varies"], tuple(e["factors"]))
+                   for e in entries.values()]
         seen: dict[str, str] = {}
         for m in members:
-            if m.id in seen or m.dirname in seen:
-                other = seen.get(m.id) or seen.get(m.dirname)
+            other = seen.get(m.id) or seen.get(m.dirname)
+            if other is not None:
                 raise ValueError(f"{where}: members {other!r} and {m.id!r} get the same id or "
                                  f"directory name {m.dirname!r} but differ in config; give the "
                                  f"factor distinct 'labels'")
