@@ -206,3 +206,14 @@ def test_dataset_names_of_bundled_recipes_exist():
     for name in list_recipes():
         for member in load_recipe(name).members:
             assert member.config.dataset in data.dataset_names()
+
+
+def test_recipes_and_zoo_listing_do_not_import_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, mmkern.train as t; t.load_recipe('demo'); t.list_recipes(); "
+            "t.list_members; t.load_zoo; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, check=True)
+    assert out.stdout.strip() == "False"

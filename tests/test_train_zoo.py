@@ -249,3 +249,14 @@ def test_load_model_errors(tmp_path):
         load_model(foreign)
     with pytest.raises(TypeError, match="built by mmkern.train.build_model"):
         save_model(tmp_path / "x.safetensors", torch.nn.Linear(2, 2))
+
+
+def test_bundled_tiny_recipe_trains_on_real_data(tmp_path):
+    records = train_zoo("tiny", tmp_path, progress=True, threads=1)
+    assert [r["id"] for r in records] == ["base", "init_seed=1", "order_seed=1"]
+    for record in records:
+        assert record["dataset"]["name"] == "mnist1d" and record["dataset"]["source"] == \
+            "load_dataset"
+        assert record["metrics"]["test"]["accuracy"] > 0.2  # chance is 0.1
+        assert set(record["metrics"]["ood"]) == {"noise-3", "shear-3", "translation-3",
+                                                 "scale-3"}

@@ -333,6 +333,7 @@ def train_zoo(
 
             model, record = train_model(config, datasets[data_key], device=device,
                                         callback=on_epoch, threads=threads)
+            record["dataset"]["source"] = "given" if dataset is not None else "load_dataset"
             checkpoint = os.path.join(directory, CHECKPOINT_FILE)
             save_model(checkpoint, model)
             record = {"id": member.id, "dir": member.dirname, "varies": dict(member.varies),
