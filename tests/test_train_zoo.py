@@ -224,6 +224,8 @@ def test_safetensors_round_trip(tmp_path, name, shape):
                             "batch_size": 16}, images)
     path = tmp_path / "model.safetensors"
     save_model(path, model)
+    save_model(tmp_path / "again.safetensors", load_model(path))
+    assert (tmp_path / "again.safetensors").read_bytes() == path.read_bytes()  # reproducible
     state = torch.get_rng_state()
     loaded = load_model(path)
     assert torch.equal(torch.get_rng_state(), state)

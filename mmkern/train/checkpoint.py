@@ -1,9 +1,11 @@
 """Model checkpoints in safetensors: weights plus the architecture spec needed to rebuild them.
 
 A checkpoint is a ``.safetensors`` file holding the model's ``state_dict`` (parameters and
-buffers, e.g. BatchNorm running statistics) and, in its string metadata, ``format``
-(``"mmkern-model/1"``), ``spec`` (JSON of ``model.spec``: architecture name, input shape, number
-of classes, options) and ``mmkern_version``. Files are written atomically.
+buffers, e.g. BatchNorm running statistics) and one string metadata entry, ``"mmkern"``: the JSON
+of ``{"format": "mmkern-model/1", "spec": model.spec, "mmkern_version": ...}`` (``spec``: the
+architecture name, input shape, number of classes and options). A single entry keeps the file
+bytes reproducible: safetensors writes several metadata entries in an unspecified order, so equal
+models would not give equal files (or SHA-256 sums). Files are written atomically.
 """
 
 from __future__ import annotations
@@ -42,9 +44,8 @@ def save_model(path: Union[str, os.PathLike], model: ZooModel) -> None:
         raise TypeError("model must be built by mmkern.train.build_model (it needs .spec)")
     tensors = {name: t.detach().to("cpu").clone().contiguous()
                for name, t in model.state_dict().items()}
-    metadata = {"format": CHECKPOINT_FORMAT, "spec": json.dumps(model.spec, sort_keys=True),
-                "mmkern_version": __version__}
-    payload = save(tensors, metadata=metadata)
+    header = {"format": CHECKPOINT_FORMAT, "spec": model.spec, "mmkern_version": __version__}
+    payload = save(tensors, metadata={"mmkern": json.dumps(header, sort_keys=True)})
     atomic_write(path, lambda f: f.write(payload))
 
 
@@ -83,10 +84,14 @@ def load_model(path: Union[str, os.PathLike], *, device="cpu") -> ZooModel:
         tensors = load_file(path)
     except Exception as e:  # safetensors raises its own error types for corrupt files
         raise ValueError(f"{path}: not a readable safetensors file: {e}") from None
-    if metadata.get("format") != CHECKPOINT_FORMAT or "spec" not in metadata:
-        raise ValueError(f"{path}: not an mmkern model checkpoint (metadata format "
-                         f"{metadata.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
-    spec = json.loads(metadata["spec"])
+    try:
+        header = json.loads(metadata["mmkern"])
+        spec = header["spec"]
+        if header["format"] != CHECKPOINT_FORMAT:
+            raise ValueError(header["format"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: not an mmkern model checkpoint (no 'mmkern' metadata of "
+                         f"format {CHECKPOINT_FORMAT!r})") from None
     with torch.random.fork_rng(devices=[]):
         model = build_model(spec["name"], tuple(spec["input_shape"]), spec["num_classes"],
                             **spec["options"])
