@@ -160,6 +160,13 @@ def test_bad_recipe_files_name_the_file_and_the_problem(tmp_path, text, match):
     assert str(info.value).startswith(path)
 
 
+def test_binary_junk_is_invalid_toml(tmp_path):
+    path = tmp_path / "junk.toml"
+    path.write_bytes(b"\xff\xfe\x00junk")
+    with pytest.raises(ValueError, match=r"junk.toml: invalid TOML"):
+        load_recipe(path)
+
+
 def test_load_recipe_by_name_path_and_errors(tmp_path):
     assert load_recipe("tiny").name == "tiny"
     assert load_recipe(bundled_recipe_path("tiny")) == load_recipe("tiny")

@@ -240,7 +240,7 @@ class Recipe:
         with open(path, "rb") as f:
             try:
                 data = tomllib.load(f)
-            except tomllib.TOMLDecodeError as e:
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
                 raise ValueError(f"{path}: invalid TOML: {e}") from None
         return cls.from_dict(data, source=path)
 
