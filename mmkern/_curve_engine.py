@@ -7,7 +7,7 @@
 2. re-estimates the BatchNorm statistics of all ``k`` copies in **one** pass over ``bn_data``
    (reset, cumulative average, BatchNorm layers alone in training mode, the batches exactly as
    given, so the estimate is the reference's);
-3. folds each convolution -> BatchNorm pair of every copy (:mod:`mmkern._fold_batchnorm`);
+3. folds each convolution -> BatchNorm pair of every copy (:mod:`mmkern._inference_graph`);
 4. evaluates all ``k`` copies in **one** pass over each evaluation set, each batch moved to the
    device (and to channels-last layout) once and split into cache-sized micro-batches of
    ``eval_batch_size`` samples (in evaluation mode a sample's output does not depend on its
@@ -40,7 +40,7 @@ from mmkern._connectivity_common import (
     set_name,
     tracking_batchnorms,
 )
-from mmkern._fold_batchnorm import FoldedBatchNorm
+from mmkern._inference_graph import FoldedBatchNorm, make_relus_inplace
 from mmkern._weight_layout import WeightLayout
 
 
@@ -126,6 +126,7 @@ class CurveEngine:
             model = copy.deepcopy(self.template).eval()
             if self.channels_last:
                 model = model.to(memory_format=torch.channels_last)
+            make_relus_inplace(model)  # a private copy, run without autograd
             self._pool.append(model)
             self._folded.append(FoldedBatchNorm(model) if self.fold else None)
         return self._pool[:k]

@@ -497,7 +497,7 @@ class Untraceable(nn.Module):
 
 @pytest.mark.parametrize("conv_bias, affine", [(True, True), (False, True), (True, False)])
 def test_folded_batchnorm_equals_the_model_in_eval_mode(conv_bias, affine):
-    from mmkern._fold_batchnorm import FoldedBatchNorm
+    from mmkern._inference_graph import FoldedBatchNorm
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=conv_bias), nn.BatchNorm2d(4, affine=affine),
@@ -515,7 +515,7 @@ def test_folded_batchnorm_equals_the_model_in_eval_mode(conv_bias, affine):
 
 
 def test_folded_batchnorm_leaves_unfoldable_models_alone():
-    from mmkern._fold_batchnorm import FoldedBatchNorm
+    from mmkern._inference_graph import FoldedBatchNorm
 
     untraceable = Untraceable(1)
     assert FoldedBatchNorm(untraceable).refresh() is untraceable
@@ -543,3 +543,42 @@ class Residual(nn.Module):
     def forward(self, x):
         h = self.conv(x)
         return self.bn(h) + h
+
+
+class ReluCases(nn.Module):
+    """ReLUs that may run in place (after a conv, after an addition) and that may not (on the
+    input, on a tensor used twice, on a view, after Flatten)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.safe_conv, self.safe_add = nn.ReLU(), nn.ReLU()
+        self.on_input, self.used_twice, self.on_view, self.after_flatten = (
+            nn.ReLU(), nn.ReLU(), nn.ReLU(), nn.ReLU())
+        self.flatten = nn.Flatten()
+        self.head = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        h = self.safe_conv(self.conv(self.on_input(x)))
+        g = self.conv2(h)
+        h = self.safe_add(h + g) + self.used_twice(g) + g
+        h = h + self.on_view(h[:, :2]).sum()
+        return self.head(self.after_flatten(self.flatten(h)))
+
+
+def test_make_relus_inplace_only_where_nothing_else_sees_the_input():
+    from mmkern._inference_graph import make_relus_inplace
+
+    model = ReluCases()
+    x = image_data(4, 1)[0]
+    with torch.no_grad():
+        want = model(x)
+        assert make_relus_inplace(model) == 2
+        assert model.safe_conv.inplace and model.safe_add.inplace
+        assert not any(m.inplace for m in (model.on_input, model.used_twice, model.on_view,
+                                           model.after_flatten))
+        x_before = x.clone()
+        torch.testing.assert_close(model(x), want, rtol=0, atol=0)
+        assert torch.equal(x, x_before)
+    assert make_relus_inplace(Untraceable(1)) == 0

@@ -1,14 +1,20 @@
-"""Inference copies of a model with each convolution -> BatchNorm pair folded into one convolution.
+"""Graph rewrites of the connectivity engine's private working models, for no-grad passes.
 
-After the BatchNorm statistics of an interpolated model are re-estimated, evaluation runs the
+* :class:`FoldedBatchNorm`: an evaluation view with each convolution -> BatchNorm pair folded
+  into one convolution.
+* :func:`make_relus_inplace`: ReLU modules whose input feeds nothing else run in place, which
+  saves one activation-sized allocation (and its page faults) per ReLU (measured on a small
+  BatchNorm CNN, K=21: about 20 % of a whole curve).
+
+Folding. After the BatchNorm statistics of an interpolated model are re-estimated, evaluation runs the
 model in evaluation mode, where a BatchNorm that follows a convolution is a fixed per-channel
 affine map: ``gamma * (z - mean) / sqrt(var + eps) + beta``. Folding it into the convolution's
 weights and bias removes one full read and write of the activations per BatchNorm (measured: a
 small CNN evaluates about 15 % faster on this 2-core CPU). The result equals the unfolded model
 up to float rounding.
 
-The model's graph comes from :func:`torch.fx.symbolic_trace`. A pair is folded only when the
-convolution (``Conv1d/2d/3d``) feeds nothing but a BatchNorm that tracks running statistics.
+Both read the model's graph from :func:`torch.fx.symbolic_trace`. A pair is folded only when
+the convolution (``Conv1d/2d/3d``) feeds nothing but a BatchNorm that tracks running statistics.
 Models that cannot be traced, or that carry forward hooks (which a traced graph would bypass),
 are used as they are.
 """
@@ -16,6 +22,7 @@ are used as they are.
 from __future__ import annotations
 
 import copy
+import operator
 
 import torch
 from torch import fx, nn
@@ -26,6 +33,63 @@ _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 def _has_hooks(model: nn.Module) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def _trace(model: nn.Module):
+    """The eval-mode fx graph module of ``model``, or None (hooks, or untraceable forward)."""
+    if _has_hooks(model):
+        return None
+    was_training = model.training
+    try:
+        return fx.symbolic_trace(model.eval())
+    except Exception:  # untraceable forward: leave the model as it is
+        return None
+    finally:
+        model.train(was_training)
+
+
+#: Modules whose output is a new tensor (never a view of, or the same tensor as, their input).
+_FRESH_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, _BatchNorm, nn.GroupNorm,
+                  nn.LayerNorm)
+_FRESH_FUNCTIONS = (operator.add, torch.add)
+
+
+def _fresh_tensor(node, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``node`` certainly produces a new tensor that aliases nothing else."""
+    if not isinstance(node, fx.Node):
+        return False
+    if node.op == "call_module":
+        return isinstance(modules[node.target], _FRESH_MODULES)
+    return node.op == "call_function" and node.target in _FRESH_FUNCTIONS
+
+
+def make_relus_inplace(model: nn.Module) -> int:
+    """Set ``inplace=True`` on every ReLU module whose every call gets a tensor used only by it.
+
+    That tensor must come from a layer that creates it (convolution, linear, normalisation, an
+    addition), never a view or an identity such as ``Flatten`` or eval-mode ``Dropout``. Only
+    valid for passes without autograd (the engine runs under ``torch.no_grad``). The
+    input of a model (a placeholder) is never overwritten.
+
+    Returns
+    -------
+    int
+        The number of ReLU modules switched to in-place.
+    """
+    graph_module = _trace(model)
+    if graph_module is None:
+        return 0
+    modules = dict(graph_module.named_modules())
+    safe: dict[str, bool] = {}
+    for node in graph_module.graph.nodes:
+        if node.op == "call_module" and isinstance(modules[node.target], nn.ReLU):
+            src = node.args[0] if len(node.args) == 1 and not node.kwargs else None
+            ok = _fresh_tensor(src, modules) and len(src.users) == 1
+            safe[node.target] = safe.get(node.target, True) and ok
+    targets = [name for name, ok in safe.items() if ok]
+    for name in targets:
+        model.get_submodule(name).inplace = True
+    return len(targets)
 
 
 def _foldable(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
@@ -57,15 +121,9 @@ class FoldedBatchNorm:
         self.model = model
         self.module: nn.Module = model
         self.pairs: list[tuple[nn.Module, nn.Module, _BatchNorm]] = []
-        if _has_hooks(model):
+        graph_module = _trace(model)
+        if graph_module is None:
             return
-        was_training = model.training
-        try:
-            graph_module = fx.symbolic_trace(model.eval())
-        except Exception:  # untraceable forward: evaluate the model as it is
-            return
-        finally:
-            model.train(was_training)
         modules = dict(graph_module.named_modules())
         for node in list(graph_module.graph.nodes):
             if not _foldable(node, modules):
