@@ -24,3 +24,24 @@ template <typename T>
 void lerp_many(const T* a, const T* b, int64_t p, const double* alphas, int64_t k, T* out);
 
 }  // namespace mmkern
+
+namespace mmkern {
+
+// Batch normalisation in training mode over one batch, in place, optionally fused with ReLU:
+// the BatchNorm re-estimation pass of the connectivity engine (each BatchNorm output feeds only
+// the next layer there, so it may overwrite the convolution output it normalises).
+//
+// Shape contract:
+//   x:            outer x c x inner contiguous values (NCHW-style: outer = N, inner = H*W;
+//                 channels-last: outer = N*H*W, inner = 1), outer * inner >= 2; overwritten with
+//                 batchnorm_apply(x, scale_c, shift_c, relu) (common/batchnorm_math.h)
+//   weight, bias: c values each (gamma, beta), or nullptr for 1 and 0
+//   mean, var:    c float64 values each, written: the batch mean and the biased batch variance
+//                 (two passes in float64: the mean, then the squared deviations from it)
+// Parallel (OpenMP) over blocks of outer; the per-thread partial sums are added in thread order,
+// so results are deterministic for a given number of threads.
+template <typename T>
+void batchnorm_train_inplace(T* x, int64_t outer, int64_t c, int64_t inner, const T* weight, const T* bias,
+                             double eps, bool relu, double* mean, double* var);
+
+}  // namespace mmkern

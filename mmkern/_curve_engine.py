@@ -40,6 +40,7 @@ from mmkern._connectivity_common import (
     set_name,
     tracking_batchnorms,
 )
+from mmkern._batchnorm_pass import batchnorm_pass_module
 from mmkern._inference_graph import FoldedBatchNorm, make_relus_inplace
 from mmkern._weight_layout import WeightLayout
 
@@ -90,6 +91,7 @@ class CurveEngine:
         self.channels_last = self._decide_channels_last()
         self._pool: list[nn.Module] = []
         self._folded: list[FoldedBatchNorm] = []
+        self._bn_pass: list[nn.Module] = []
 
     # ---------------------------------------------------------------------------- set-up
 
@@ -128,6 +130,7 @@ class CurveEngine:
                 model = model.to(memory_format=torch.channels_last)
             make_relus_inplace(model)  # a private copy, run without autograd
             self._pool.append(model)
+            self._bn_pass.append(batchnorm_pass_module(model) if self.has_batchnorm else model)
             self._folded.append(FoldedBatchNorm(model) if self.fold else None)
         return self._pool[:k]
 
@@ -150,8 +153,8 @@ class CurveEngine:
                     if x.shape[0] == 0:
                         continue
                     x = self._to_device(x)
-                    for model in models:
-                        model(x)
+                    for bn_pass in self._bn_pass[:len(models)]:
+                        bn_pass(x)
                     n_samples += x.shape[0]
         finally:
             for model, bns, moms in zip(models, layers, momenta):

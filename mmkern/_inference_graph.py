@@ -35,7 +35,7 @@ def _has_hooks(model: nn.Module) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
-def _trace(model: nn.Module):
+def trace(model: nn.Module):
     """The eval-mode fx graph module of ``model``, or None (hooks, or untraceable forward)."""
     if _has_hooks(model):
         return None
@@ -54,7 +54,7 @@ _FRESH_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, _BatchNorm, nn.Gro
 _FRESH_FUNCTIONS = (operator.add, torch.add)
 
 
-def _fresh_tensor(node, modules: dict[str, nn.Module]) -> bool:
+def fresh_tensor(node, modules: dict[str, nn.Module]) -> bool:
     """Whether ``node`` certainly produces a new tensor that aliases nothing else."""
     if not isinstance(node, fx.Node):
         return False
@@ -76,7 +76,7 @@ def make_relus_inplace(model: nn.Module) -> int:
     int
         The number of ReLU modules switched to in-place.
     """
-    graph_module = _trace(model)
+    graph_module = trace(model)
     if graph_module is None:
         return 0
     modules = dict(graph_module.named_modules())
@@ -84,7 +84,7 @@ def make_relus_inplace(model: nn.Module) -> int:
     for node in graph_module.graph.nodes:
         if node.op == "call_module" and isinstance(modules[node.target], nn.ReLU):
             src = node.args[0] if len(node.args) == 1 and not node.kwargs else None
-            ok = _fresh_tensor(src, modules) and len(src.users) == 1
+            ok = fresh_tensor(src, modules) and len(src.users) == 1
             safe[node.target] = safe.get(node.target, True) and ok
     targets = [name for name, ok in safe.items() if ok]
     for name in targets:
@@ -121,7 +121,7 @@ class FoldedBatchNorm:
         self.model = model
         self.module: nn.Module = model
         self.pairs: list[tuple[nn.Module, nn.Module, _BatchNorm]] = []
-        graph_module = _trace(model)
+        graph_module = trace(model)
         if graph_module is None:
             return
         modules = dict(graph_module.named_modules())

@@ -582,3 +582,133 @@ def test_make_relus_inplace_only_where_nothing_else_sees_the_input():
         torch.testing.assert_close(model(x), want, rtol=0, atol=0)
         assert torch.equal(x, x_before)
     assert make_relus_inplace(Untraceable(1)) == 0
+
+
+# --------------------------------------------------------------------- BatchNorm re-estimation
+
+
+def _bn_case(layout, dtype, rng_seed=0):
+    g = torch.Generator().manual_seed(rng_seed)
+    shape = {"nchw": (6, 5, 4, 3), "channels_last": (6, 5, 4, 3), "ncl": (7, 5, 9), "nc": (9, 5)}[layout]
+    x = (torch.randn(shape, generator=g, dtype=dtype) * 3 + 2)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    bn = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d}[x.ndim](5).to(dtype)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5, generator=g)
+        bn.bias.normal_(generator=g)
+    return x, bn
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "ncl", "nc"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("relu", [False, True], ids=["bn", "bn-relu"])
+def test_fused_batchnorm_train_matches_torch(layout, dtype, relu):
+    from mmkern._batchnorm_pass import FusedBatchNormTrain
+
+    x, bn = _bn_case(layout, dtype)
+    reference = copy_module(bn).train()
+    reference.momentum = None
+    bn.train()
+    bn.momentum = None
+    fused = FusedBatchNormTrain(bn, relu)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        for step in range(3):
+            xs = x * (1 + step)
+            want = reference(xs.clone())
+            want = torch.relu(want) if relu else want
+            data = xs.clone(memory_format=torch.preserve_format)
+            got = fused(data)
+            assert got.data_ptr() == data.data_ptr()  # normalised in place
+            torch.testing.assert_close(got, want, **tol)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(bn, name), getattr(reference, name), **tol)
+
+
+def copy_module(module):
+    import copy
+
+    return copy.deepcopy(module)
+
+
+def test_fused_batchnorm_train_falls_back_where_the_kernel_does_not_apply():
+    from mmkern._batchnorm_pass import FusedBatchNormTrain
+
+    x, bn = _bn_case("nchw", torch.float32)
+    sliced = x[:, :, :, ::2]  # not contiguous in either layout: torch's BatchNorm runs
+    reference = copy_module(bn).train()
+    bn.train()
+    with torch.no_grad():
+        got = FusedBatchNormTrain(bn, relu=True)(sliced)
+        torch.testing.assert_close(got, torch.relu(reference(sliced)))
+    assert torch.equal(bn.running_mean, reference.running_mean)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        FusedBatchNormTrain(nn.BatchNorm1d(5).train(), relu=False)(torch.randn(1, 5))
+
+
+class BatchNormGraphs(nn.Module):
+    """A BatchNorm on the input (may not be in place), one whose conv output is read twice, a
+    fusable conv -> BN -> ReLU, and a head after the last BatchNorm (dropped from the pass)."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn_input = nn.BatchNorm2d(3)
+        self.conv1, self.bn1, self.relu1 = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+
+    def forward(self, x):
+        h = self.relu1(self.bn1(self.conv1(self.bn_input(x))))
+        g = self.conv2(h)
+        return self.head(self.bn2(g) + g)
+
+
+def test_batchnorm_pass_module_rewrites_only_safe_batchnorms():
+    from mmkern._batchnorm_pass import FusedBatchNormTrain, batchnorm_pass_module
+
+    model = BatchNormGraphs()
+    reference = copy_module(model)
+    for m in (model, reference):
+        m.train()
+        for bn in (m.bn_input, m.bn1, m.bn2):
+            bn.momentum = None
+    pass_module = batchnorm_pass_module(model)
+    fused = [m for m in pass_module.modules() if isinstance(m, FusedBatchNormTrain)]
+    assert [(f.bn, f.relu) for f in fused] == [(model.bn1, True)]
+    assert "head" not in dict(pass_module.named_modules())  # nothing after the last BatchNorm
+    x = image_data(8, 1)[0]
+    x_before = x.clone()
+    with torch.no_grad():
+        for _ in range(2):
+            pass_module(x)
+            reference(x)
+    assert torch.equal(x, x_before)
+    for name in ("bn_input", "bn1", "bn2"):
+        for stat in ("running_mean", "running_var"):
+            torch.testing.assert_close(getattr(getattr(model, name), stat),
+                                       getattr(getattr(reference, name), stat),
+                                       rtol=1e-5, atol=1e-6)
+    assert batchnorm_pass_module(Untraceable(1)) is not None  # untraceable: the model itself
+
+
+def test_batchnorm_kernel_rejects_bad_arrays():
+    from mmkern import _C
+
+    good = np.ones((4, 3, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match="3-D"):
+        _C.batchnorm_train_(np.ones((4, 3), np.float32), None, None, 1e-5, False)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        _C.batchnorm_train_(good.astype(np.int32), None, None, 1e-5, False)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _C.batchnorm_train_(np.ones((4, 3, 4), np.float32)[:, :, ::2], None, None, 1e-5, False)
+    with pytest.raises(ValueError, match="at least 2 values"):
+        _C.batchnorm_train_(np.ones((1, 3, 1), np.float32), None, None, 1e-5, False)
+    with pytest.raises(ValueError, match="weight"):
+        _C.batchnorm_train_(good, np.ones(2, np.float32), None, 1e-5, False)
+    with pytest.raises(ValueError, match="bias"):
+        _C.batchnorm_train_(good, None, np.ones(3, np.float64), 1e-5, False)
+    mean, var = _C.batchnorm_train_(good, None, None, 1e-5, True)
+    np.testing.assert_array_equal(mean, 1.0)
+    np.testing.assert_array_equal(var, 0.0)
+    np.testing.assert_array_equal(good, 0.0)  # constant channels normalise to 0

@@ -46,6 +46,33 @@ py::array_t<T> run(const py::array& a, const py::array& b, const py::array& alph
   return out;
 }
 
+// weight or bias of batchnorm_train_: None, or a C-contiguous (c,) array of x's dtype.
+const void* channel_params(const py::object& obj, const py::array& x, const char* name) {
+  if (obj.is_none()) return nullptr;
+  if (!py::isinstance<py::array>(obj)) throw std::invalid_argument(std::string(name) + " must be an array or None");
+  const py::array a = obj.cast<py::array>();
+  if (a.ndim() != 1 || a.shape(0) != x.shape(1) || !a.dtype().is(x.dtype()) || !(a.flags() & py::array::c_style))
+    throw std::invalid_argument(std::string(name) + " must be a C-contiguous (" + std::to_string(x.shape(1)) +
+                                ",) array of x's dtype, got " + dtype_name(a) + " of shape " + shape_of(a));
+  return a.data();
+}
+
+template <typename T>
+py::tuple run_batchnorm(py::array& x, const py::object& weight, const py::object& bias, double eps, bool relu) {
+  const int64_t outer = x.shape(0), c = x.shape(1), inner = x.shape(2);
+  const T* w = static_cast<const T*>(channel_params(weight, x, "weight"));
+  const T* b = static_cast<const T*>(channel_params(bias, x, "bias"));
+  py::array_t<double> mean(static_cast<py::ssize_t>(c)), var(static_cast<py::ssize_t>(c));
+  T* px = static_cast<T*>(x.mutable_data());
+  double* pm = mean.mutable_data();
+  double* pv = var.mutable_data();
+  {
+    py::gil_scoped_release release;
+    mmkern::batchnorm_train_inplace(px, outer, c, inner, w, b, eps, relu, pm, pv);
+  }
+  return py::make_tuple(mean, var);
+}
+
 }  // namespace
 
 void bind_connectivity(py::module_& m) {
@@ -77,4 +104,25 @@ void bind_connectivity(py::module_& m) {
       "same dtype, alphas a C-contiguous 1-D (k,) finite float64 array; returns the (k, p) array "
       "of a's dtype with out[j] = (1 - alphas[j]) * a + alphas[j] * b computed in float64 and "
       "rounded once.");
+
+  m.def(
+      "batchnorm_train_",
+      [](py::array x, const py::object& weight, const py::object& bias, double eps, bool relu) -> py::tuple {
+        if (x.ndim() != 3)
+          throw std::invalid_argument("x must be 3-D (outer, c, inner), got shape " + shape_of(x));
+        if (!py::isinstance<py::array_t<float>>(x) && !py::isinstance<py::array_t<double>>(x))
+          throw std::invalid_argument("x must be float32 or float64, got " + dtype_name(x));
+        if (!(x.flags() & py::array::c_style) || !x.writeable())
+          throw std::invalid_argument("x must be a writeable C-contiguous array (it is normalised in place)");
+        if (x.shape(0) * x.shape(2) < 2)
+          throw std::invalid_argument("x needs at least 2 values per channel, got shape " + shape_of(x));
+        if (!(eps >= 0)) throw std::invalid_argument("eps must be >= 0");
+        if (py::isinstance<py::array_t<float>>(x)) return run_batchnorm<float>(x, weight, bias, eps, relu);
+        return run_batchnorm<double>(x, weight, bias, eps, relu);
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("eps"), py::arg("relu"),
+      "Batch normalisation in training mode, in place: x a writeable C-contiguous (outer, c, inner) "
+      "float32/float64 array normalised per channel c with the batch statistics over outer and "
+      "inner, scaled by weight and shifted by bias ((c,) arrays of x's dtype, or None), then ReLU "
+      "if relu. Returns (mean, var): the float64 batch means and biased variances, shape (c,).");
 }
