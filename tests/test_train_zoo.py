@@ -148,7 +148,9 @@ def test_killed_zoo_resumes(reference, tmp_path):
     out = tmp_path / "zoo"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [TESTS_DIR, os.environ.get("PYTHONPATH", "")]))
-    child = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out)], env=env,
+    # cwd outside the checkout: `python -c` puts the working directory on sys.path, where the
+    # unbuilt source tree would shadow the installed package.
+    child = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out)], env=env, cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
     try:
