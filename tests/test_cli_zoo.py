@@ -142,3 +142,12 @@ def test_bad_recipe_file_is_a_clear_error(tmp_path):
 def test_every_command_has_help(command):
     result = run(command, "--help")
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    from mmkern._io import atomic_write_text
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    atomic_write_text(tmp_path / "f.txt", "x")
+    assert os.stat(tmp_path / "f.txt").st_mode & 0o777 == 0o666 & ~mask
