@@ -17,8 +17,7 @@
 oneDNN convolves several times faster on CPU (measured: the first 3->16 convolution of a small
 CNN, 0.20 s -> 0.025 s per 5000 images of 32x32). A model whose forward cannot take such a
 tensor (e.g. it calls ``.view`` on a convolution output) is detected with a one-sample probe
-before any pass and evaluated in the default format; so are models whose data come only from
-DataLoaders (which are not drawn from for a probe).
+before any pass and evaluated in the default format.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ from mmkern._connectivity_common import (
     batches,
     check_labels,
     device_of,
-    is_pair,
     set_name,
     tracking_batchnorms,
 )
@@ -98,15 +96,14 @@ class CurveEngine:
     def _decide_channels_last(self) -> bool:
         """Channels-last when the model has 2-D convolutions and its forward takes such input.
 
-        The probe is one sample of the first ``(x, y)`` pair among the sources (a DataLoader is
-        never drawn from for it); without one, the default layout is kept.
+        The probe is one sample of the first batch of the first source (``bn_data``, else the
+        first evaluation set; a DataLoader is iterated for it, once).
         """
         if not any(isinstance(m, nn.Conv2d) for m in self.template.modules()):
             return False
-        sources = [(self.bn_data, "bn_data")] if self.has_batchnorm else []
-        sources += [(source, set_name(key)) for key, source in self.sets.items()]
-        pair = next(((s, name) for s, name in sources if is_pair(s)), None)
-        x = None if pair is None else _first_batch(pair[0], self.batch_size, pair[1])
+        source, name = ((self.bn_data, "bn_data") if self.has_batchnorm
+                        else next((s, set_name(k)) for k, s in self.sets.items()))
+        x = _first_batch(source, self.batch_size, name)
         if x is None or x.ndim != 4:
             return False
         probe = copy.deepcopy(self.template).eval().to(memory_format=torch.channels_last)

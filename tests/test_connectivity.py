@@ -177,8 +177,7 @@ def test_curve_dataloader_equals_tensor_pair(impl):
     loader = impl.interpolation_curve(
         model_a, model_b, DataLoader(TensorDataset(x, y), batch_size=16), alphas=3,
         bn_data=DataLoader(TensorDataset(bx, by), batch_size=16))
-    # The fast path runs tensor pairs channels-last (probed) but not DataLoaders: rounding only.
-    np.testing.assert_allclose(pair.loss, loader.loss, rtol=0 if impl is conn else LOSS_RTOL)
+    np.testing.assert_array_equal(pair.loss, loader.loss)
     np.testing.assert_array_equal(pair.accuracy, loader.accuracy)
 
 
@@ -369,6 +368,9 @@ def test_fast_curve_model_that_cannot_take_channels_last():
     assert not engine.channels_last
     plain = cnn_batchnorm(1)
     engine = CurveEngine(plain, WeightLayout(plain), {None: data}, bn_data, None, 256, 128)
+    assert engine.channels_last
+    loader = DataLoader(TensorDataset(*bn_data), batch_size=8)  # probed with its first batch
+    engine = CurveEngine(plain, WeightLayout(plain), {None: data}, loader, None, 256, 128)
     assert engine.channels_last
     want = conn.interpolation_curve(model_a, model_b, data, alphas=3, bn_data=bn_data)
     assert_same_curve(fast.interpolation_curve(model_a, model_b, data, alphas=3,
