@@ -103,7 +103,7 @@ def _progress(total: int, enabled: bool, desc: str):
         except ImportError:
             pass
         else:
-            return tqdm(total=total, desc=desc, unit="alpha")
+            return tqdm(total=total, desc=desc, unit="alpha", disable=None)
 
     class _Silent:
         def update(self, n=1):

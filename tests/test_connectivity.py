@@ -386,10 +386,19 @@ def test_fast_options_validation():
             fast.pairwise_barriers([model_a, model_b], data, **{name: 1.5})
 
 
-def test_fast_curve_progress_bar(capsys):
-    fast.interpolation_curve(mlp(1), mlp(2), classification_data(10, 1), alphas=3,
-                             progress=True)
-    assert "interpolation curve" in capsys.readouterr().err
+def test_fast_curve_progress_bar_on_a_terminal(monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, expected in ((Terminal(), True), (io.StringIO(), False)):  # no bar in logs
+        monkeypatch.setattr(sys, "stderr", stream)
+        fast.interpolation_curve(mlp(1), mlp(2), classification_data(10, 1), alphas=3,
+                                 progress=True)
+        assert ("interpolation curve" in stream.getvalue()) == expected
 
 
 @pytest.mark.parametrize("share", [True, False], ids=["shared-endpoints", "per-pair"])

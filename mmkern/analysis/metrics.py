@@ -151,7 +151,7 @@ def analyze_groups(
                torch.from_numpy(dataset.train.y[:bn_samples]))
     groups, skipped = [], []
     zoo_groups = load_zoo(zoo_dir)["groups"]
-    for group in tqdm(zoo_groups, desc="analysis", unit="group", disable=not progress):
+    for group in tqdm(zoo_groups, desc="analysis", unit="group", disable=None if progress else True):
         members = [m for m in group["members"] if m in finished]
         if len(members) < 2:
             skipped.append({"name": group["name"], "finished_members": members})

@@ -126,7 +126,7 @@ def collect_outputs(
     settings = _settings(dataset, layers, reduce, n_samples)
     subset = dataset.test.x[:settings["n_samples"]]
     computed = []
-    for member_id in tqdm(members, desc="outputs", unit="model", disable=not progress):
+    for member_id in tqdm(members, desc="outputs", unit="model", disable=None if progress else True):
         directory = member_dir(zoo_dir, member_id)
         if _done(directory, settings):
             continue

@@ -237,7 +237,7 @@ def _train_model(config: TrainConfig, dataset, data_dir, device, progress: bool,
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.epochs, desc=f"{config.model} on {dataset.name}", unit="epoch",
-                   leave=False)
+                   leave=False, disable=None)
     started = time.perf_counter()
     try:
         with deterministic(dev):

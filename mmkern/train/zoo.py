@@ -295,7 +295,8 @@ def train_zoo(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(recipe.members), initial=sum(finished.values()),
-                   desc=f"zoo {recipe.name}", unit="model")
+                   desc=f"zoo {recipe.name}", unit="model",
+                   disable=None)  # no bar when not a terminal: logs keep one line per member
     datasets: dict[str, Any] = {}
     records = []
     try:
