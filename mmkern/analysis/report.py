@@ -61,8 +61,10 @@ def render(results: dict, figures: dict) -> str:
                      "mean test accuracy", "mean loss barrier"], rows)
     corr = results.get("rm_vs_pm", {})
     if any(v is not None for v in corr.values()):
-        lines += ["Pearson correlation of RM with PM across factor groups: " + ", ".join(
-            f"{name} {_fmt(r, 2)}" for name, r in corr.items() if r is not None) + ".", ""]
+        lines += [f"Pearson correlation of RM with PM across the {len(groups)} factor groups "
+                  "(with few groups, indicative only): " + ", ".join(
+                      f"{name} {_fmt(r, 2)}" for name, r in corr.items() if r is not None) + ".",
+                  ""]
     else:
         lines += ["(RM/PM correlation needs at least three factor groups.)", ""]
     lines += [f"![RM vs PM]({figures['rm_vs_pm']})", "",
