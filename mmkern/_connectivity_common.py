@@ -8,6 +8,7 @@ accuracy) are documented in :mod:`mmkern.reference.connectivity`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 from dataclasses import dataclass
@@ -173,12 +174,17 @@ def alpha_grid(alphas) -> np.ndarray:
     return grid.copy()
 
 
+def check_positive_int(value, name: str) -> int:
+    """``value`` as an int >= 1, or TypeError/ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
 def check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return int(batch_size)
+    return check_positive_int(batch_size, "batch_size")
 
 
 def is_pair(data) -> bool:
@@ -231,6 +237,31 @@ def device_of(model: nn.Module) -> torch.device:
 
 def tracking_batchnorms(model: nn.Module) -> list[_BatchNorm]:
     return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+
+
+@contextlib.contextmanager
+def batchnorm_estimation(models: Sequence[nn.Module]) -> Iterator[None]:
+    """Set ``models`` up for re-estimating their BatchNorm statistics, and restore them after.
+
+    Every tracking BatchNorm is reset (mean 0, variance 1, no batches) with ``momentum=None``,
+    so forward passes accumulate a cumulative average, and is the only module in training mode
+    (Dropout stays off). Afterwards the momenta are restored and each model is in eval mode.
+    """
+    layers = [tracking_batchnorms(model) for model in models]
+    momenta = [[bn.momentum for bn in bns] for bns in layers]
+    for model, bns in zip(models, layers):
+        model.eval()
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None
+            bn.train()
+    try:
+        yield
+    finally:
+        for model, bns, moms in zip(models, layers, momenta):
+            for bn, momentum in zip(bns, moms):
+                bn.momentum = momentum
+            model.eval()
 
 
 def check_sets(data) -> dict:

@@ -32,6 +32,7 @@ from torch import nn
 from mmkern._connectivity_common import (
     LossFn,
     batch_metrics,
+    batchnorm_estimation,
     batches,
     check_labels,
     device_of,
@@ -70,12 +71,10 @@ class CurveEngine:
         Batch size of ``(x, y)`` pairs (the BatchNorm batches, hence the estimate, depend on it).
     eval_batch_size : int
         Micro-batch size of the evaluation passes.
-    fold_batchnorm : bool
-        Fold conv -> BatchNorm pairs for evaluation.
     """
 
     def __init__(self, template, layout: WeightLayout, sets: dict, bn_data, loss_fn: Optional[LossFn],
-                 batch_size: int, eval_batch_size: int, fold_batchnorm: bool = True):
+                 batch_size: int, eval_batch_size: int):
         self.template = template
         self.layout = layout
         self.sets = sets
@@ -83,7 +82,6 @@ class CurveEngine:
         self.loss_fn = loss_fn
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
-        self.fold = fold_batchnorm
         self.device = device_of(template)
         self.has_batchnorm = bool(tracking_batchnorms(template)) and bn_data is not None
         self.channels_last = self._decide_channels_last()
@@ -128,36 +126,22 @@ class CurveEngine:
             make_relus_inplace(model)  # a private copy, run without autograd
             self._pool.append(model)
             self._bn_pass.append(batchnorm_pass_module(model) if self.has_batchnorm else model)
-            self._folded.append(FoldedBatchNorm(model) if self.fold else None)
+            self._folded.append(FoldedBatchNorm(model))
         return self._pool[:k]
 
     # ---------------------------------------------------------------------------- passes
 
     def _estimate_batchnorm(self, models: list[nn.Module]) -> None:
         """One pass over ``bn_data`` re-estimating every model's BatchNorm statistics."""
-        layers = [tracking_batchnorms(model) for model in models]
-        momenta = [[bn.momentum for bn in bns] for bns in layers]
-        for model, bns in zip(models, layers):
-            model.eval()
-            for bn in bns:
-                bn.reset_running_stats()
-                bn.momentum = None  # cumulative average: every batch weighs the same
-                bn.train()
         n_samples = 0
-        try:
-            with torch.no_grad():
-                for x, _ in batches(self.bn_data, self.batch_size, "bn_data"):
-                    if x.shape[0] == 0:
-                        continue
-                    x = self._to_device(x)
-                    for bn_pass in self._bn_pass[:len(models)]:
-                        bn_pass(x)
-                    n_samples += x.shape[0]
-        finally:
-            for model, bns, moms in zip(models, layers, momenta):
-                for bn, momentum in zip(bns, moms):
-                    bn.momentum = momentum
-                model.eval()
+        with batchnorm_estimation(models), torch.no_grad():
+            for x, _ in batches(self.bn_data, self.batch_size, "bn_data"):
+                if x.shape[0] == 0:
+                    continue
+                x = self._to_device(x)
+                for bn_pass in self._bn_pass[:len(models)]:
+                    bn_pass(x)
+                n_samples += x.shape[0]
         if n_samples == 0:
             raise ValueError("bn_data is empty (0 samples)")
 
@@ -207,8 +191,7 @@ class CurveEngine:
             self.layout.load(model, [r[j] for r in rows])
         if self.has_batchnorm:
             self._estimate_batchnorm(models)
-        if self.fold:
-            models = [folded.refresh() for folded in self._folded[:k]]
+        models = [folded.refresh() for folded in self._folded[:k]]
         loss, accuracy = {}, {}
         for key in self.sets:
             loss[key], accuracy[key] = self._evaluate(models, key)

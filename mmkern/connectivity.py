@@ -26,7 +26,6 @@ Requires PyTorch.
 from __future__ import annotations
 
 import copy
-import numbers
 from typing import Optional, Sequence
 
 import numpy as np
@@ -46,6 +45,7 @@ from mmkern._connectivity_common import (
     check_batch_size,
     check_bn_data,
     check_models,
+    check_positive_int,
     check_same_architecture,
     check_sets,
     entries,
@@ -81,18 +81,31 @@ def _lerp_rows(flat_a: list[torch.Tensor], flat_b: list[torch.Tensor], alphas) -
 
 
 def _check_options(eval_batch_size, memory_budget) -> tuple[int, int]:
-    for name, value in (("eval_batch_size", eval_batch_size), ("memory_budget", memory_budget)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(eval_batch_size), int(memory_budget)
+    return (check_positive_int(eval_batch_size, "eval_batch_size"),
+            check_positive_int(memory_budget, "memory_budget"))
 
 
 def _chunk_size(layout: WeightLayout, memory_budget: int, k: int) -> int:
     """Weight sets per chunk: each costs about three copies of the weights (row, model, fold)."""
     per_set = 3 * max(layout.nbytes, 1)
     return int(max(1, min(k, memory_budget // per_set)))
+
+
+def _evaluate_in_chunks(engine: CurveEngine, total: int, rows_for, chunk: int, keys, bar):
+    """Loss and accuracy of ``total`` weight sets, ``chunk`` at a time.
+
+    ``rows_for(part)`` gives the flat rows of the weight sets in slice ``part``. Returns two dicts
+    by set key of float64 arrays ``(total,)``: the per-sample mean losses and the accuracies.
+    """
+    loss = {key: np.empty(total) for key in keys}
+    accuracy = {key: np.empty(total) for key in keys}
+    for start in range(0, total, chunk):
+        part = slice(start, min(start + chunk, total))
+        chunk_loss, chunk_accuracy = engine.run(rows_for(part))
+        for key in keys:
+            loss[key][part], accuracy[key][part] = chunk_loss[key], chunk_accuracy[key]
+        bar.update(part.stop - part.start)
+    return loss, accuracy
 
 
 def _progress(total: int, enabled: bool, desc: str):
@@ -233,16 +246,11 @@ def interpolation_curve(
                          batch_size, eval_batch_size)
     flat_a, flat_b = layout.flatten(model_a), layout.flatten(model_b)
     chunk = _chunk_size(layout, memory_budget, grid.size)
-    loss = {key: np.empty(grid.size) for key in sets}
-    accuracy = {key: np.empty(grid.size) for key in sets}
     bar = _progress(grid.size, progress, "interpolation curve")
     try:
-        for start in range(0, grid.size, chunk):
-            part = slice(start, min(start + chunk, grid.size))
-            chunk_loss, chunk_acc = engine.run(_lerp_rows(flat_a, flat_b, grid[part]))
-            for key in sets:
-                loss[key][part], accuracy[key][part] = chunk_loss[key], chunk_acc[key]
-            bar.update(part.stop - part.start)
+        loss, accuracy = _evaluate_in_chunks(
+            engine, grid.size, lambda part: _lerp_rows(flat_a, flat_b, grid[part]), chunk, sets,
+            bar)
     finally:
         bar.close()
     curves = {key: make_curve(grid.copy(), loss[key], accuracy[key]) for key in sets}
@@ -311,7 +319,8 @@ def pairwise_barriers(
     flats = [layout.flatten(model) for model in models]
     chunk = _chunk_size(layout, memory_budget, grid.size)
     share = _same_integer_buffers(models)
-    interior = grid[(grid != 0.0) & (grid != 1.0)] if share else grid
+    inner = (grid != 0.0) & (grid != 1.0)
+    interior = grid[inner] if share else grid
     n_sets = (m if share else 0) + m * (m - 1) // 2 * interior.size
     bar = _progress(n_sets, progress, "pairwise barriers")
     engines: dict[int, CurveEngine] = {}
@@ -325,35 +334,22 @@ def pairwise_barriers(
                                      loss_fn, batch_size, eval_batch_size)
         return engines[i]
 
-    def evaluate(i: int, rows_of) -> tuple[dict, dict]:
-        """Metrics of weight sets given by ``rows_of(slice)``, in chunks, with model i's engine."""
-        total = rows_of(None)
-        loss = {key: np.empty(total) for key in sets}
-        acc = {key: np.empty(total) for key in sets}
-        for start in range(0, total, chunk):
-            part = slice(start, min(start + chunk, total))
-            chunk_loss, chunk_acc = engine_for(i).run(rows_of(part))
-            for key in sets:
-                loss[key][part], acc[key][part] = chunk_loss[key], chunk_acc[key]
-            bar.update(part.stop - part.start)
-        return loss, acc
-
     try:
         own = None
         if share:  # every model evaluated once, as alpha = 0 of its pairs (and 1 of the others)
-            own = evaluate(0, lambda part: m if part is None else [
+            own = _evaluate_in_chunks(engine_for(0), m, lambda part: [
                 torch.stack([flats[i][g] for i in range(m)[part]]) for g in range(len(flats[0]))
-            ])
+            ], chunk, sets, bar)
         matrices = {key: {f: np.zeros((m, m)) for f in BARRIER_FIELDS} for key in sets}
         for i in range(m):
             for j in range(i + 1, m):
-                loss, acc = evaluate(i, lambda part: interior.size if part is None else
-                                     _lerp_rows(flats[i], flats[j], interior[part]))
+                loss, acc = _evaluate_in_chunks(
+                    engine_for(i), interior.size,
+                    lambda part: _lerp_rows(flats[i], flats[j], interior[part]), chunk, sets, bar)
                 for key in sets:
                     curve_loss, curve_acc = loss[key], acc[key]
                     if share:
-                        curve_loss, curve_acc = (np.empty(grid.size), np.empty(grid.size))
-                        inner = (grid != 0.0) & (grid != 1.0)
+                        curve_loss, curve_acc = np.empty(grid.size), np.empty(grid.size)
                         curve_loss[inner], curve_acc[inner] = loss[key], acc[key]
                         for value, model in ((0.0, i), (1.0, j)):
                             curve_loss[grid == value] = own[0][key][model]

@@ -5,6 +5,7 @@ with and without biases."""
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 
@@ -618,7 +619,7 @@ def test_fused_batchnorm_train_matches_torch(layout, dtype, relu):
     from mmkern._batchnorm_pass import FusedBatchNormTrain
 
     x, bn = _bn_case(layout, dtype)
-    reference = copy_module(bn).train()
+    reference = copy.deepcopy(bn).train()
     reference.momentum = None
     bn.train()
     bn.momentum = None
@@ -637,18 +638,12 @@ def test_fused_batchnorm_train_matches_torch(layout, dtype, relu):
         torch.testing.assert_close(getattr(bn, name), getattr(reference, name), **tol)
 
 
-def copy_module(module):
-    import copy
-
-    return copy.deepcopy(module)
-
-
 def test_fused_batchnorm_train_falls_back_where_the_kernel_does_not_apply():
     from mmkern._batchnorm_pass import FusedBatchNormTrain
 
     x, bn = _bn_case("nchw", torch.float32)
     sliced = x[:, :, :, ::2]  # not contiguous in either layout: torch's BatchNorm runs
-    reference = copy_module(bn).train()
+    reference = copy.deepcopy(bn).train()
     bn.train()
     with torch.no_grad():
         got = FusedBatchNormTrain(bn, relu=True)(sliced)
@@ -679,7 +674,7 @@ def test_batchnorm_pass_module_rewrites_only_safe_batchnorms():
     from mmkern._batchnorm_pass import FusedBatchNormTrain, batchnorm_pass_module
 
     model = BatchNormGraphs()
-    reference = copy_module(model)
+    reference = copy.deepcopy(model)
     for m in (model, reference):
         m.train()
         for bn in (m.bn_input, m.bn1, m.bn2):

@@ -25,9 +25,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 import mmkern
+from mmkern._connectivity_common import BARRIER_FIELDS
 from mmkern.analysis.outputs import IID, load_outputs
-
-BARRIER_FIELDS = ("loss_barrier", "loss_barrier_mean", "error_barrier", "error_barrier_mean")
 
 #: Samples of the i.i.d. test set used for the interpolation curves, and training samples used
 #: to re-estimate BatchNorm statistics at every alpha.

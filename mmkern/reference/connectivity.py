@@ -55,6 +55,7 @@ from mmkern._connectivity_common import (
     LossFn,
     PairwiseBarriers,
     alpha_grid,
+    batchnorm_estimation,
     batch_metrics,
     batches,
     check_alpha,
@@ -178,29 +179,16 @@ def reset_and_estimate_batchnorm(
     check_model(model, "model")
     batch_size = check_batch_size(batch_size)
     check_source(bn_data, "bn_data")
-    batchnorms = tracking_batchnorms(model)
-    if not batchnorms:
+    if not tracking_batchnorms(model):
         return model.eval()
-    momenta = [bn.momentum for bn in batchnorms]
-    for bn in batchnorms:
-        bn.reset_running_stats()
-        bn.momentum = None
-    model.eval()
-    for bn in batchnorms:
-        bn.train()
     device = device_of(model)
     n_samples = 0
-    try:
-        with torch.no_grad():
-            for x, _ in batches(bn_data, batch_size, "bn_data"):
-                if x.shape[0] == 0:
-                    continue
-                model(x.to(device))
-                n_samples += x.shape[0]
-    finally:
-        for bn, momentum in zip(batchnorms, momenta):
-            bn.momentum = momentum
-        model.eval()
+    with batchnorm_estimation([model]), torch.no_grad():
+        for x, _ in batches(bn_data, batch_size, "bn_data"):
+            if x.shape[0] == 0:
+                continue
+            model(x.to(device))
+            n_samples += x.shape[0]
     if n_samples == 0:
         raise ValueError("bn_data is empty (0 samples)")
     return model
