@@ -79,11 +79,10 @@ _DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False),
 
 
 def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
+    """``"auto"`` -> CUDA when present, else CPU; an unavailable device is a clear error."""
+    from mmkern.train._inputs import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve_device(device))
 
 
 def _zoo_dir(path: str) -> str:

@@ -151,3 +151,32 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     os.umask(mask)
     atomic_write_text(tmp_path / "f.txt", "x")
     assert os.stat(tmp_path / "f.txt").st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_bad_device_is_a_clear_error(zoo):
+    result = CliRunner().invoke(main, ["activations", str(zoo), "--device", "nonsense"])
+    assert result.exit_code != 0 and "device" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_collect_outputs_rejects_bad_arguments(zoo, tmp_path):
+    from mmkern.analysis import collect_outputs
+
+    with pytest.raises(ValueError, match="reduce"):
+        collect_outputs(zoo, reduce="max")
+    for bad in (1, 2.5, True):
+        with pytest.raises(ValueError, match="n_samples"):
+            collect_outputs(zoo, n_samples=bad)
+    # A zoo whose first member was interrupted has nothing to measure yet.
+    from mmkern.train import load_recipe, train_zoo
+
+    recipe = tmp_path / "micro.toml"
+    recipe.write_text(MICRO_RECIPE)
+
+    def stop(event):
+        raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        train_zoo(load_recipe(recipe), tmp_path / "empty", progress=False, callback=stop)
+    with pytest.raises(ValueError, match="no finished member"):
+        collect_outputs(tmp_path / "empty")
