@@ -17,7 +17,8 @@ Modules: :mod:`~mmkern.train.config` (TrainConfig, seeds, augmentation strings),
 :mod:`~mmkern.train.models` (architectures, layer names), :mod:`~mmkern.train.trainer`
 (train_model, evaluate), :mod:`~mmkern.train.recipes` (recipe format, designs, member ids),
 :mod:`~mmkern.train.zoo` (zoo directory layout, resuming), :mod:`~mmkern.train.checkpoint`
-(safetensors), :mod:`~mmkern.train.activations` (capture, save/load, predict).
+(safetensors), :mod:`~mmkern.train.activations` (capture, save/load, predict),
+:mod:`~mmkern.train.finetune` (naive and connectivity-based fine-tuning).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ _LAZY = {
     "load_activations": "activations",
     "predict": "activations",
     "save_activations": "activations",
+    "fine_tune": "finetune",
 }
 
 __all__ = [
