@@ -137,8 +137,8 @@ def test_bad_recipe_file_is_a_clear_error(tmp_path):
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("command", ["train", "activations", "analyze", "demo", "recipes",
-                                     "bench"])
+@pytest.mark.parametrize("command", ["train", "activations", "analyze", "finetune", "demo",
+                                     "recipes", "bench"])
 def test_every_command_has_help(command):
     result = run(command, "--help")
     assert result.exit_code == 0 and "Usage" in result.output

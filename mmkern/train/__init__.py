@@ -61,6 +61,7 @@ _LAZY = {
     "predict": "activations",
     "save_activations": "activations",
     "fine_tune": "finetune",
+    "finetune_zoo": "finetune_zoo",
 }
 
 __all__ = [

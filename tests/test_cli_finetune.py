@@ -1,0 +1,89 @@
+"""`mmkern finetune`: every member of a spurious-cue zoo fine-tuned, measured, resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+pytest.importorskip("torch")
+from click.testing import CliRunner  # noqa: E402
+
+from mmkern.cli import main  # noqa: E402
+from mmkern.train import evaluate, finetune_zoo, load_member, train_zoo  # noqa: E402
+
+CUE_RECIPE = {
+    "name": "micro-cue",
+    "description": "two small CNNs on digits with a class cue on every cued image",
+    "base": {"dataset": "digits", "model": "cnn2d", "width": 0.5, "lr": 0.05, "batch_size": 64,
+             "epochs": 3, "dataset_options": {"spurious": 1.0}},
+    "factors": [{"field": "init_seed", "values": [0, 1]}],
+}
+FAST = ["--clean-samples", "60", "--epochs", "2", "--batch-size", "32", "--threads", "1"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cue-zoo")
+    train_zoo(CUE_RECIPE, out, progress=False, threads=1)
+    return out
+
+
+@pytest.mark.parametrize("method", ["naive", "cbft"])
+def test_finetune_writes_models_metrics_and_barriers(zoo, method):
+    result = run("finetune", str(zoo), "--method", method, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "base: cue-none accuracy" in result.output and "loss barrier" in result.output
+    out = zoo / "finetune" / method
+    assert json.loads((out / "settings.json").read_text())["method"] == method
+    for member in ("base", "init_seed=1"):
+        record = json.loads((out / member / "record.json").read_text())
+        assert record["finetune"]["method"] == method and record["finetune"]["n"] == 60
+        assert set(record["metrics"]["tuned"]) >= {"test", "cue-none", "cue", "cue-random",
+                                                   "image-random"}  # and digits' corruptions
+        curve = record["barriers"]["test"]
+        assert curve["alphas"][0] == 0 and curve["alphas"][-1] == 1 and len(curve["alphas"]) == 11
+        # the stored metrics are the saved model's
+        from mmkern.data import load_dataset
+        from mmkern.train.checkpoint import load_model
+
+        tuned = load_model(out / member / "model.safetensors")
+        cued = load_dataset("digits", spurious=1.0)
+        assert record["metrics"]["tuned"]["cue-random"] == evaluate(tuned, cued.ood["cue-random"])
+        original, _ = load_member(zoo, member)
+        assert record["metrics"]["original"]["test"] == evaluate(original, cued.test)
+
+
+def test_rerun_resumes_and_other_settings_are_refused(zoo):
+    assert run("finetune", str(zoo), "--method", "naive", *FAST).exit_code == 0
+    path = zoo / "finetune" / "naive" / "base" / "model.safetensors"
+    before = os.path.getmtime(path)
+    again = run("finetune", str(zoo), "--method", "naive", *FAST)
+    assert again.exit_code == 0 and os.path.getmtime(path) == before
+    other = CliRunner().invoke(main, ["finetune", str(zoo), "--method", "naive", *FAST,
+                                      "--epochs", "3"])
+    assert other.exit_code != 0 and "other settings (epochs differ)" in other.output
+    assert "Traceback" not in other.output
+
+
+def test_a_zoo_without_a_cue_is_a_clear_error(tmp_path):
+    recipe = {**CUE_RECIPE, "name": "no-cue",
+              "base": {**CUE_RECIPE["base"], "epochs": 1, "dataset_options": {}},
+              "factors": [{"field": "init_seed", "values": [0]}]}
+    train_zoo(recipe, tmp_path, progress=False, threads=1)
+    with pytest.raises(ValueError, match="not trained on a spurious-cue dataset"):
+        finetune_zoo(tmp_path, "naive", progress=False)
+    assert not (tmp_path / "finetune").exists()
+
+
+def test_too_many_clean_samples_is_a_clear_error(tmp_path):
+    recipe = {**CUE_RECIPE, "base": {**CUE_RECIPE["base"], "epochs": 1},
+              "factors": [{"field": "init_seed", "values": [0]}]}
+    train_zoo(recipe, tmp_path, progress=False, threads=1)
+    with pytest.raises(ValueError, match=r"clean_samples must lie in \[2, "):
+        finetune_zoo(tmp_path, "naive", clean_samples=10**6, epochs=1, progress=False)
