@@ -36,6 +36,19 @@ def test_naive_fine_tuning_learns_is_repeatable_and_leaves_the_model_alone(train
     assert record["method"] == "naive" and record["n"] == len(data.train)
 
 
+def test_cbft_is_repeatable_and_records_its_three_losses(trained):
+    model, data = trained
+    cue = (data.test.x, data.test.y)  # any labelled set of the same inputs serves here
+    runs = [fine_tune(model, data.train, method="cbft", cue_data=cue, epochs=2, batch_size=16,
+                      seed=seed) for seed in (1, 1, 2)]
+    assert state_equal(runs[0][0], runs[1][0]) and not state_equal(runs[0][0], runs[2][0])
+    record = runs[0][1]
+    assert record["method"] == "cbft" and record["n_cue"] == len(data.test)
+    for entry in record["history"]:
+        assert entry["barrier_loss"] >= 0 and entry["interpolated_loss"] > 0
+        assert entry["invariance_loss"] >= 0 and entry["loss"] > 0
+
+
 def test_barrier_gradient_reaches_the_tuned_weights_scaled_by_one_minus_t(trained):
     model, data = trained
     original = copy.deepcopy(model)
