@@ -87,3 +87,17 @@ def test_too_many_clean_samples_is_a_clear_error(tmp_path):
     train_zoo(recipe, tmp_path, progress=False, threads=1)
     with pytest.raises(ValueError, match=r"clean_samples must lie in \[2, "):
         finetune_zoo(tmp_path, "naive", clean_samples=10**6, epochs=1, progress=False)
+
+
+def test_members_sharing_data_load_it_once(tmp_path, monkeypatch):
+    from mmkern.train import trainer
+
+    recipe = {**CUE_RECIPE, "base": {**CUE_RECIPE["base"], "epochs": 1}}
+    train_zoo(recipe, tmp_path, progress=False, threads=1)
+    loads = []
+    original = trainer.load_config_dataset
+    monkeypatch.setattr(trainer, "load_config_dataset",
+                        lambda config, data_dir=None: loads.append(config.dataset_options)
+                        or original(config, data_dir))
+    finetune_zoo(tmp_path, "naive", clean_samples=40, epochs=1, progress=False, threads=1)
+    assert loads == [{"spurious": 1.0}, {}]  # the cued and the clean digits, for both members

@@ -135,7 +135,7 @@ def finetune_zoo(
         other settings.
     """
     from mmkern.train.checkpoint import save_model
-    from mmkern.train.trainer import load_config_dataset
+    from mmkern.train.trainer import DatasetCache, load_config_dataset
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
@@ -154,6 +154,8 @@ def finetune_zoo(
                              f"(no dataset_options.spurious); fine-tuning away a cue needs one")
     out = os.path.join(zoo_dir, FINETUNE_DIR, method)
     _check_settings(out, settings)
+    # members share their clean dataset, and often their cued one
+    datasets = DatasetCache(lambda c: load_config_dataset(c, data_dir), size=3)
     records = []
     for member_id, config in configs.items():
         directory = os.path.join(out, member_dirname(member_id))
@@ -163,9 +165,9 @@ def finetune_zoo(
                 records.append(json.load(f))
             continue
         model, _ = load_member(zoo_dir, member_id)
-        cued = load_config_dataset(config, data_dir)
+        cued = datasets.get(config)
         clean_options = {k: v for k, v in config.dataset_options.items() if k not in _CUE_OPTIONS}
-        clean = load_config_dataset(config.replace(dataset_options=clean_options), data_dir)
+        clean = datasets.get(config.replace(dataset_options=clean_options))
         if not 2 <= clean_samples <= len(clean.train):
             raise ValueError(f"clean_samples must lie in [2, {len(clean.train)}] (the clean "
                              f"training set), got {clean_samples}")

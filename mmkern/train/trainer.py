@@ -14,6 +14,7 @@ reductions); across devices, only up to floating-point rounding.
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import platform
 import time
@@ -60,6 +61,36 @@ def load_config_dataset(config: TrainConfig, data_dir=None):
     config = as_config(config)
     return load_dataset(config.dataset, data_dir=data_dir, seed=config.data_seed,
                         **config.dataset_options)
+
+
+class DatasetCache:
+    """The datasets of the last ``size`` distinct data settings of configs, loaded on demand.
+
+    Zoo members usually share their data (only the seeds of the model differ), so loading each
+    dataset once per run instead of once per member saves time; a bounded size keeps memory in
+    check when they do not.
+
+    Parameters
+    ----------
+    load : callable(TrainConfig) -> Dataset
+        Loads a config's dataset (e.g. ``lambda c: load_config_dataset(c, data_dir)``).
+    size : int, default 2
+    """
+
+    def __init__(self, load, size: int = 2):
+        self.load = load
+        self.size = size
+        self._items: dict[str, Any] = {}
+
+    def get(self, config: TrainConfig):
+        """The dataset of ``config`` (its ``dataset``, ``dataset_options`` and ``data_seed``)."""
+        key = json.dumps([config.dataset, config.dataset_options, config.data_seed],
+                         sort_keys=True)
+        if key not in self._items:
+            while len(self._items) >= self.size:
+                self._items.pop(next(iter(self._items)))
+            self._items[key] = self.load(config)
+        return self._items[key]
 
 
 def init_model(config: TrainConfig, input_shape, num_classes: int) -> ZooModel:

@@ -255,7 +255,7 @@ def train_zoo(
         recipe's.
     """
     from mmkern.train.checkpoint import file_sha256, save_model
-    from mmkern.train.trainer import load_config_dataset, train_model
+    from mmkern.train.trainer import DatasetCache, load_config_dataset, train_model
 
     recipe = load_recipe(recipe)
     out_dir = os.fspath(out_dir)
@@ -297,7 +297,9 @@ def train_zoo(
         bar = tqdm(total=len(recipe.members), initial=sum(finished.values()),
                    desc=f"zoo {recipe.name}", unit="model",
                    disable=None)  # no bar when not a terminal: logs keep one line per member
-    datasets: dict[str, Any] = {}
+    datasets = DatasetCache(
+        (lambda c: load_config_dataset(c, data_dir)) if dataset is None
+        else dataset if callable(dataset) else (lambda c: dataset), _DATASET_CACHE_SIZE)
     records = []
     try:
         for member in recipe.members:
@@ -310,17 +312,6 @@ def train_zoo(
             os.makedirs(directory, exist_ok=True)
             _clean_stale(directory)
             config = member.config
-            data_key = json.dumps([config.dataset, config.dataset_options, config.data_seed],
-                                  sort_keys=True)
-            if data_key not in datasets:
-                while len(datasets) >= _DATASET_CACHE_SIZE:
-                    datasets.pop(next(iter(datasets)))
-                if dataset is None:
-                    datasets[data_key] = load_config_dataset(config, data_dir)
-                elif callable(dataset):
-                    datasets[data_key] = dataset(config)
-                else:
-                    datasets[data_key] = dataset
             if bar is not None:
                 bar.set_postfix_str(member.id)
 
@@ -332,7 +323,7 @@ def train_zoo(
                 if callback is not None:
                     callback({"event": "epoch", "member": member_id, **info})
 
-            model, record = train_model(config, datasets[data_key], device=device,
+            model, record = train_model(config, datasets.get(config), device=device,
                                         callback=on_epoch, threads=threads)
             record["dataset"]["source"] = "given" if dataset is not None else "load_dataset"
             checkpoint = os.path.join(directory, CHECKPOINT_FILE)
