@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -185,13 +186,12 @@ def finetune(zoo_dir: str, method: str, clean_samples: int, epochs: int, lr: flo
     counterfactual sets before and after, and the barrier between the original and the tuned
     model.
     """
-    from mmkern.train.finetune_zoo import finetune_zoo, summary_line
+    from mmkern.train.finetune_zoo import FINETUNE_DIR, finetune_zoo
 
     records = finetune_zoo(_zoo_dir(zoo_dir), method, clean_samples=clean_samples,
                            epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                           data_dir=data_dir, threads=threads, progress=False)
-    for record in records:
-        click.echo(f"{record['member']}: {summary_line(record)}")
+                           data_dir=data_dir, threads=threads)  # a line per model as it is done
+    click.echo(f"{len(records)} fine-tuned models in {os.path.join(zoo_dir, FINETUNE_DIR, method)}")
 
 
 @main.command()

@@ -38,8 +38,9 @@ def zoo(tmp_path_factory):
 def test_finetune_writes_models_metrics_and_barriers(zoo, method):
     result = run("finetune", str(zoo), "--method", method, *FAST)
     assert result.exit_code == 0, result.output
-    assert "base: cue-none accuracy" in result.output and "loss barrier" in result.output
+    assert f"{method} base: cue-none accuracy" in result.output and "loss barrier" in result.output
     out = zoo / "finetune" / method
+    assert f"2 fine-tuned models in {out}" in result.output
     assert json.loads((out / "settings.json").read_text())["method"] == method
     for member in ("base", "init_seed=1"):
         record = json.loads((out / member / "record.json").read_text())
@@ -65,6 +66,7 @@ def test_rerun_resumes_and_other_settings_are_refused(zoo):
     before = os.path.getmtime(path)
     again = run("finetune", str(zoo), "--method", "naive", *FAST)
     assert again.exit_code == 0 and os.path.getmtime(path) == before
+    assert "naive init_seed=1 (done before): cue-none accuracy" in again.output
     other = CliRunner().invoke(main, ["finetune", str(zoo), "--method", "naive", *FAST,
                                       "--epochs", "3"])
     assert other.exit_code != 0 and "other settings (epochs differ)" in other.output

@@ -118,7 +118,7 @@ def finetune_zoo(
     threads : int, optional
         Torch intra-op threads (restored afterwards).
     progress : bool, default True
-        One line per member.
+        One line per member as it is done (or found done), with :func:`summary_line`.
 
     Returns
     -------
@@ -163,6 +163,9 @@ def finetune_zoo(
         if os.path.isfile(record_path):
             with open(record_path, encoding="utf-8") as f:
                 records.append(json.load(f))
+            if progress:
+                print(f"{method} {member_id} (done before): {summary_line(records[-1])}",
+                      flush=True)
             continue
         model, _ = load_member(zoo_dir, member_id)
         cued = datasets.get(config)
