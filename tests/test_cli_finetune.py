@@ -60,6 +60,25 @@ def test_finetune_writes_models_metrics_and_barriers(zoo, method):
         assert record["metrics"]["original"]["test"] == evaluate(original, cued.test)
 
 
+def test_analyze_reports_the_fine_tuned_models(zoo):
+    for method in ("naive", "cbft"):
+        assert run("finetune", str(zoo), "--method", method, *FAST).exit_code == 0
+    result = run("analyze", str(zoo), "--alphas", "3", "--samples", "100")
+    assert result.exit_code == 0, result.output
+    results = json.loads((zoo / "analysis" / "results.json").read_text())
+    summary = results["finetune"]["cbft"][1]
+    record = json.loads((zoo / "finetune" / "cbft" / "init_seed=1" / "record.json").read_text())
+    assert summary["member"] == "init_seed=1" and summary["n_clean"] == 60
+    assert summary["accuracy"]["cue-random"] == {
+        "original": record["metrics"]["original"]["cue-random"]["accuracy"],
+        "tuned": record["metrics"]["tuned"]["cue-random"]["accuracy"]}
+    assert summary["loss_barrier"]["test"] == record["barriers"]["test"]["loss_barrier"]
+    report = (zoo / "analysis" / "report.md").read_text()
+    assert "## Fine-tuning" in report
+    rows = [line for line in report.splitlines() if line.startswith(("| naive |", "| cbft |"))]
+    assert len(rows) == 4 and all(" -> " in row for row in rows)
+
+
 def test_rerun_resumes_and_other_settings_are_refused(zoo):
     assert run("finetune", str(zoo), "--method", "naive", *FAST).exit_code == 0
     path = zoo / "finetune" / "naive" / "base" / "model.safetensors"

@@ -47,6 +47,27 @@ def _member_summaries(zoo_dir, members: Sequence[str]) -> list[dict]:
     return out
 
 
+#: Counterfactual sets of a spurious-cue dataset, shown for fine-tuned models.
+_CUE_SETS = ("cue-none", "cue", "cue-random", "image-random")
+
+
+def _finetune_summaries(zoo_dir) -> dict:
+    """Per method, per fine-tuned member: accuracies before and after, and the barriers."""
+    from mmkern.train.finetune_zoo import load_finetuned
+
+    summaries = {}
+    for method, records in load_finetuned(zoo_dir).items():
+        summaries[method] = [{
+            "member": r["member"],
+            "n_clean": r["finetune"]["n"],
+            "accuracy": {name: {when: r["metrics"][when][name]["accuracy"]
+                                for when in ("original", "tuned")}
+                         for name in ("test", *_CUE_SETS) if name in r["metrics"]["tuned"]},
+            "loss_barrier": {name: c["loss_barrier"] for name, c in r["barriers"].items()},
+        } for r in records]
+    return summaries
+
+
 def analyze_zoo(
     zoo_dir: Union[str, os.PathLike],
     *,
@@ -108,6 +129,9 @@ def analyze_zoo(
         "members": _member_summaries(zoo_dir, list_members(zoo_dir)),
         **results,
     }
+    finetuned = _finetune_summaries(zoo_dir)
+    if finetuned:
+        results["finetune"] = finetuned
     out_dir = os.path.join(os.fspath(zoo_dir), ANALYSIS_DIR)
     figure_dir = os.path.join(out_dir, "figures")
     os.makedirs(figure_dir, exist_ok=True)

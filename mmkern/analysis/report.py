@@ -42,7 +42,8 @@ def render(results: dict, figures: dict) -> str:
 
     groups = results["groups"]
     if not groups:
-        return "\n".join(lines + ["No factor group has two finished members yet.", ""])
+        return "\n".join(lines + ["No factor group has two finished members yet.", ""]
+                         + _finetune_section(results))
     layer = results["rm_layer"]
     lines += ["## Summary across factors", "",
               f"RM is 1 - mean pairwise SVCCA at layer `{layer}`; PM is the mean pairwise "
@@ -93,4 +94,27 @@ def render(results: dict, figures: dict) -> str:
             lines += [f"![curves]({figures[('curves', g['name'])]})", ""]
     for s in results.get("skipped", []):
         lines += [f"Skipped factor group `{s['name']}`: fewer than two finished members.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _finetune_section(results))
+
+
+def _finetune_section(results: dict) -> list[str]:
+    """The fine-tuned models (``mmkern finetune``), if any: accuracies before -> after."""
+    finetuned = results.get("finetune")
+    if not finetuned:
+        return []
+    lines = ["## Fine-tuning", "",
+             "Each model fine-tuned on a few clean samples (`mmkern finetune`; CBFT: Lubana et "
+             "al. 2023). Accuracy of the original -> the tuned model on the counterfactual sets "
+             "(`cue-random`: the cue contradicts the label; `image-random`: only the cue agrees "
+             "with it), and the loss barrier between the two on the i.i.d. test set.", ""]
+    rows = []
+    for method, members in finetuned.items():
+        for m in members:
+            accuracy = m["accuracy"]
+            cells = [f"{_fmt(accuracy[name]['original'])} -> {_fmt(accuracy[name]['tuned'])}"
+                     if name in accuracy else "-"
+                     for name in ("cue-none", "cue-random", "image-random")]
+            rows.append([method, m["member"], str(m["n_clean"]), *cells,
+                         _fmt(m["loss_barrier"].get("test"))])
+    return lines + _table(["method", "member", "clean samples", "cue-none", "cue-random",
+                           "image-random", "loss barrier"], rows)

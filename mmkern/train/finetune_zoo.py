@@ -33,7 +33,7 @@ from mmkern.train.finetune import METHODS, fine_tune
 from mmkern.train.recipes import member_dirname
 from mmkern.train.zoo import CHECKPOINT_FILE, RECORD_FILE, list_members, load_member, load_record
 
-__all__ = ["FINETUNE_DIR", "finetune_zoo"]
+__all__ = ["FINETUNE_DIR", "finetune_zoo", "load_finetuned", "summary_line"]
 
 FINETUNE_DIR = "finetune"
 SETTINGS_FILE = "settings.json"
@@ -202,3 +202,27 @@ def summary_line(record: dict) -> str:
             parts.append(f"{name} accuracy {before:.3f} -> {after:.3f}")
     parts.append(f"loss barrier to the original {record['barriers']['test']['loss_barrier']:.3f}")
     return ", ".join(parts)
+
+
+def load_finetuned(zoo_dir: Union[str, os.PathLike]) -> dict[str, list[dict[str, Any]]]:
+    """The records of a zoo's fine-tuned members by method, in the zoo's member order.
+
+    Returns
+    -------
+    dict
+        ``{method: [record, ...]}`` for every method with at least one finished member under
+        ``finetune/<method>/`` (the records of :func:`finetune_zoo`); empty when none.
+    """
+    found = {}
+    members = list_members(zoo_dir)
+    for method in METHODS:
+        directory = os.path.join(os.fspath(zoo_dir), FINETUNE_DIR, method)
+        records = []
+        for member_id in members:
+            path = os.path.join(directory, member_dirname(member_id), RECORD_FILE)
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as f:
+                    records.append(json.load(f))
+        if records:
+            found[method] = records
+    return found
