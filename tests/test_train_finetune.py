@@ -109,9 +109,11 @@ def test_fine_tune_errors(trained):
         fine_tune(model, (data.train.x[:0], data.train.y[:0]))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         fine_tune(model, (data.train.x, data.train.y + 3))
-    with pytest.raises(ValueError, match="epochs must be a positive int"):
+    with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
         fine_tune(model, data.train, epochs=0)
-    with pytest.raises(ValueError, match="lr must be a positive float"):
+    with pytest.raises(TypeError, match="epochs must be an int, got float"):
+        fine_tune(model, data.train, epochs=2.0)
+    with pytest.raises(ValueError, match="lr must be positive and finite, got nan"):
         fine_tune(model, data.train, lr=float("nan"))
     with pytest.raises(ValueError, match="momentum must be a finite number >= 0"):
         fine_tune(model, data.train, momentum=-1)

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from mmkern.train import TrainConfig, evaluate, init_model, train_model  # noqa: E402
 from mmkern.train.augment import Augmenter  # noqa: E402
-from mmkern.train.trainer import _batch_bounds  # noqa: E402
+from mmkern.train.trainer import batch_bounds  # noqa: E402
 from _train_helpers import SHAPE_2D, TINY, state_equal, toy_dataset  # noqa: E402
 
 
@@ -147,9 +147,9 @@ def test_evaluate_matches_direct_computation(data):
 
 
 def test_batches_cover_every_sample_once():
-    assert _batch_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
-    assert _batch_bounds(9, 4) == [(0, 4), (4, 9)]  # no single-sample batch
-    assert _batch_bounds(1, 4) == [(0, 1)]
+    assert batch_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert batch_bounds(9, 4) == [(0, 4), (4, 9)]  # no single-sample batch
+    assert batch_bounds(1, 4) == [(0, 1)]
 
 
 def test_shift_augmentation_moves_samples_as_documented():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 import os
 from typing import Iterator, Optional
 
@@ -90,6 +92,19 @@ def batches(x: torch.Tensor, batch_size: int, device: torch.device) -> Iterator[
     """Consecutive slices of ``x`` moved to ``device`` as float32."""
     for start in range(0, x.shape[0], batch_size):
         yield x[start:start + batch_size].to(device=device, dtype=torch.float32)
+
+
+def check_positive(value, name: str, kind: type = float):
+    """A positive finite number (``kind=float``) or positive integer (``kind=int``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    if kind is int:
+        if int(value) != value:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        return int(value)
+    return float(value)
 
 
 def check_batch_size(batch_size) -> int:

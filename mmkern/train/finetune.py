@@ -37,14 +37,17 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from mmkern._connectivity_common import check_positive_int
 from mmkern.train._inputs import (
     as_labelled,
     check_batch_size,
+    check_positive,
     device_of,
     deterministic,
     finite_or_none,
     torch_threads,
 )
+from mmkern.train.trainer import batch_bounds, cosine_lr
 
 METHODS = ("naive", "cbft")
 
@@ -109,15 +112,6 @@ class _Features:
 
     def remove(self) -> None:
         self._handle.remove()
-
-
-def _check_positive(value, name: str, kind=float):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-    if kind is int:
-        ok = ok and isinstance(value, int)
-    if not ok or not math.isfinite(value):
-        raise ValueError(f"{name} must be a positive {kind.__name__}, got {value!r}")
-    return value
 
 
 def fine_tune(
@@ -203,9 +197,9 @@ def fine_tune(
         _classifier(model)
     elif cue_data is not None:
         raise ValueError("cue_data is only used by method='cbft'")
-    _check_positive(epochs, "epochs", int)
+    check_positive_int(epochs, "epochs")
     for value, name in ((lr, "lr"), (margin, "margin")):
-        _check_positive(value, name)
+        check_positive(value, name)
     for value, name in ((momentum, "momentum"), (weight_decay, "weight_decay"),
                         (invariance_weight, "invariance_weight")):
         if not (isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -232,13 +226,10 @@ def fine_tune(
     return tuned, {**settings, "history": history, "seconds": time.perf_counter() - started}
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """Index batches of one random pass over ``n`` samples (a last single sample merged)."""
-    perm = torch.randperm(n, generator=generator)
-    parts = list(perm.split(batch_size))
-    if len(parts) > 1 and parts[-1].numel() == 1:
-        parts[-2:] = [torch.cat(parts[-2:])]
-    return parts
+def _batches(bounds: list[tuple[int, int]], generator: torch.Generator) -> list[torch.Tensor]:
+    """Index batches of one random pass over the samples that ``bounds`` cover."""
+    perm = torch.randperm(bounds[-1][1], generator=generator)
+    return [perm[start:stop] for start, stop in bounds]
 
 
 def _run(tuned: nn.Module, original_model: nn.Module, clean, cue, settings: dict,
@@ -249,14 +240,15 @@ def _run(tuned: nn.Module, original_model: nn.Module, clean, cue, settings: dict
     optimizer = torch.optim.SGD(tuned.parameters(), lr=settings["lr"],
                                 momentum=settings["momentum"],
                                 weight_decay=settings["weight_decay"])
-    steps_per_epoch = len(_batches(x.shape[0], settings["batch_size"], torch.Generator()))
-    total = settings["epochs"] * steps_per_epoch
+    bounds = batch_bounds(x.shape[0], settings["batch_size"])
+    total = settings["epochs"] * len(bounds)
     features = original = None
     if cue is not None:
         x_cue, y_cue = (t.to(device) for t in cue)
         _check_labels(original_model, x_cue, y_cue, "cue_data")
         original = {n: p.detach().clone() for n, p in original_model.named_parameters()}
         features = _Features(_classifier(tuned))
+        cue_bounds = batch_bounds(x_cue.shape[0], settings["batch_size"])
         cue_batches: list[torch.Tensor] = []
     history = []
     step = 0
@@ -264,14 +256,14 @@ def _run(tuned: nn.Module, original_model: nn.Module, clean, cue, settings: dict
         for epoch in range(settings["epochs"]):
             sums = {"loss": 0.0, "accuracy": 0.0, "barrier_loss": 0.0, "interpolated_loss": 0.0,
                     "invariance_loss": 0.0}
-            batches = _batches(x.shape[0], settings["batch_size"], generator)
+            batches = _batches(bounds, generator)
             tuned.train()
             for idx in batches:
                 for group in optimizer.param_groups:
-                    group["lr"] = settings["lr"] * 0.5 * (1.0 + math.cos(math.pi * step / total))
+                    group["lr"] = cosine_lr(settings["lr"], step, total)
                 if cue is not None:
                     if not cue_batches:
-                        cue_batches = _batches(x_cue.shape[0], settings["batch_size"], generator)
+                        cue_batches = _batches(cue_bounds, generator)
                     cue_idx = cue_batches.pop(0)
                     xc, yc = x_cue[cue_idx], y_cue[cue_idx]
                     t = interpolation_point(generator)

@@ -30,6 +30,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from mmkern.train._inputs import check_positive
+
 __all__ = [
     "MODELS",
     "ZooModel",
@@ -64,19 +66,6 @@ def _check_shape(input_shape, name: str, ndims: Sequence[int]) -> tuple[int, ...
     return shape
 
 
-def _check_positive(value, name: str, kind: type = float):
-    """A positive finite number (``kind=float``) or positive integer (``kind=int``)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
-    if kind is int:
-        if int(value) != value:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        return int(value)
-    return float(value)
-
-
 class ZooModel(nn.Module):
     """Base class: a classifier with named, measurable layers.
 
@@ -98,7 +87,7 @@ class ZooModel(nn.Module):
     def __init__(self, input_shape: tuple[int, ...], num_classes: int):
         super().__init__()
         self.input_shape = tuple(input_shape)
-        self.num_classes = _check_positive(num_classes, "num_classes", int)
+        self.num_classes = check_positive(num_classes, "num_classes", int)
         self.spec: dict = {}
 
     def _check_input(self, x: torch.Tensor) -> None:
@@ -129,8 +118,8 @@ class MLP(ZooModel):
     def __init__(self, input_shape, num_classes, width: float = 1.0, depth: int = 2):
         shape = _check_shape(input_shape, "mlp", range(1, 16))
         super().__init__(shape, num_classes)
-        width = _check_positive(width, "width")
-        depth = _check_positive(depth, "depth", int)
+        width = check_positive(width, "width")
+        depth = check_positive(depth, "depth", int)
         hidden = _scaled(256, width)
         features = math.prod(shape)
         names = []
@@ -172,7 +161,7 @@ class CNN1d(ZooModel):
     def __init__(self, input_shape, num_classes, width: float = 1.0):
         shape = _check_shape(input_shape, "cnn1d", (2,))
         super().__init__(shape, num_classes)
-        width = _check_positive(width, "width")
+        width = check_positive(width, "width")
         channels, length = shape
         c = _scaled(32, width)
         for i in (1, 2, 3):
@@ -212,7 +201,7 @@ class CNN2d(ZooModel):
     def __init__(self, input_shape, num_classes, width: float = 1.0):
         shape = _check_shape(input_shape, "cnn2d", (3,))
         super().__init__(shape, num_classes)
-        width = _check_positive(width, "width")
+        width = check_positive(width, "width")
         channels, h, w = shape
         for i, base in ((1, 32), (2, 64)):
             c = _scaled(base, width)
@@ -260,7 +249,7 @@ class VGG(ZooModel):
     def __init__(self, input_shape, num_classes, width: float = 1.0):
         shape = _check_shape(input_shape, "vgg", (2, 3))
         super().__init__(shape, num_classes)
-        width = _check_positive(width, "width")
+        width = check_positive(width, "width")
         conv, norm, maxpool = _conv_parts(len(shape) - 1)
         channels, spatial = shape[0], list(shape[1:])
         i = 0
@@ -335,7 +324,7 @@ class ResNet18(ZooModel):
     def __init__(self, input_shape, num_classes, width: float = 1.0):
         shape = _check_shape(input_shape, "resnet18", (2, 3))
         super().__init__(shape, num_classes)
-        width = _check_positive(width, "width")
+        width = check_positive(width, "width")
         ndim = len(shape) - 1
         conv, norm, _ = _conv_parts(ndim)
         c = _scaled(64, width)

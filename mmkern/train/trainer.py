@@ -161,7 +161,7 @@ def _check_dataset(dataset) -> None:
         raise ValueError("dataset.train is empty")
 
 
-def _batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     """Consecutive ``(start, stop)`` of batches covering ``n``; a last batch of one sample is
     merged into the previous one (BatchNorm cannot train on a single sample)."""
     bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
@@ -180,9 +180,14 @@ def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def cosine_lr(lr: float, step: int, total: int) -> float:
+    """The learning rate at ``step`` of ``total`` on a cosine schedule from ``lr`` to 0."""
+    return lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+
+
 def _lr_at(config: TrainConfig, step: int, total: int) -> float:
     if config.lr_schedule == "cosine" and total > 0:
-        return config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+        return cosine_lr(config.lr, step, total)
     return config.lr
 
 
@@ -253,7 +258,7 @@ def _train_model(config: TrainConfig, dataset, data_dir, device, progress: bool,
         x_all, y_all = x_all[:config.train_size], y_all[:config.train_size]
     n = int(x_all.shape[0])
     augment = Augmenter(config.augmentation, input_shape, float(x_all.float().std()))
-    bounds = _batch_bounds(n, config.batch_size)
+    bounds = batch_bounds(n, config.batch_size)
     total_steps = config.epochs * len(bounds)
 
     model = init_model(config, input_shape, dataset.num_classes).to(dev)
