@@ -84,4 +84,5 @@ _CONNECTIVITY_NAMES = (
 if torch_available():
     __all__ += list(_CONNECTIVITY_NAMES)
 
-__getattr__, __dir__ = lazy_exports(globals(), "mmkern.connectivity", _CONNECTIVITY_NAMES)
+__getattr__, __dir__ = lazy_exports(
+    globals(), dict.fromkeys(_CONNECTIVITY_NAMES, "mmkern.connectivity"))

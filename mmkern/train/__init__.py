@@ -23,8 +23,7 @@ Modules: :mod:`~mmkern.train.config` (TrainConfig, seeds, augmentation strings),
 
 from __future__ import annotations
 
-import importlib
-
+from mmkern._lazy import lazy_exports
 from mmkern.train.config import TrainConfig, parse_augmentation
 from mmkern.train.recipes import (
     Factor,
@@ -78,14 +77,5 @@ __all__ = [
     *_LAZY,
 ]
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"mmkern.train.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mmkern.train' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(
+    globals(), {name: f"mmkern.train.{module}" for name, module in _LAZY.items()})
