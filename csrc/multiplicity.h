@@ -24,9 +24,10 @@ void disagreement_counts(const Code* codes, int M, int64_t n, int64_t* counts);
 template <typename T>
 void soft_disagreement(const T* probs, int M, int64_t n, int C, SoftMetric metric, double* out);
 
-// out (n) = Rashomon capacity of each sample, exp(Blahut-Arimoto capacity in nats) in [1, C];
-// gap (n, may be null) = the final gap between the capacity bounds, in nats (> tol only where
-// max_iter was reached: there `out` is a lower bound). Parallel over samples.
+// out (n) = the Blahut-Arimoto capacity of each sample's channel in nats (its lower bound,
+// clipped at 0; the reported Rashomon capacity is min(C, e^out), formed in Python for every
+// route); gap (n, may be null) = the final gap between the capacity bounds, in nats (> tol only
+// where max_iter was reached: there `out` is a lower bound). Parallel over samples.
 template <typename T>
 void rashomon_capacity(const T* probs, int M, int64_t n, int C, double tol, int max_iter,
                        double* out, double* gap);

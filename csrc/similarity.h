@@ -109,6 +109,28 @@ struct Projection {
 void projected_pairs(Projection& projection, const int64_t* first, const int64_t* second,
                      int64_t npairs, const PairOutputs& out);
 
+// The whole projection route for the CCA family in memory, after the first pass: the second pass
+// over the data (gram.h, projected_gram_update) onto the bases of `factors` (blocks-only,
+// factored; all rank(i) directions when CCA, PWCCA or the correlation vectors are requested,
+// svcca_dim(i) for SVCCA alone), then projected_pairs. `views` are the M models' activations
+// (equally long, widths offsets[i + 1] - offsets[i]), `mean` their exact column means (D).
+void projection_route(const GramFactors& factors, const MatrixView* views, const int64_t* offsets,
+                      const double* mean, const int64_t* first, const int64_t* second,
+                      int64_t npairs, const PairOutputs& out, int64_t chunk_rows);
+
+// Per-model counts of SVCCA's rule for M models whose descending eigenvalues lie one model after
+// another in `evals` (model i at evals + offsets[i], offsets[i + 1] - offsets[i] values):
+// rank[i] = numerical_rank, kept[i] = svcca_keep_count (common/similarity_math.h). The device
+// route calls this on its eigenvalues, so both routes choose the same ranks.
+void factor_counts(const double* evals, const int64_t* offsets, int m, double rtol, double keep,
+                   KeepMode mode, int* rank, int* kept);
+
+// CPU twins of pair_summaries_cuda and cka_from_norms_cuda (similarity_cuda.h): the per-pair
+// tails of the device route where mmkern._C_cuda cannot serve it, on host buffers. Same checks
+// (check_pair_summary_args, check_cka_args) and the same per-pair bodies (pair_summary_at, cka_at).
+void pair_summaries(const PairSummaryArgs& args);
+void cka_from_norms(const CkaArgs& args);
+
 // Linear CKA of pairs through the n x n sample Gram matrices K_i = Xc_i Xc_i^T (Xc_i = X_i minus
 // its column means `mean`, D values): ||Xc_i^T Xc_j||_F^2 = <K_i, K_j>_F. Uses M n^2 doubles
 // instead of the D x D feature-space Gram, so it is the route for wide layers and few samples.

@@ -7,16 +7,16 @@ import sys
 
 def config() -> dict:
     """Build facts as a dict: version, OpenMP threads, BLAS route, CUDA module and devices."""
-    from mmkern import _C
+    from mmkern import _C, _cuda
 
     info = dict(_C.build_info())
-    try:
-        from mmkern import _C_cuda
-
-        info["cuda_module"] = True
-        info["cuda"] = dict(_C_cuda.build_info())
-    except ImportError:
-        info["cuda_module"] = False
+    module = _cuda.cuda_module()
+    info["cuda_module"] = module is not None
+    if module is not None:
+        info["cuda"] = dict(module.build_info())
+        if info["cuda"].get("device_count", 0) > 0:
+            _probe_devices(info["cuda"]["device_count"])
+    info["cuda_status"] = _cuda.status()
     try:
         import scipy
 
@@ -24,6 +24,19 @@ def config() -> dict:
     except ImportError:  # pragma: no cover - scipy is a hard dependency
         info["scipy"] = None
     return info
+
+
+def _probe_devices(count: int) -> None:
+    """Run the CUDA module's probe on every visible device (where torch sees them)."""
+    from mmkern import _cuda
+
+    try:
+        torch = _cuda.require_torch()
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        for index in range(min(count, torch.cuda.device_count())):
+            _cuda.kernels_for(torch.device("cuda", index))
 
 
 def show_config(file=None) -> None:
@@ -42,5 +55,8 @@ def show_config(file=None) -> None:
         print(f"  CUDA module:  built (CUDA runtime {version // 1000}.{version % 1000 // 10}"
               + (f", architectures {archs}" if archs else "") + f"); devices visible: "
               f"{cuda.get('device_count', 0)}", file=out)
+        for index, reason in sorted(info["cuda_status"]["probed"].items()):
+            state = "kernels run" if not reason else f"kernels cannot run ({reason}); torch fallback"
+            print(f"  cuda:{index}:       {state}", file=out)
     else:
         print("  CUDA module:  not built (MMKERN_CUDA=OFF, or no CUDA compiler at build time)", file=out)

@@ -308,7 +308,7 @@ def test_fast_curve_matches_reference(setup, alphas):
 
 @pytest.mark.parametrize("budget", [1, 10**9], ids=["one-alpha-per-chunk", "one-chunk"])
 def test_fast_curve_chunking_and_bn_passes(monkeypatch, budget):
-    from mmkern._curve_engine import CurveEngine
+    from mmkern.connectivity._engine import CurveEngine
 
     model_a, model_b = cnn_batchnorm(1), cnn_batchnorm(2)
     data, bn_data = image_data(40, 1), image_data(30, 2)
@@ -360,8 +360,8 @@ class ViewFlatten(nn.Module):
 
 
 def test_fast_curve_model_that_cannot_take_channels_last():
-    from mmkern._curve_engine import CurveEngine
-    from mmkern._weight_layout import WeightLayout
+    from mmkern.connectivity._engine import CurveEngine
+    from mmkern.connectivity._weight_layout import WeightLayout
 
     model_a, model_b = ViewFlatten(1), ViewFlatten(2)
     data, bn_data = image_data(30, 1), image_data(30, 2)
@@ -404,7 +404,7 @@ def test_fast_curve_progress_bar_on_a_terminal(monkeypatch):
 
 @pytest.mark.parametrize("share", [True, False], ids=["shared-endpoints", "per-pair"])
 def test_fast_pairwise_matches_reference_and_shares_endpoints(monkeypatch, share):
-    from mmkern._curve_engine import CurveEngine
+    from mmkern.connectivity._engine import CurveEngine
 
     models = [cnn_batchnorm(seed) for seed in (1, 2, 3, 4)]
     if not share:  # different integer buffers: each pair takes its first model's
@@ -479,7 +479,7 @@ def test_fast_interpolate_is_bitwise_the_reference_for_every_dtype(alpha):
 
 
 def test_weight_layout_groups_and_round_trip():
-    from mmkern._weight_layout import WeightLayout
+    from mmkern.connectivity._weight_layout import WeightLayout
 
     model_a, model_b = MixedDtypes(1), MixedDtypes(2)
     layout = WeightLayout(model_a)
@@ -509,7 +509,7 @@ class Untraceable(nn.Module):
 
 @pytest.mark.parametrize("conv_bias, affine", [(True, True), (False, True), (True, False)])
 def test_folded_batchnorm_equals_the_model_in_eval_mode(conv_bias, affine):
-    from mmkern._inference_graph import FoldedBatchNorm
+    from mmkern.connectivity._inference_graph import FoldedBatchNorm
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=conv_bias), nn.BatchNorm2d(4, affine=affine),
@@ -527,7 +527,7 @@ def test_folded_batchnorm_equals_the_model_in_eval_mode(conv_bias, affine):
 
 
 def test_folded_batchnorm_leaves_unfoldable_models_alone():
-    from mmkern._inference_graph import FoldedBatchNorm
+    from mmkern.connectivity._inference_graph import FoldedBatchNorm
 
     untraceable = Untraceable(1)
     assert FoldedBatchNorm(untraceable).refresh() is untraceable
@@ -580,7 +580,7 @@ class ReluCases(nn.Module):
 
 
 def test_make_relus_inplace_only_where_nothing_else_sees_the_input():
-    from mmkern._inference_graph import make_relus_inplace
+    from mmkern.connectivity._inference_graph import make_relus_inplace
 
     model = ReluCases()
     x = image_data(4, 1)[0]
@@ -616,7 +616,7 @@ def _bn_case(layout, dtype, rng_seed=0):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("relu", [False, True], ids=["bn", "bn-relu"])
 def test_fused_batchnorm_train_matches_torch(layout, dtype, relu):
-    from mmkern._batchnorm_pass import FusedBatchNormTrain
+    from mmkern.connectivity._batchnorm_pass import FusedBatchNormTrain
 
     x, bn = _bn_case(layout, dtype)
     reference = copy.deepcopy(bn).train()
@@ -639,7 +639,7 @@ def test_fused_batchnorm_train_matches_torch(layout, dtype, relu):
 
 
 def test_fused_batchnorm_train_falls_back_where_the_kernel_does_not_apply():
-    from mmkern._batchnorm_pass import FusedBatchNormTrain
+    from mmkern.connectivity._batchnorm_pass import FusedBatchNormTrain
 
     x, bn = _bn_case("nchw", torch.float32)
     sliced = x[:, :, :, ::2]  # not contiguous in either layout: torch's BatchNorm runs
@@ -671,7 +671,7 @@ class BatchNormGraphs(nn.Module):
 
 
 def test_batchnorm_pass_module_rewrites_only_safe_batchnorms():
-    from mmkern._batchnorm_pass import FusedBatchNormTrain, batchnorm_pass_module
+    from mmkern.connectivity._batchnorm_pass import FusedBatchNormTrain, batchnorm_pass_module
 
     model = BatchNormGraphs()
     reference = copy.deepcopy(model)

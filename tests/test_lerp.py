@@ -1,4 +1,4 @@
-"""The fused multi-alpha lerp (csrc/connectivity.h, mmkern._lerp): exact against the formula."""
+"""The fused multi-alpha lerp (csrc/connectivity.h, mmkern.connectivity._lerp): exact against the formula."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mmkern import _C
-from mmkern._lerp import lerp_many
+from mmkern.connectivity._lerp import lerp_many
 
 torch = pytest.importorskip("torch")
 
@@ -75,7 +75,7 @@ def test_torch_cpu_tensors(rng, dtype):
 
 def test_torch_float64_expression_is_the_same_formula(rng, dtype):
     # The fallback of the CUDA route (plain torch expression) gives the kernel's bits.
-    from mmkern._lerp import _lerp_torch
+    from mmkern.connectivity._lerp import _lerp_torch
 
     a, b = endpoints(rng, 999, dtype)
     expr = _lerp_torch(torch.from_numpy(a), torch.from_numpy(b), ALPHAS_21)

@@ -7,26 +7,21 @@
 #include <stdexcept>
 #include <string>
 
+#include "bindings/arrays.h"
 #include "connectivity.h"
 
 namespace py = pybind11;
+using mmkern::bindings::dtype_name;
+using mmkern::bindings::float_dtype;
+using mmkern::bindings::shape_of;
 
 namespace {
-
-std::string dtype_name(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
-
-std::string shape_of(const py::array& a) {
-  std::string s = "(";
-  for (py::ssize_t d = 0; d < a.ndim(); ++d) s += std::to_string(a.shape(d)) + (a.ndim() == 1 ? "," : d + 1 < a.ndim() ? ", " : "");
-  return s + ")";
-}
 
 // A C-contiguous 1-D float32/float64 endpoint, or an error naming it.
 void check_endpoint(const py::array& x, const char* name) {
   if (x.ndim() != 1)
     throw std::invalid_argument(std::string(name) + " must be 1-D (p,), got shape " + shape_of(x));
-  if (!py::isinstance<py::array_t<float>>(x) && !py::isinstance<py::array_t<double>>(x))
-    throw std::invalid_argument(std::string(name) + " must be float32 or float64, got " + dtype_name(x));
+  float_dtype(x, name);
   if (!(x.flags() & py::array::c_style))
     throw std::invalid_argument(std::string(name) + " must be C-contiguous (no hidden copies)");
 }
@@ -96,8 +91,9 @@ void bind_connectivity(py::module_& m) {
           if (!std::isfinite(al[j]))
             throw std::invalid_argument("alphas must be finite, got " + std::to_string(al[j]) + " at index " +
                                         std::to_string(j));
-        if (py::isinstance<py::array_t<float>>(a)) return run<float>(a, b, alphas);
-        return run<double>(a, b, alphas);
+        return mmkern::dispatch_float(float_dtype(a, "a"), "a", [&](auto tag) -> py::array {
+          return run<decltype(tag)>(a, b, alphas);
+        });
       },
       py::arg("a"), py::arg("b"), py::arg("alphas"),
       "Interpolated parameter vectors: a, b C-contiguous 1-D (p,) float32/float64 arrays of the "
@@ -110,15 +106,15 @@ void bind_connectivity(py::module_& m) {
       [](py::array x, const py::object& weight, const py::object& bias, double eps, bool relu) -> py::tuple {
         if (x.ndim() != 3)
           throw std::invalid_argument("x must be 3-D (outer, c, inner), got shape " + shape_of(x));
-        if (!py::isinstance<py::array_t<float>>(x) && !py::isinstance<py::array_t<double>>(x))
-          throw std::invalid_argument("x must be float32 or float64, got " + dtype_name(x));
+        const mmkern::DType dtype = float_dtype(x, "x");
         if (!(x.flags() & py::array::c_style) || !x.writeable())
           throw std::invalid_argument("x must be a writeable C-contiguous array (it is normalised in place)");
         if (x.shape(0) * x.shape(2) < 2)
           throw std::invalid_argument("x needs at least 2 values per channel, got shape " + shape_of(x));
         if (!(eps >= 0)) throw std::invalid_argument("eps must be >= 0");
-        if (py::isinstance<py::array_t<float>>(x)) return run_batchnorm<float>(x, weight, bias, eps, relu);
-        return run_batchnorm<double>(x, weight, bias, eps, relu);
+        return mmkern::dispatch_float(dtype, "x", [&](auto tag) {
+          return run_batchnorm<decltype(tag)>(x, weight, bias, eps, relu);
+        });
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("eps"), py::arg("relu"),
       "Batch normalisation in training mode, in place: x a writeable C-contiguous (outer, c, inner) "

@@ -12,6 +12,9 @@
 #endif
 
 #include "common/lapack.h"
+#include "common/multiplicity_math.h"
+#include "common/similarity_math.h"
+#include "common/view.h"
 
 #ifdef MMKERN_WITH_OPENMP
 #include <omp.h>
@@ -101,6 +104,25 @@ PYBIND11_MODULE(_C, m) {
     info["blas_thread_pinning"] = mmkern::lapack::can_pin_threads();
     return info;
   });
+  // The codes and constants of the kernels' contract, bound once so that every Python route
+  // (host and device) reads them from here instead of keeping copies.
+  m.attr("KEEP_SLACK") = mmkern::kKeepSlack;
+  py::dict keep_modes;
+  keep_modes["variance"] = static_cast<int>(mmkern::KeepMode::VarianceFraction);
+  keep_modes["singular_values"] = static_cast<int>(mmkern::KeepMode::SingularValueFraction);
+  keep_modes["count"] = static_cast<int>(mmkern::KeepMode::Count);
+  m.attr("KEEP_MODES") = keep_modes;
+  py::dict soft_metrics;
+  soft_metrics["tv"] = static_cast<int>(mmkern::SoftMetric::TotalVariation);
+  soft_metrics["js"] = static_cast<int>(mmkern::SoftMetric::JensenShannon);
+  soft_metrics["hellinger"] = static_cast<int>(mmkern::SoftMetric::Hellinger);
+  soft_metrics["kl"] = static_cast<int>(mmkern::SoftMetric::KullbackLeibler);
+  m.attr("SOFT_METRICS") = soft_metrics;
+  py::dict dtypes;
+  dtypes["float32"] = static_cast<int>(mmkern::DType::Float32);
+  dtypes["float64"] = static_cast<int>(mmkern::DType::Float64);
+  m.attr("DTYPE_CODES") = dtypes;
+
   bind_similarity(m);
   bind_multiplicity(m);
   bind_connectivity(m);

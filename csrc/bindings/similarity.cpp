@@ -1,4 +1,5 @@
-// Bindings of the Gram and similarity kernels: array -> view conversion and the GIL release.
+// Bindings of the Gram and similarity kernels: arrays -> views and pointers, the GIL released
+// around each kernel call, results into fresh NumPy arrays. No computation happens here.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -10,46 +11,25 @@
 #include <string>
 #include <vector>
 
+#include "bindings/arrays.h"
 #include "gram.h"
 #include "similarity.h"
 
 namespace py = pybind11;
-using mmkern::DType;
 using mmkern::MatrixView;
+using mmkern::bindings::input;
+using mmkern::bindings::matrix_view;
+using mmkern::bindings::output;
 
 namespace {
 
-using F64Array = py::array_t<double, py::array::forcecast>;
-
-MatrixView to_view(const py::array& a, const std::string& what) {
-  if (a.ndim() != 2)
-    throw std::invalid_argument(what + " must be 2-D, got " + std::to_string(a.ndim()) + "-D");
-  DType dt;
-  // isinstance<array_t<T>> compares dtypes by equivalence (native byte order), not identity.
-  if (py::isinstance<py::array_t<float>>(a)) dt = DType::Float32;
-  else if (py::isinstance<py::array_t<double>>(a)) dt = DType::Float64;
-  else throw std::invalid_argument(what + " must be float32 or float64");
-  const auto item = static_cast<py::ssize_t>(a.itemsize());
-  if (a.strides(0) % item != 0 || a.strides(1) % item != 0)
-    throw std::invalid_argument(what + " has strides that are not a multiple of its item size");
-  return MatrixView{a.data(), a.shape(0), a.shape(1), a.strides(0) / item, a.strides(1) / item, dt};
-}
+using F64Array = py::array_t<double>;
 
 std::vector<MatrixView> to_views(const std::vector<py::array>& arrays) {
   std::vector<MatrixView> views;
   views.reserve(arrays.size());
-  for (size_t i = 0; i < arrays.size(); ++i)
-    views.push_back(to_view(arrays[i], "array " + std::to_string(i)));
+  for (size_t i = 0; i < arrays.size(); ++i) views.push_back(matrix_view(arrays[i], "array " + std::to_string(i)));
   return views;
-}
-
-// A writable, C-contiguous float64 buffer of exactly `size` elements, or an error naming it.
-double* writable(const py::array& a, py::ssize_t size, const char* what) {
-  if (!py::isinstance<py::array_t<double>>(a) || !(a.flags() & py::array::c_style) ||
-      !a.writeable() || a.size() != size)
-    throw std::invalid_argument(std::string(what) + " must be a writable contiguous float64 array of " +
-                                std::to_string(size) + " elements");
-  return static_cast<double*>(const_cast<void*>(a.data()));
 }
 
 std::vector<int64_t> check_offsets(const std::vector<int64_t>& offsets) {
@@ -80,52 +60,49 @@ mmkern::GramAccumulator make_accumulator(const std::vector<int64_t>& offsets, bo
   acc.models = static_cast<int>(M);
   acc.offsets = offsets.data();
   acc.blocks_only = blocks_only;
-  acc.gram = writable(gram, gram_size(offsets, blocks_only), "gram");
-  acc.colsum = writable(colsum, D, "colsum");
+  acc.gram = output(gram, "gram", gram_size(offsets, blocks_only));
+  acc.colsum = output(colsum, "colsum", D);
   const bool moments = row_moments.has_value();
   if (moments != norm_products.has_value() || moments != norm_sums.has_value())
     throw std::invalid_argument("row_moments, norm_products and norm_sums go together");
-  if (moments && blocks_only)
-    throw std::invalid_argument("debiased-CKA statistics need the full Gram layout");
+  if (moments && blocks_only) throw std::invalid_argument("debiased-CKA statistics need the full Gram layout");
   if (moments) {
-    acc.row_moments = writable(*row_moments, D * M, "row_moments");
-    acc.norm_products = writable(*norm_products, M * M, "norm_products");
-    acc.norm_sums = writable(*norm_sums, M, "norm_sums");
+    acc.row_moments = output(*row_moments, "row_moments", D * M);
+    acc.norm_products = output(*norm_products, "norm_products", M * M);
+    acc.norm_sums = output(*norm_sums, "norm_sums", M);
   }
   return acc;
 }
 
 // Views of equally long arrays whose widths match `offsets`.
-std::vector<MatrixView> population_views(const std::vector<py::array>& arrays,
-                                         const std::vector<int64_t>& offsets) {
+std::vector<MatrixView> population_views(const std::vector<py::array>& arrays, const std::vector<int64_t>& offsets) {
   auto views = to_views(arrays);
-  if (offsets.size() != views.size() + 1)
-    throw std::invalid_argument("offsets must have one entry per array plus one");
+  if (offsets.size() != views.size() + 1) throw std::invalid_argument("offsets must have one entry per array plus one");
   for (size_t i = 0; i < views.size(); ++i) {
     if (views[i].cols != offsets[i + 1] - offsets[i])
       throw std::invalid_argument("array " + std::to_string(i) + " width does not match offsets");
-    if (views[i].rows != views[0].rows)
-      throw std::invalid_argument("all arrays must have the same number of rows");
+    if (views[i].rows != views[0].rows) throw std::invalid_argument("all arrays must have the same number of rows");
   }
   return views;
 }
 
-using IndexArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
-
-void check_pairs(const IndexArray& first, const IndexArray& second, int64_t models) {
-  if (second.size() != first.size()) throw std::invalid_argument("first and second differ in length");
+// The (first, second) model indices of the pairs: C-contiguous int64 arrays of one length, in
+// [0, models).
+py::ssize_t check_pairs(const py::array& first, const py::array& second, int64_t models) {
+  const int64_t* f = input<int64_t>(first, "first");
+  const int64_t* s = input<int64_t>(second, "second", first.size());
   for (py::ssize_t p = 0; p < first.size(); ++p)
-    if (first.data()[p] < 0 || first.data()[p] >= models || second.data()[p] < 0 ||
-        second.data()[p] >= models)
+    if (f[p] < 0 || f[p] >= models || s[p] < 0 || s[p] >= models)
       throw std::invalid_argument("pair index out of range");
+  return first.size();
 }
 
 // Allocates one float64 array of `np` entries per requested metric into `result` and points the
 // matching PairOutputs field at it. Names outside `allowed` (or unknown) are an error; names in
 // `skip` are accepted but get no array (the caller handles them).
 mmkern::PairOutputs allocate_outputs(const std::vector<std::string>& metrics, py::ssize_t np,
-                                     const std::vector<std::string>& allowed,
-                                     const std::vector<std::string>& skip, py::dict& result) {
+                                     const std::vector<std::string>& allowed, const std::vector<std::string>& skip,
+                                     py::dict& result) {
   mmkern::PairOutputs out;
   for (const auto& name : metrics) {
     if (std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
@@ -144,6 +121,13 @@ mmkern::PairOutputs allocate_outputs(const std::vector<std::string>& metrics, py
   return out;
 }
 
+// An optional output array of `size` float64 entries (nullptr when not requested).
+double* maybe_output(std::optional<F64Array>& slot, bool wanted, py::ssize_t size) {
+  if (!wanted) return nullptr;
+  slot.emplace(size);
+  return slot->mutable_data();
+}
+
 // Holds the Gram array alive for as long as its factors are used.
 struct PyGramFactors {
   py::array gram;
@@ -160,10 +144,11 @@ void bind_similarity(py::module_& m) {
         py::ssize_t D = 0;
         for (const auto& v : views) D += v.cols;
         F64Array out(D);
+        double* po = out.mutable_data();
         int bad;
         {
           py::gil_scoped_release release;
-          bad = mmkern::column_sums(views.data(), static_cast<int>(views.size()), out.mutable_data());
+          bad = mmkern::column_sums(views.data(), static_cast<int>(views.size()), po);
         }
         return py::make_tuple(out, bad);
       },
@@ -180,7 +165,7 @@ void bind_similarity(py::module_& m) {
         offsets = check_offsets(offsets);
         auto views = population_views(arrays, offsets);
         auto acc = make_accumulator(offsets, blocks_only, gram, colsum, row_moments, norm_products, norm_sums);
-        acc.shift = writable(shift, acc.dim, "shift");
+        acc.shift = input<double>(shift, "shift", acc.dim);
         py::gil_scoped_release release;
         return mmkern::gram_update(views.data(), acc.models, acc, chunk_rows, validate);
       },
@@ -194,17 +179,17 @@ void bind_similarity(py::module_& m) {
 
   m.def(
       "center_gram",
-      [](std::vector<int64_t> offsets, bool blocks_only, const py::array& gram,
-         const py::array& colsum, std::optional<py::array> row_moments,
-         std::optional<py::array> norm_products, std::optional<py::array> norm_sums, int64_t n,
-         const py::array& gram_out, std::optional<py::array> norm_products_out) {
+      [](std::vector<int64_t> offsets, bool blocks_only, const py::array& gram, const py::array& colsum,
+         std::optional<py::array> row_moments, std::optional<py::array> norm_products,
+         std::optional<py::array> norm_sums, int64_t n, const py::array& gram_out,
+         std::optional<py::array> norm_products_out) {
         offsets = check_offsets(offsets);
         if (n <= 0) throw std::invalid_argument("n must be positive");
         auto acc = make_accumulator(offsets, blocks_only, gram, colsum, row_moments, norm_products, norm_sums);
-        double* go = writable(gram_out, gram_size(offsets, blocks_only), "gram_out");
+        double* go = output(gram_out, "gram_out", gram_size(offsets, blocks_only));
         double* npo = nullptr;
         if (acc.row_moments && norm_products_out)
-          npo = writable(*norm_products_out, acc.models * acc.models, "norm_products_out");
+          npo = output(*norm_products_out, "norm_products_out", acc.models * acc.models);
         py::gil_scoped_release release;
         mmkern::center_gram(acc, n, go, npo);
       },
@@ -215,10 +200,8 @@ void bind_similarity(py::module_& m) {
 
   m.def(
       "sample_space_cka",
-      [](const std::vector<py::array>& arrays, const py::array& mean,
-         const IndexArray& first,
-         const IndexArray& second,
-         bool biased, bool debiased) {
+      [](const std::vector<py::array>& arrays, const py::array& mean, const py::array& first,
+         const py::array& second, bool biased, bool debiased) {
         auto views = to_views(arrays);
         const auto M = static_cast<int64_t>(views.size());
         int64_t D = 0;
@@ -226,20 +209,22 @@ void bind_similarity(py::module_& m) {
           if (v.rows != views[0].rows) throw std::invalid_argument("all arrays must have the same number of rows");
           D += v.cols;
         }
-        const double* mu = writable(mean, D, "mean");
-        const py::ssize_t np = first.size();
-        check_pairs(first, second, M);
-        F64Array cka(biased ? np : 0), cka_debiased(debiased ? np : 0), traces(M);
-        double* c = biased ? cka.mutable_data() : nullptr;
-        double* cd = debiased ? cka_debiased.mutable_data() : nullptr;
+        const double* mu = input<double>(mean, "mean", D);
+        const py::ssize_t np = check_pairs(first, second, M);
+        std::optional<F64Array> cka, cka_debiased;
+        F64Array traces(M);
+        double* c = maybe_output(cka, biased, np);
+        double* cd = maybe_output(cka_debiased, debiased, np);
         double* tr = traces.mutable_data();
+        const int64_t* f = input<int64_t>(first, "first");
+        const int64_t* s = input<int64_t>(second, "second");
         {
           py::gil_scoped_release release;
-          mmkern::sample_space_cka(views.data(), static_cast<int>(M), mu, first.data(), second.data(), np, c, cd, tr);
+          mmkern::sample_space_cka(views.data(), static_cast<int>(M), mu, f, s, np, c, cd, tr);
         }
         py::dict out;
-        if (biased) out["cka"] = cka;
-        if (debiased) out["cka_debiased"] = cka_debiased;
+        if (cka) out["cka"] = *cka;
+        if (cka_debiased) out["cka_debiased"] = *cka_debiased;
         out["traces"] = traces;
         return out;
       },
@@ -248,13 +233,97 @@ void bind_similarity(py::module_& m) {
       "Linear CKA of pairs through n x n sample Gram matrices (similarity.h); also returns each "
       "model's trace ||Xc_i||_F^2.");
 
-  py::class_<PyGramFactors>(m, "GramFactors",
-                            "Per-model eigendecompositions of a centered joint Gram (similarity.h).")
-      .def(py::init([](const py::array& gram, std::vector<int64_t> offsets, bool blocks_only,
-                       int64_t n, double rtol, double keep, int keep_mode, bool factor,
-                       bool loadings) {
+  m.def(
+      "factor_counts",
+      [](const py::array& evals, std::vector<int64_t> offsets, double rtol, double keep, int keep_mode) {
+        offsets = check_offsets(offsets);
+        if (keep_mode < 0 || keep_mode > 2) throw std::invalid_argument("keep_mode must be 0, 1 or 2");
+        const double* e = input<double>(evals, "evals", static_cast<py::ssize_t>(offsets.back()));
+        const auto M = static_cast<py::ssize_t>(offsets.size()) - 1;
+        py::array_t<int> rank(M), kept(M);
+        int* pr = rank.mutable_data();
+        int* pk = kept.mutable_data();
+        {
+          py::gil_scoped_release release;
+          mmkern::factor_counts(e, offsets.data(), static_cast<int>(M), rtol, keep,
+                                static_cast<mmkern::KeepMode>(keep_mode), pr, pk);
+        }
+        return py::make_tuple(rank, kept);
+      },
+      py::arg("evals"), py::arg("offsets"), py::arg("rtol"), py::arg("keep"), py::arg("keep_mode"),
+      "Numerical rank and SVCCA kept count of each model from its descending eigenvalues "
+      "(evals: C-contiguous float64, model i at offsets[i]:offsets[i + 1]); two int arrays (M,).");
+
+  m.def(
+      "pair_summaries",
+      [](const py::array& rho, const py::array& count, std::optional<py::array> weights, bool mean,
+         bool r2, bool weighted) {
+        if (rho.ndim() != 2) throw std::invalid_argument("rho must be 2-D (npairs, kmax)");
+        mmkern::PairSummaryArgs a;
+        a.npairs = rho.shape(0);
+        a.kmax = rho.shape(1);
+        a.rho = input<double>(rho, "rho");
+        a.count = input<int64_t>(count, "count", a.npairs);
+        if (weights) a.weights = input<double>(*weights, "weights", rho.size());
+        std::optional<F64Array> mean_out, r2_out, weighted_out;
+        a.mean = maybe_output(mean_out, mean, a.npairs);
+        a.r2 = maybe_output(r2_out, r2, a.npairs);
+        a.weighted = maybe_output(weighted_out, weighted, a.npairs);
+        {
+          py::gil_scoped_release release;
+          mmkern::pair_summaries(a);
+        }
+        py::dict out;
+        if (mean_out) out["mean"] = *mean_out;
+        if (r2_out) out["r2"] = *r2_out;
+        if (weighted_out) out["weighted"] = *weighted_out;
+        return out;
+      },
+      py::arg("rho"), py::arg("count"), py::arg("weights") = py::none(), py::arg("mean") = false,
+      py::arg("r2") = false, py::arg("weighted") = false,
+      "CPU twin of _C_cuda.pair_summaries: per-pair mean / mean square / weighted mean of the first "
+      "count[p] canonical correlations of row p of rho (float64 (npairs, kmax); weights the same "
+      "shape). Returns a dict of the requested (npairs,) float64 arrays.");
+
+  m.def(
+      "cka_from_norms",
+      [](const py::array& first, const py::array& second, const py::array& cross_fro2,
+         const py::array& self_fro2, double n, std::optional<py::array> trace,
+         std::optional<py::array> norm_products, bool biased, bool debiased) {
+        mmkern::CkaArgs a;
+        a.models = self_fro2.size();
+        a.npairs = check_pairs(first, second, a.models);
+        a.n = n;
+        a.first = input<int64_t>(first, "first");
+        a.second = input<int64_t>(second, "second");
+        a.cross_fro2 = input<double>(cross_fro2, "cross_fro2", a.npairs);
+        a.self_fro2 = input<double>(self_fro2, "self_fro2");
+        if (trace) a.trace = input<double>(*trace, "trace", a.models);
+        if (norm_products) a.norm_products = input<double>(*norm_products, "norm_products", a.models * a.models);
+        std::optional<F64Array> cka, cka_debiased;
+        a.cka = maybe_output(cka, biased, a.npairs);
+        a.cka_debiased = maybe_output(cka_debiased, debiased, a.npairs);
+        {
+          py::gil_scoped_release release;
+          mmkern::cka_from_norms(a);
+        }
+        py::dict out;
+        if (cka) out["cka"] = *cka;
+        if (cka_debiased) out["cka_debiased"] = *cka_debiased;
+        return out;
+      },
+      py::arg("first"), py::arg("second"), py::arg("cross_fro2"), py::arg("self_fro2"), py::arg("n"),
+      py::arg("trace") = py::none(), py::arg("norm_products") = py::none(), py::arg("biased") = true,
+      py::arg("debiased") = false,
+      "CPU twin of _C_cuda.cka_from_norms: per-pair linear CKA (and debiased CKA) from ||X_i^T X_j||_F^2 "
+      "of the pairs, ||X_i^T X_i||_F^2 per model and, for the debiased estimator, the traces and the "
+      "M x M norm products. Returns a dict of (npairs,) float64 arrays.");
+
+  py::class_<PyGramFactors>(m, "GramFactors", "Per-model eigendecompositions of a centered joint Gram (similarity.h).")
+      .def(py::init([](const py::array& gram, std::vector<int64_t> offsets, bool blocks_only, int64_t n, double rtol,
+                       double keep, int keep_mode, bool factor, bool loadings) {
              offsets = check_offsets(offsets);
-             const double* g = writable(gram, gram_size(offsets, blocks_only), "gram");
+             const double* g = input<double>(gram, "gram", gram_size(offsets, blocks_only));
              if (keep_mode < 0 || keep_mode > 2) throw std::invalid_argument("keep_mode must be 0, 1 or 2");
              mmkern::SimilarityOptions opt;
              opt.rtol = rtol;
@@ -281,29 +350,27 @@ void bind_similarity(py::module_& m) {
       .def_property_readonly("svcca_dims",
                              [](const PyGramFactors& f) {
                                std::vector<int> r;
-                               for (int i = 0; i < f.factors->models(); ++i)
-                                 r.push_back(f.factors->svcca_dim(i));
+                               for (int i = 0; i < f.factors->models(); ++i) r.push_back(f.factors->svcca_dim(i));
                                return r;
                              })
       .def(
           "pairs",
-          [](const PyGramFactors& f, const IndexArray& first,
-             const IndexArray& second,
-             const std::vector<std::string>& metrics, std::optional<F64Array> norm_products) {
-            const py::ssize_t np = first.size();
+          [](const PyGramFactors& f, const py::array& first, const py::array& second,
+             const std::vector<std::string>& metrics, std::optional<py::array> norm_products) {
             const int M = f.factors->models();
-            check_pairs(first, second, M);
+            const py::ssize_t np = check_pairs(first, second, M);
             py::dict result;
             mmkern::PairOutputs out = allocate_outputs(
                 metrics, np, {"svcca", "cca_mean", "cca_r2", "pwcca", "cka", "cka_debiased"}, {}, result);
             if (out.cka_debiased) {
-              if (!norm_products || norm_products->size() != static_cast<py::ssize_t>(M) * M)
-                throw std::invalid_argument("cka_debiased needs the M x M norm_products");
-              out.norm_products = norm_products->data();
+              if (!norm_products) throw std::invalid_argument("cka_debiased needs the M x M norm_products");
+              out.norm_products = input<double>(*norm_products, "norm_products", static_cast<py::ssize_t>(M) * M);
             }
+            const int64_t* pf = input<int64_t>(first, "first");
+            const int64_t* ps = input<int64_t>(second, "second");
             {
               py::gil_scoped_release release;
-              f.factors->pairs(first.data(), second.data(), np, out);
+              f.factors->pairs(pf, ps, np, out);
             }
             return result;
           },
@@ -312,54 +379,30 @@ void bind_similarity(py::module_& m) {
       .def(
           "project_pairs",
           [](const PyGramFactors& f, const std::vector<py::array>& arrays, std::vector<int64_t> offsets,
-             const py::array& mean, const IndexArray& first,
-             const IndexArray& second,
+             const py::array& mean, const py::array& first, const py::array& second,
              const std::vector<std::string>& metrics, int64_t chunk_rows) {
             offsets = check_offsets(offsets);
             auto views = population_views(arrays, offsets);
             const int M = f.factors->models();
             if (static_cast<int>(views.size()) != M)
               throw std::invalid_argument("arrays must hold one array per factored model");
-            const double* mu = writable(mean, offsets.back(), "mean");
-            const py::ssize_t np = first.size();
-            check_pairs(first, second, M);
+            const double* mu = input<double>(mean, "mean", offsets.back());
+            const py::ssize_t np = check_pairs(first, second, M);
             py::dict result;
-            mmkern::PairOutputs out = allocate_outputs(
-                metrics, np, {"svcca", "cca_mean", "cca_r2", "pwcca"}, {"correlations"}, result);
+            mmkern::PairOutputs out =
+                allocate_outputs(metrics, np, {"svcca", "cca_mean", "cca_r2", "pwcca"}, {"correlations"}, result);
             std::vector<std::vector<double>> correlations;
-            const bool want_correlations =
-                std::find(metrics.begin(), metrics.end(), "correlations") != metrics.end();
-            if (want_correlations) {
+            if (std::find(metrics.begin(), metrics.end(), "correlations") != metrics.end()) {
               correlations.resize(np);
               out.correlations = &correlations;
             }
-            // All numerically non-zero directions for CCA / PWCCA, only the SVCCA ones otherwise.
-            const bool full = out.cca_mean || out.cca_r2 || out.pwcca || want_correlations;
-            mmkern::Projection pr;
-            pr.koffsets.assign(M + 1, 0);
-            std::vector<const double*> bases(M);
-            for (int i = 0; i < M; ++i) {
-              pr.koffsets[i + 1] = pr.koffsets[i] + (full ? f.factors->rank(i) : f.factors->svcca_dim(i));
-              pr.keep.push_back(f.factors->svcca_dim(i));
-              pr.widths.push_back(static_cast<int>(offsets[i + 1] - offsets[i]));
-              bases[i] = f.factors->basis(i);
-            }
-            const int64_t K = pr.koffsets[M];
-            std::vector<double> proj(static_cast<size_t>(K) * K, 0.0);
-            std::vector<std::vector<double>> loadings(out.pwcca ? M : 0);
-            for (size_t i = 0; i < loadings.size(); ++i) {
-              loadings[i].assign(static_cast<size_t>(pr.widths[i]) * (pr.koffsets[i + 1] - pr.koffsets[i]), 0.0);
-              pr.loadings.push_back(loadings[i].data());
-            }
-            pr.gram = proj.data();
+            const int64_t* pf = input<int64_t>(first, "first");
+            const int64_t* ps = input<int64_t>(second, "second");
             {
               py::gil_scoped_release release;
-              mmkern::projected_gram_update(views.data(), M, offsets.data(), mu, bases.data(),
-                                            pr.koffsets.data(), proj.data(),
-                                            pr.loadings.empty() ? nullptr : pr.loadings.data(), chunk_rows);
-              mmkern::projected_pairs(pr, first.data(), second.data(), np, out);
+              mmkern::projection_route(*f.factors, views.data(), offsets.data(), mu, pf, ps, np, out, chunk_rows);
             }
-            if (want_correlations) {
+            if (out.correlations) {
               py::list lists;
               for (const auto& c : correlations) lists.append(F64Array(static_cast<py::ssize_t>(c.size()), c.data()));
               result["correlations"] = lists;
@@ -368,6 +411,6 @@ void bind_similarity(py::module_& m) {
           },
           py::arg("arrays"), py::arg("offsets"), py::arg("mean"), py::arg("first"), py::arg("second"),
           py::arg("metrics"), py::arg("chunk_rows") = 2048,
-          "SVCCA / CCA / PWCCA of pairs by a second pass over the data projected onto each model's "
-          "whitening basis, re-whitened by CholeskyQR2 (similarity.h, projected_pairs).");
+          "SVCCA / CCA / PWCCA of pairs by the projection route (similarity.h, projection_route): a "
+          "second pass over the data onto each model's whitening basis, re-whitened by CholeskyQR2.");
 }

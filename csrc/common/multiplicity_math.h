@@ -5,12 +5,14 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 
 #include "common/macros.h"
 
 namespace mmkern {
 
-// Soft disagreement metrics between two distributions over classes (DESIGN.md).
+// Soft disagreement metrics between two distributions over classes (docs/definitions.md). The
+// codes are bound into mmkern._C as SOFT_METRICS, the one source of them for the Python routes.
 enum class SoftMetric : int { TotalVariation = 0, JensenShannon = 1, Hellinger = 2, KullbackLeibler = 3 };
 
 // x log x with the convention 0 log 0 = 0.
@@ -48,12 +50,18 @@ MMKERN_HOST_DEVICE double soft_term(SoftMetric metric, const T* p, const T* q, i
   }
 }
 
+// The scratch of one sample's Blahut-Arimoto is read with an element `stride`: element e of an
+// array lives at base[e * stride]. The CPU kernel gives each thread its own contiguous scratch
+// (stride 1); the CUDA kernel interleaves the samples of a launch (stride = samples per launch),
+// so the threads of a warp touch consecutive addresses.
+
 // sum_c P[m, c] log P[m, c] of each row (the negative entropies Blahut-Arimoto reuses).
-MMKERN_HOST_DEVICE void row_neg_entropy(const double* P, int M, int C, double* out) {
+MMKERN_HOST_DEVICE void row_neg_entropy(const double* P, int M, int C, double* out,
+                                        int64_t stride = 1) {
   for (int m = 0; m < M; ++m) {
     double s = 0.0;
-    for (int c = 0; c < C; ++c) s += xlogx(P[m * C + c]);
-    out[m] = s;
+    for (int c = 0; c < C; ++c) s += xlogx(P[(static_cast<int64_t>(m) * C + c) * stride]);
+    out[m * stride] = s;
   }
 }
 
@@ -61,40 +69,42 @@ MMKERN_HOST_DEVICE void row_neg_entropy(const double* P, int M, int C, double* o
 // P[m * C .. m * C + C), with `neg_entropy` from row_neg_entropy. Starts from uniform input
 // weights; each iteration computes q = w^T P, D_m = KL(P_m || q), lower = log sum_m w_m e^{D_m},
 // upper = max_m D_m (the capacity lies in [lower, upper]) and stops when upper - lower <= tol or
-// after max_iter iterations; otherwise w_m <- w_m e^{D_m} / sum. Returns `lower`; `w` (M),
-// `logq` (C) and `d` (M) are scratch. `gap` receives the final upper - lower (> tol only when
-// max_iter was reached).
+// after max_iter iterations; otherwise w_m <- w_m e^{D_m} / sum. Returns `lower`, clipped at 0;
+// `w` (M), `logq` (C) and `d` (M) are scratch. `gap` receives the final upper - lower (> tol only
+// when max_iter was reached). The reported Rashomon capacity, min(C, e^lower), is formed from
+// this in one place for every route (mmkern/multiplicity/_checks.py, capacity_values).
 MMKERN_HOST_DEVICE double blahut_arimoto(const double* P, const double* neg_entropy, int M, int C,
                                          double tol, int max_iter, double* w, double* logq,
-                                         double* d, double* gap) {
-  for (int m = 0; m < M; ++m) w[m] = 1.0 / M;
+                                         double* d, double* gap, int64_t stride = 1) {
+  auto p_at = [&](int m, int c) { return P[(static_cast<int64_t>(m) * C + c) * stride]; };
+  for (int m = 0; m < M; ++m) w[m * stride] = 1.0 / M;
   double lower = 0.0;
   int it = 0;
   for (;;) {
-    for (int c = 0; c < C; ++c) logq[c] = 0.0;
+    for (int c = 0; c < C; ++c) logq[c * stride] = 0.0;
     for (int m = 0; m < M; ++m)
-      for (int c = 0; c < C; ++c) logq[c] += w[m] * P[m * C + c];
-    for (int c = 0; c < C; ++c) logq[c] = log(logq[c]);  // -inf only where every row is 0
+      for (int c = 0; c < C; ++c) logq[c * stride] += w[m * stride] * p_at(m, c);
+    for (int c = 0; c < C; ++c) logq[c * stride] = log(logq[c * stride]);  // -inf only where every row is 0
     double dmax = -INFINITY;
     for (int m = 0; m < M; ++m) {
       double cross = 0.0;  // sum_c P log q, skipping P = 0 (0 log 0 = 0)
       for (int c = 0; c < C; ++c) {
-        const double p = P[m * C + c];
-        if (p > 0.0) cross += p * logq[c];
+        const double p = p_at(m, c);
+        if (p > 0.0) cross += p * logq[c * stride];
       }
-      d[m] = neg_entropy[m] - cross;
-      dmax = d[m] > dmax ? d[m] : dmax;
+      d[m * stride] = neg_entropy[m * stride] - cross;
+      dmax = d[m * stride] > dmax ? d[m * stride] : dmax;
     }
     // lower = log sum w e^{D}, computed relative to dmax so the exponentials cannot overflow.
     double s = 0.0;
-    for (int m = 0; m < M; ++m) s += w[m] * exp(d[m] - dmax);
+    for (int m = 0; m < M; ++m) s += w[m * stride] * exp(d[m * stride] - dmax);
     lower = dmax + log(s);
     ++it;
     if (dmax - lower <= tol || it >= max_iter) {
       *gap = dmax - lower;
       break;
     }
-    for (int m = 0; m < M; ++m) w[m] = w[m] * exp(d[m] - dmax) / s;
+    for (int m = 0; m < M; ++m) w[m * stride] = w[m * stride] * exp(d[m * stride] - dmax) / s;
   }
   return lower > 0.0 ? lower : 0.0;
 }

@@ -5,12 +5,16 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "common/macros.h"
 
 namespace mmkern {
 
-// How `keep` selects the SVCCA subspace (DESIGN.md, "SVCCA").
+// How `keep` selects the SVCCA subspace (docs/definitions.md, "SVCCA"). The codes are bound into
+// mmkern._C as KEEP_MODES, the one source of them for the Python routes.
 enum class KeepMode : int {
   VarianceFraction = 0,       // smallest k whose eigenvalues s_i^2 reach `keep` of their total
   SingularValueFraction = 1,  // google/svcca tutorial convention: the same with s_i
@@ -100,6 +104,99 @@ MMKERN_HOST_DEVICE double cka_ratio(double hsic_xy, double hsic_xx, double hsic_
 MMKERN_HOST_DEVICE double debiased_hsic(double cross_fro2, double norm_products, double trace_x,
                                         double trace_y, double n) {
   return cross_fro2 - n / (n - 2.0) * norm_products + trace_x * trace_y / ((n - 1.0) * (n - 2.0));
+}
+
+// ---- per-pair summaries: the scalar tail of every route, one body for the CPU and CUDA twins ----
+
+// Summaries of canonical correlations. `rho` holds npairs rows of kmax values (row-major, row p
+// at rho + p * kmax); row p's first count[p] values (clamped to [0, kmax]) are pair p's
+// correlations. Null outputs are not computed:
+//   correlation_summary(rho_p, count[p], &mean[p], &r2[p])          (SVCCA / CCA mean, CCA r2)
+//   weighted[p] = weighted_correlation(rho_p, weights_p, count[p])   (PWCCA; needs weights)
+struct PairSummaryArgs {
+  int64_t npairs = 0;
+  int64_t kmax = 0;
+  const double* rho = nullptr;      // npairs x kmax
+  const int64_t* count = nullptr;   // npairs
+  const double* weights = nullptr;  // npairs x kmax (same layout as rho), or null
+  double* mean = nullptr;           // npairs, or null
+  double* r2 = nullptr;             // npairs, or null
+  double* weighted = nullptr;       // npairs, or null (requires weights)
+};
+
+// Linear CKA of pairs from Gram statistics of M models on n centered samples:
+//   cross_fro2[p]  ||X_i^T X_j||_F^2 for pair p = (first[p], second[p])
+//   self_fro2[i]   ||X_i^T X_i||_F^2                        (M)
+//   trace[i]       ||X_i||_F^2                               (M; debiased only)
+//   norm_products  M x M, [i * M + j] = sum_s |x_{i,s}|^2 |x_{j,s}|^2 (debiased only)
+// Outputs (null = not computed): cka[p] = cka_ratio(cross, self_i, self_j) and
+// cka_debiased[p] = cka_ratio of the three debiased_hsic terms.
+struct CkaArgs {
+  int64_t npairs = 0;
+  int64_t models = 0;
+  double n = 0.0;
+  const int64_t* first = nullptr;         // npairs, values in [0, models)
+  const int64_t* second = nullptr;        // npairs, values in [0, models)
+  const double* cross_fro2 = nullptr;     // npairs
+  const double* self_fro2 = nullptr;      // models
+  const double* trace = nullptr;          // models, or null (no debiased output)
+  const double* norm_products = nullptr;  // models x models, or null
+  double* cka = nullptr;                  // npairs, or null
+  double* cka_debiased = nullptr;         // npairs, or null (needs trace, norm_products)
+};
+
+MMKERN_HOST_DEVICE void pair_summary_at(const PairSummaryArgs& a, int64_t p) {
+  int64_t k = a.count[p];
+  k = k < 0 ? 0 : (k > a.kmax ? a.kmax : k);
+  const double* rho = a.rho + p * a.kmax;
+  if (a.mean || a.r2) {
+    double mean = 0.0, r2 = 0.0;
+    correlation_summary(rho, static_cast<int>(k), &mean, &r2);
+    if (a.mean) a.mean[p] = mean;
+    if (a.r2) a.r2[p] = r2;
+  }
+  if (a.weighted) a.weighted[p] = weighted_correlation(rho, a.weights + p * a.kmax, static_cast<int>(k));
+}
+
+MMKERN_HOST_DEVICE void cka_at(const CkaArgs& a, int64_t p) {
+  const int64_t i = a.first[p], j = a.second[p];
+  if (i < 0 || i >= a.models || j < 0 || j >= a.models) {  // never read out of bounds
+    if (a.cka) a.cka[p] = NAN;
+    if (a.cka_debiased) a.cka_debiased[p] = NAN;
+    return;
+  }
+  const double cross = a.cross_fro2[p], sxx = a.self_fro2[i], syy = a.self_fro2[j];
+  if (a.cka) a.cka[p] = cka_ratio(cross, sxx, syy);
+  if (a.cka_debiased) {
+    const double* np = a.norm_products;
+    const int64_t m = a.models;
+    const double ti = a.trace[i], tj = a.trace[j];
+    const double hxy = debiased_hsic(cross, np[i * m + j], ti, tj, a.n);
+    const double hxx = debiased_hsic(sxx, np[i * m + i], ti, ti, a.n);
+    const double hyy = debiased_hsic(syy, np[j * m + j], tj, tj, a.n);
+    a.cka_debiased[p] = cka_ratio(hxy, hxx, hyy);
+  }
+}
+
+// Argument checks shared by the CPU and CUDA twins (host only). Return false when there is
+// nothing to compute; throw std::invalid_argument (prefixed by `who`) for invalid arguments.
+inline bool check_pair_summary_args(const PairSummaryArgs& a, const std::string& who) {
+  if (a.npairs < 0 || a.kmax < 0) throw std::invalid_argument(who + ": negative npairs or kmax");
+  if (a.weighted && !a.weights) throw std::invalid_argument(who + ": the weighted summary needs weights");
+  if (a.npairs == 0 || (!a.mean && !a.r2 && !a.weighted)) return false;
+  if (!a.count || (a.kmax > 0 && !a.rho)) throw std::invalid_argument(who + ": null rho or count");
+  return true;
+}
+
+inline bool check_cka_args(const CkaArgs& a, const std::string& who) {
+  if (a.npairs < 0 || a.models < 0) throw std::invalid_argument(who + ": negative npairs or models");
+  if (a.cka_debiased && (!a.trace || !a.norm_products))
+    throw std::invalid_argument(who + ": debiased CKA needs trace and norm_products");
+  if (a.cka_debiased && !(a.n >= 4.0)) throw std::invalid_argument(who + ": debiased CKA needs n >= 4 samples");
+  if (a.npairs == 0 || (!a.cka && !a.cka_debiased)) return false;
+  if (!a.first || !a.second || !a.cross_fro2 || !a.self_fro2)
+    throw std::invalid_argument(who + ": null pair or norm pointer");
+  return true;
 }
 
 }  // namespace mmkern

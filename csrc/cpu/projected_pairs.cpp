@@ -7,6 +7,7 @@
 #include "common/lapack.h"
 #include "common/parallel_for.h"
 #include "cpu/pair_statistics.h"
+#include "gram.h"
 #include "similarity.h"
 
 namespace mmkern {
@@ -50,6 +51,34 @@ void projected_pairs(Projection& pr, const int64_t* first, const int64_t* second
     whitened_pair_statistics(p, ci, cj, pr.keep[i], pr.keep[j], w.data(),
                              pr.loadings.empty() ? nullptr : pr.loadings[i], pr.widths[i], out);
   });
+}
+
+void projection_route(const GramFactors& factors, const MatrixView* views, const int64_t* offsets,
+                      const double* mean, const int64_t* first, const int64_t* second,
+                      int64_t npairs, const PairOutputs& out, int64_t chunk_rows) {
+  const int m = factors.models();
+  // All numerically non-zero directions for CCA / PWCCA, only the SVCCA ones otherwise.
+  const bool full = out.cca_mean || out.cca_r2 || out.pwcca || out.correlations;
+  Projection pr;
+  pr.koffsets.assign(m + 1, 0);
+  std::vector<const double*> bases(m);
+  for (int i = 0; i < m; ++i) {
+    pr.koffsets[i + 1] = pr.koffsets[i] + (full ? factors.rank(i) : factors.svcca_dim(i));
+    pr.keep.push_back(factors.svcca_dim(i));
+    pr.widths.push_back(static_cast<int>(offsets[i + 1] - offsets[i]));
+    bases[i] = factors.basis(i);
+  }
+  const int64_t K = pr.koffsets[m];
+  std::vector<double> gram(static_cast<size_t>(K) * K, 0.0);
+  std::vector<std::vector<double>> loadings(out.pwcca ? m : 0);
+  for (int i = 0; i < static_cast<int>(loadings.size()); ++i) {
+    loadings[i].assign(static_cast<size_t>(pr.widths[i]) * (pr.koffsets[i + 1] - pr.koffsets[i]), 0.0);
+    pr.loadings.push_back(loadings[i].data());
+  }
+  pr.gram = gram.data();
+  projected_gram_update(views, m, offsets, mean, bases.data(), pr.koffsets.data(), gram.data(),
+                        pr.loadings.empty() ? nullptr : pr.loadings.data(), chunk_rows);
+  projected_pairs(pr, first, second, npairs, out);
 }
 
 }  // namespace mmkern

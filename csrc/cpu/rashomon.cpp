@@ -1,6 +1,4 @@
 // CPU Rashomon capacity: Blahut-Arimoto per sample, samples in parallel.
-#include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "multiplicity.h"
@@ -21,9 +19,8 @@ void rashomon_capacity(const T* probs, int M, int64_t n, int C, double tol, int 
         for (int c = 0; c < C; ++c) P[m * C + c] = static_cast<double>(probs[(m * n + x) * C + c]);
       row_neg_entropy(P.data(), M, C, neg_entropy.data());
       double g = 0.0;
-      const double capacity = blahut_arimoto(P.data(), neg_entropy.data(), M, C, tol, max_iter,
-                                             w.data(), logq.data(), d.data(), &g);
-      out[x] = std::min(static_cast<double>(C), std::exp(capacity));
+      out[x] = blahut_arimoto(P.data(), neg_entropy.data(), M, C, tol, max_iter, w.data(),
+                              logq.data(), d.data(), &g);
       if (gap) gap[x] = g;
     }
   }

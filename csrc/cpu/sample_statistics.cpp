@@ -94,6 +94,8 @@ MMKERN_INSTANTIATE(float, uint8_t)
 MMKERN_INSTANTIATE(float, uint16_t)
 MMKERN_INSTANTIATE(double, uint8_t)
 MMKERN_INSTANTIATE(double, uint16_t)
+MMKERN_INSTANTIATE(float, uint32_t)
+MMKERN_INSTANTIATE(double, uint32_t)
 #undef MMKERN_INSTANTIATE
 
 }  // namespace mmkern

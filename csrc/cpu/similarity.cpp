@@ -140,4 +140,14 @@ void GramFactors::pairs(const int64_t* first, const int64_t* second, int64_t npa
   });
 }
 
+void factor_counts(const double* evals, const int64_t* offsets, int m, double rtol, double keep,
+                   KeepMode mode, int* rank, int* kept) {
+  for (int i = 0; i < m; ++i) {
+    const double* e = evals + offsets[i];
+    const int d = static_cast<int>(offsets[i + 1] - offsets[i]);
+    rank[i] = numerical_rank(e, d, rtol);
+    kept[i] = svcca_keep_count(e, rank[i], keep, mode);
+  }
+}
+
 }  // namespace mmkern

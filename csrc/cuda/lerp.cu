@@ -5,8 +5,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "common/connectivity_math.h"
-#include "cuda/kernels.h"
+#include "connectivity_cuda.h"
+#include "cuda/launch.h"
 
 namespace mmkern {
 namespace {
@@ -38,8 +38,7 @@ void lerp_many_cuda(const T* a, const T* b, int64_t p, const double* alphas, int
   int64_t by = k < 65535 ? k : 65535;  // gridDim.y limit
   const dim3 grid(static_cast<unsigned>(bx), static_cast<unsigned>(by));
   lerp_many_kernel<T><<<grid, kLerpThreads, 0, stream>>>(a, b, p, alphas, k, out);
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) throw std::runtime_error(std::string("lerp_many_cuda: ") + cudaGetErrorString(err));
+  check_launch("lerp_many_cuda");
 }
 
 template void lerp_many_cuda<float>(const float*, const float*, int64_t, const double*, int64_t, float*,

@@ -25,7 +25,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 import mmkern
-from mmkern._connectivity_common import BARRIER_FIELDS
+from mmkern.connectivity._results import BARRIER_FIELDS
 from mmkern.analysis.outputs import IID, load_outputs
 
 #: Samples of the i.i.d. test set used for the interpolation curves, and training samples used

@@ -47,33 +47,36 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmkern._connectivity_common import (
-    BARRIER_FIELDS,
-    BN_BATCH_SIZE,
-    DataSource,
-    InterpolationCurve,
-    LossFn,
-    PairwiseBarriers,
+from mmkern.connectivity._checks import (
     alpha_grid,
-    batchnorm_estimation,
-    batch_metrics,
-    batches,
+    BN_BATCH_SIZE,
     check_alpha,
     check_barrier_grid,
     check_batch_size,
     check_bn_data,
+    check_labels,
     check_model,
     check_models,
-    check_labels,
     check_same_architecture,
     check_sets,
     check_source,
+    DataSource,
+    LossFn,
+    set_name,
+)
+from mmkern.connectivity._data import batch_metrics, batches
+from mmkern.connectivity._models import (
+    batchnorm_estimation,
     device_of,
     entries,
-    make_curve,
-    per_set,
-    set_name,
     tracking_batchnorms,
+)
+from mmkern.connectivity._results import (
+    BARRIER_FIELDS,
+    InterpolationCurve,
+    make_curve,
+    PairwiseBarriers,
+    per_set,
 )
 
 __all__ = [
@@ -214,8 +217,8 @@ def _evaluate(
                 continue
             y = y.to(device=device, dtype=torch.long)
             batch_loss, batch_correct = batch_metrics(model(x.to(device)), y, loss_fn)
-            loss_sum += batch_loss
-            n_correct += batch_correct
+            loss_sum += float(batch_loss)
+            n_correct += int(batch_correct)
             n_samples += y.shape[0]
     if n_samples == 0:
         raise ValueError(f"{name} is empty (0 samples)")

@@ -37,7 +37,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from mmkern._connectivity_common import check_positive_int
+from mmkern.connectivity._checks import check_positive_int
 from mmkern.train._inputs import (
     as_labelled,
     check_batch_size,

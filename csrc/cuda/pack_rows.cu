@@ -3,8 +3,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "common/view.h"
-#include "cuda/kernels.h"
+#include "cuda/launch.h"
+#include "gram_cuda.h"
 
 namespace mmkern {
 namespace {
@@ -37,12 +37,6 @@ __global__ void pack_view_kernel(MatrixView v, int64_t row_begin, int64_t rows,
     }
     __syncthreads();
   }
-}
-
-void check_launch(const char* what) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
 }
 
 int64_t abs64(int64_t v) { return v < 0 ? -v : v; }

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmkern import _C
-from mmkern._inference_graph import fresh_tensor, trace
+from mmkern.connectivity._inference_graph import fresh_tensor, trace
 
 
 def _kernel_view(x: torch.Tensor) -> Optional[torch.Tensor]:

@@ -6,7 +6,7 @@ cross-entropy and accuracy along the line; the four barriers of ``DESIGN.md`` ("
 Conventions (data sources, batches, labels, loss) are those of
 :mod:`mmkern.reference.connectivity`, the plain loop these functions are tested against.
 
-How it is fast (see :mod:`mmkern._curve_engine`):
+How it is fast (see :mod:`mmkern.connectivity._engine`):
 
 * the K interpolated weight sets are produced by one fused C++/OpenMP kernel call per flat
   weight vector (``mmkern._C.lerp_many``; CUDA twin for GPU models), not one small torch
@@ -32,29 +32,32 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmkern._connectivity_common import (
-    BARRIER_FIELDS,
-    BN_BATCH_SIZE,
-    DataSource,
-    InterpolationCurve,
-    LossFn,
-    PairwiseBarriers,
+from mmkern.connectivity._checks import (
     alpha_grid,
+    BN_BATCH_SIZE,
     check_alpha,
     check_barrier_grid,
     check_batch_size,
+    check_flag,
     check_bn_data,
     check_models,
     check_positive_int,
     check_same_architecture,
     check_sets,
-    entries,
+    DataSource,
+    LossFn,
+)
+from mmkern.connectivity._models import entries
+from mmkern.connectivity._results import (
+    BARRIER_FIELDS,
+    InterpolationCurve,
     make_curve,
+    PairwiseBarriers,
     per_set,
 )
-from mmkern._curve_engine import CurveEngine
-from mmkern._lerp import lerp_many
-from mmkern._weight_layout import WeightLayout
+from mmkern.connectivity._engine import CurveEngine, float32_precision
+from mmkern.connectivity._lerp import lerp_many
+from mmkern.connectivity._weight_layout import WeightLayout
 
 __all__ = [
     "EVAL_BATCH_SIZE",
@@ -178,6 +181,7 @@ def interpolation_curve(
     eval_batch_size: int = EVAL_BATCH_SIZE,
     memory_budget: int = MEMORY_BUDGET,
     progress: bool = False,
+    allow_tf32: bool = False,
 ):
     """Loss, accuracy and barriers along the straight line from ``model_a`` to ``model_b``.
 
@@ -212,6 +216,10 @@ def interpolation_curve(
         processed in chunks that fit (at least one alpha per chunk).
     progress : bool, default False
         Show a progress bar over the alphas (needs tqdm).
+    allow_tf32 : bool, default False
+        Let float32 models on CUDA use TF32 tensor cores for their products and convolutions
+        (faster, with ~1e-3 relative error). Off by default, so curves on a GPU match the CPU's
+        to float32 rounding; torch's own settings are restored after the call.
 
     Returns
     -------
@@ -239,18 +247,20 @@ def interpolation_curve(
     sets = check_sets(data)
     batch_size = check_batch_size(batch_size)
     eval_batch_size, memory_budget = _check_options(eval_batch_size, memory_budget)
+    allow_tf32 = check_flag(allow_tf32, "allow_tf32")
     has_batchnorm = check_bn_data(model_a, bn_data)
 
     layout = WeightLayout(model_a)
-    engine = CurveEngine(model_a, layout, sets, bn_data if has_batchnorm else None, loss_fn,
-                         batch_size, eval_batch_size)
     flat_a, flat_b = layout.flatten(model_a), layout.flatten(model_b)
     chunk = _chunk_size(layout, memory_budget, grid.size)
     bar = _progress(grid.size, progress, "interpolation curve")
     try:
-        loss, accuracy = _evaluate_in_chunks(
-            engine, grid.size, lambda part: _lerp_rows(flat_a, flat_b, grid[part]), chunk, sets,
-            bar)
+        with float32_precision(allow_tf32):
+            engine = CurveEngine(model_a, layout, sets, bn_data if has_batchnorm else None, loss_fn,
+                                 batch_size, eval_batch_size)
+            loss, accuracy = _evaluate_in_chunks(
+                engine, grid.size, lambda part: _lerp_rows(flat_a, flat_b, grid[part]), chunk,
+                sets, bar)
     finally:
         bar.close()
     curves = {key: make_curve(grid.copy(), loss[key], accuracy[key]) for key in sets}
@@ -278,6 +288,7 @@ def pairwise_barriers(
     eval_batch_size: int = EVAL_BATCH_SIZE,
     memory_budget: int = MEMORY_BUDGET,
     progress: bool = False,
+    allow_tf32: bool = False,
 ):
     """The four barriers between every pair of ``M`` models.
 
@@ -290,7 +301,7 @@ def pairwise_barriers(
     ----------
     models : sequence of torch.nn.Module
         ``M >= 2`` models of one architecture. None is modified.
-    data, alphas, bn_data, loss_fn, batch_size, eval_batch_size, memory_budget
+    data, alphas, bn_data, loss_fn, batch_size, eval_batch_size, memory_budget, allow_tf32
         As in :func:`interpolation_curve`; ``alphas`` must contain both 0 and 1.
     progress : bool, default False
         Show a progress bar over all evaluated weight sets (needs tqdm).
@@ -312,6 +323,7 @@ def pairwise_barriers(
     sets = check_sets(data)
     batch_size = check_batch_size(batch_size)
     eval_batch_size, memory_budget = _check_options(eval_batch_size, memory_budget)
+    allow_tf32 = check_flag(allow_tf32, "allow_tf32")
     has_batchnorm = check_bn_data(models[0], bn_data)
 
     m = len(models)
@@ -335,28 +347,30 @@ def pairwise_barriers(
         return engines[i]
 
     try:
-        own = None
-        if share:  # every model evaluated once, as alpha = 0 of its pairs (and 1 of the others)
-            own = _evaluate_in_chunks(engine_for(0), m, lambda part: [
-                torch.stack([flats[i][g] for i in range(m)[part]]) for g in range(len(flats[0]))
-            ], chunk, sets, bar)
-        matrices = {key: {f: np.zeros((m, m)) for f in BARRIER_FIELDS} for key in sets}
-        for i in range(m):
-            for j in range(i + 1, m):
-                loss, acc = _evaluate_in_chunks(
-                    engine_for(i), interior.size,
-                    lambda part: _lerp_rows(flats[i], flats[j], interior[part]), chunk, sets, bar)
-                for key in sets:
-                    curve_loss, curve_acc = loss[key], acc[key]
-                    if share:
-                        curve_loss, curve_acc = np.empty(grid.size), np.empty(grid.size)
-                        curve_loss[inner], curve_acc[inner] = loss[key], acc[key]
-                        for value, model in ((0.0, i), (1.0, j)):
-                            curve_loss[grid == value] = own[0][key][model]
-                            curve_acc[grid == value] = own[1][key][model]
-                    curve = make_curve(grid, curve_loss, curve_acc)
-                    for f in BARRIER_FIELDS:
-                        matrices[key][f][i, j] = matrices[key][f][j, i] = getattr(curve, f)
+        with float32_precision(allow_tf32):
+            own = None
+            if share:  # every model evaluated once, as alpha = 0 of its pairs (and 1 of the others)
+                own = _evaluate_in_chunks(engine_for(0), m, lambda part: [
+                    torch.stack([flats[i][g] for i in range(m)[part]]) for g in range(len(flats[0]))
+                ], chunk, sets, bar)
+            matrices = {key: {f: np.zeros((m, m)) for f in BARRIER_FIELDS} for key in sets}
+            for i in range(m):
+                for j in range(i + 1, m):
+                    loss, acc = _evaluate_in_chunks(
+                        engine_for(i), interior.size,
+                        lambda part: _lerp_rows(flats[i], flats[j], interior[part]), chunk, sets,
+                        bar)
+                    for key in sets:
+                        curve_loss, curve_acc = loss[key], acc[key]
+                        if share:
+                            curve_loss, curve_acc = np.empty(grid.size), np.empty(grid.size)
+                            curve_loss[inner], curve_acc[inner] = loss[key], acc[key]
+                            for value, model in ((0.0, i), (1.0, j)):
+                                curve_loss[grid == value] = own[0][key][model]
+                                curve_acc[grid == value] = own[1][key][model]
+                        curve = make_curve(grid, curve_loss, curve_acc)
+                        for f in BARRIER_FIELDS:
+                            matrices[key][f][i, j] = matrices[key][f][j, i] = getattr(curve, f)
     finally:
         bar.close()
     return per_set({key: PairwiseBarriers(**matrices[key]) for key in sets}, data)

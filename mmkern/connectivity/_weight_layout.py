@@ -1,7 +1,7 @@
 """Flat views of a model's weights: where every floating parameter and buffer sits in a few vectors.
 
 The connectivity fast path interpolates whole models with one fused kernel call
-(:func:`mmkern._lerp.lerp_many`) per vector instead of one small operation per tensor. A
+(:func:`mmkern.connectivity._lerp.lerp_many`) per vector instead of one small operation per tensor. A
 :class:`WeightLayout` records, for one architecture, which flat vector ("group") and which
 offset each floating entry occupies, so that a model's weights can be gathered into the vectors
 and any row of interpolated weights scattered back into a model.
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mmkern._connectivity_common import entries
+from mmkern.connectivity._models import entries
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Fused multi-alpha lerp: the K interpolated parameter vectors of a connectivity curve at once.
 
-Private helper of the connectivity fast path (issue 4). ``lerp_many(a, b, alphas)`` returns the
+Private helper of the connectivity fast path. ``lerp_many(a, b, alphas)`` returns the
 ``(k, p)`` array whose row ``j`` is ``(1 - alphas[j]) * a + alphas[j] * b``, computed in float64
 and rounded to the inputs' dtype once (``lerp_value`` in ``csrc/common/connectivity_math.h``;
 bitwise the float64 NumPy expression, exact at alpha = 0 and 1 for finite inputs).
@@ -82,7 +82,7 @@ def _lerp_torch(a, b, alphas: np.ndarray):
 def _lerp_torch_cuda(a, b, alphas: np.ndarray):
     import torch
 
-    from mmkern._gpu import cuda_launch, kernels_for
+    from mmkern._cuda import cuda_launch, kernels_for
 
     kernels = kernels_for(a.device)
     if kernels is None:

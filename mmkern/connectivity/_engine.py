@@ -1,13 +1,13 @@
 """The evaluation engine behind :mod:`mmkern.connectivity`: many weight sets per pass over the data.
 
 :class:`CurveEngine` evaluates chunks of weight sets (rows of flat vectors, see
-:mod:`mmkern._weight_layout`) of one architecture. For a chunk of ``k`` rows it
+:mod:`mmkern.connectivity._weight_layout`) of one architecture. For a chunk of ``k`` rows it
 
 1. loads each row into one of ``k`` private working copies of the template model;
 2. re-estimates the BatchNorm statistics of all ``k`` copies in **one** pass over ``bn_data``
    (reset, cumulative average, BatchNorm layers alone in training mode, the batches exactly as
    given, so the estimate is the reference's);
-3. folds each convolution -> BatchNorm pair of every copy (:mod:`mmkern._inference_graph`);
+3. folds each convolution -> BatchNorm pair of every copy (:mod:`mmkern.connectivity._inference_graph`);
 4. evaluates all ``k`` copies in **one** pass over each evaluation set, each batch moved to the
    device (and to channels-last layout) once and split into cache-sized micro-batches of
    ``eval_batch_size`` samples (in evaluation mode a sample's output does not depend on its
@@ -22,26 +22,47 @@ before any pass and evaluated in the default format.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from mmkern._connectivity_common import (
-    LossFn,
-    batch_metrics,
-    batchnorm_estimation,
-    batches,
-    check_labels,
-    device_of,
-    set_name,
-    tracking_batchnorms,
-)
-from mmkern._batchnorm_pass import batchnorm_pass_module
-from mmkern._inference_graph import FoldedBatchNorm, make_relus_inplace
-from mmkern._weight_layout import WeightLayout
+from mmkern.connectivity._checks import check_labels, LossFn, set_name
+from mmkern.connectivity._data import batch_metrics, batches
+from mmkern.connectivity._models import batchnorm_estimation, device_of, tracking_batchnorms
+from mmkern.connectivity._batchnorm_pass import batchnorm_pass_module
+from mmkern.connectivity._inference_graph import FoldedBatchNorm, make_relus_inplace
+from mmkern.connectivity._weight_layout import WeightLayout
+
+
+@contextlib.contextmanager
+def float32_precision(allow_tf32: bool) -> Iterator[None]:
+    """Within the block, float32 matrix products and convolutions on CUDA use TF32 tensor cores
+    only when ``allow_tf32`` (torch's own default allows them for cuDNN convolutions, which
+    rounds inputs to 10 mantissa bits: curves of float32 models then differ from the CPU's by
+    ~1e-3 relative). Restores torch's settings afterwards; no effect on the CPU."""
+    backends = torch.backends
+    new_api = hasattr(getattr(backends.cudnn, "conv", None), "fp32_precision")
+    if new_api:  # torch >= 2.9: per-backend precision strings
+        targets = [backends.cuda.matmul, backends.cudnn.conv]
+        saved = [t.fp32_precision for t in targets]
+        value = "tf32" if allow_tf32 else "ieee"
+        for t in targets:
+            t.fp32_precision = value
+    else:
+        saved = [backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32]
+        backends.cuda.matmul.allow_tf32 = backends.cudnn.allow_tf32 = bool(allow_tf32)
+    try:
+        yield
+    finally:
+        if new_api:
+            for t, v in zip(targets, saved):
+                t.fp32_precision = v
+        else:
+            backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32 = saved
 
 
 def _first_batch(source, batch_size: int, name: str) -> Optional[torch.Tensor]:
@@ -62,7 +83,7 @@ class CurveEngine:
     layout : WeightLayout
         The flat layout of ``template``'s floating weights.
     sets : dict
-        Evaluation sets by key (see :func:`mmkern._connectivity_common.check_sets`).
+        Evaluation sets by key (see :func:`mmkern.connectivity._checks.check_sets`).
     bn_data : DataLoader or (x, y) pair or None
         BatchNorm re-estimation data (``None`` when the model has no tracking BatchNorm).
     loss_fn : callable or None
@@ -146,11 +167,12 @@ class CurveEngine:
             raise ValueError("bn_data is empty (0 samples)")
 
     def _evaluate(self, models: list[nn.Module], key) -> tuple[np.ndarray, np.ndarray]:
-        """(per-sample mean loss, accuracy) of each model on one set, in one pass."""
+        """(per-sample mean loss, accuracy) of each model on one set, in one pass. The sums stay
+        on the models' device and are read back once, at the end of the pass."""
         name = set_name(key)
         k = len(models)
-        loss_sum = np.zeros(k)
-        n_correct = np.zeros(k, dtype=np.int64)
+        loss_sum = torch.zeros(k, dtype=torch.float64, device=self.device)
+        n_correct = torch.zeros(k, dtype=torch.int64, device=self.device)
         n_samples = 0
         step = self.eval_batch_size
         with torch.no_grad():
@@ -169,7 +191,7 @@ class CurveEngine:
                 n_samples += y.shape[0]
         if n_samples == 0:
             raise ValueError(f"{name} is empty (0 samples)")
-        return loss_sum / n_samples, n_correct / n_samples
+        return loss_sum.cpu().numpy() / n_samples, n_correct.cpu().numpy() / n_samples
 
     def run(self, rows: list[torch.Tensor]) -> tuple[dict, dict]:
         """Loss and accuracy of the ``k`` weight sets in ``rows``, on every evaluation set.

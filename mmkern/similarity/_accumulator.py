@@ -1,0 +1,171 @@
+"""The streaming :class:`SimilarityAccumulator`: pairwise similarity over batches of samples.
+
+It holds the joint Gram statistics of the host route (:class:`mmkern.similarity._host.GramStats`)
+and whitens through the joint Gram alone, since it sees the data once (error ~eps * cond(X)^2,
+about 1e-12 on typical activations).
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from mmkern._backend import kind_of, to_host
+from mmkern._dtypes import float_array
+from mmkern._io import atomic_write
+from mmkern.similarity._checks import OPTS_DEFAULT, RANK_RTOL, check_same_n, metric_args, square_pairs
+from mmkern.similarity._host import GramStats, column_means, factors, matrix
+
+
+class SimilarityAccumulator:
+    """Pairwise similarity of M models over activation batches that need not fit in memory.
+
+    Holds only the joint Gram statistics, O((sum_i d_i)^2) float64 memory whatever the number of
+    samples, and yields the same (M, M) matrices as the in-memory ``pairwise_*`` functions on the
+    concatenated batches (to ~1e-12 relative). The state can be saved and resumed. It runs on the
+    host: device batches are copied to host memory one batch at a time.
+
+    Parameters
+    ----------
+    n_models : int
+        Number of models M (>= 1).
+
+    Examples
+    --------
+    >>> acc = SimilarityAccumulator(3)
+    >>> for batch in loader:                      # doctest: +SKIP
+    ...     acc.update([model_acts(m, batch) for m in models])
+    >>> acc.svcca()                               # doctest: +SKIP
+    """
+
+    def __init__(self, n_models: int):
+        if isinstance(n_models, bool) or not isinstance(n_models, numbers.Integral):
+            raise TypeError(f"n_models must be an int, got {type(n_models).__name__}")
+        if n_models < 1:
+            raise ValueError(f"n_models must be at least 1, got {n_models}")
+        self.n_models = int(n_models)
+        self._stats: GramStats | None = None
+        self._cache: tuple | None = None
+
+    @property
+    def n_samples(self) -> int:
+        """Number of samples (rows) accumulated so far."""
+        return 0 if self._stats is None else self._stats.n
+
+    @property
+    def widths(self) -> list[int] | None:
+        """Feature count d_i of each model (fixed by the first batch), or None before it."""
+        return None if self._stats is None else list(self._stats.widths)
+
+    def _names(self) -> list[str]:
+        return [f"model {i}" for i in range(self.n_models)]
+
+    def update(self, batches: Sequence[Any]) -> "SimilarityAccumulator":
+        """Add one batch of samples for every model.
+
+        Parameters
+        ----------
+        batches : sequence of M arrays, shape (n_batch, d_i), float32 or float64
+            The same n_batch samples seen by each model. A batch of zero rows is a no-op. A batch
+            with NaN or infinity raises ``ValueError`` and leaves the accumulator unchanged.
+
+        Returns
+        -------
+        SimilarityAccumulator
+            ``self``, for chaining.
+        """
+        if not isinstance(batches, (list, tuple)) or len(batches) != self.n_models:
+            got = len(batches) if isinstance(batches, (list, tuple)) else type(batches).__name__
+            raise ValueError(f"batches must be a list of {self.n_models} arrays (one per model), got {got}")
+        names = [f"batches[{i}]" for i in range(self.n_models)]
+        arrays = []
+        for a, name in zip(batches, names):
+            if kind_of(a).is_gpu:  # explicit, visible device-to-host copy
+                a = a.cpu() if kind_of(a).library == "torch" else a.get()
+            arr = float_array(to_host(a), name)
+            if arr.ndim != 2:
+                raise ValueError(f"{name} must be 2-D (n_batch, n_features), got shape {tuple(arr.shape)}")
+            arrays.append(arr)
+        check_same_n(arrays, names)
+        if arrays[0].shape[0] == 0:
+            return self
+        widths = [a.shape[1] for a in arrays]
+        if 0 in widths:
+            raise ValueError(f"{names[widths.index(0)]} has no features")
+        first_batch = self._stats is None
+        if first_batch:  # the shift: this batch's means (their computation also validates it)
+            self._stats = GramStats(widths, column_means(arrays, names), moments=True)
+        elif widths != self._stats.widths:
+            raise ValueError(f"batch widths {widths} differ from the first batch's {self._stats.widths}")
+        self._stats.update(arrays, names, validated=first_batch)
+        self._cache = None
+        return self
+
+    def _centered(self):
+        if self._stats is None:
+            raise ValueError("no samples accumulated yet; call update() first")
+        if self._cache is None:
+            self._cache = self._stats.centered(self._names(), in_place=False)
+        return self._cache
+
+    def _matrix(self, metric: str, **opts) -> np.ndarray:
+        stats = self._stats
+        n = self.n_samples
+        if stats is None:
+            raise ValueError("no samples accumulated yet; call update() first")
+        name, kwargs = metric_args(metric, n, stats.widths, self._names(), **{**OPTS_DEFAULT, **opts})
+        gram, norm_products = self._centered()
+        m, symmetric = self.n_models, name != "pwcca"
+        first, second = square_pairs(m, symmetric)
+        values = factors(gram, stats, [name], **kwargs).pairs(first, second, [name], norm_products)[name]
+        return matrix((m, m), first, second, values, symmetric)
+
+    def svcca(self, keep=0.99, *, keep_by: str = "variance", rtol: float = RANK_RTOL) -> np.ndarray:
+        """(M, M) SVCCA matrix of everything accumulated (see :func:`pairwise_svcca`)."""
+        return self._matrix("svcca", keep=keep, keep_by=keep_by, rtol=rtol)
+
+    def cca(self, *, statistic: str = "mean", rtol: float = RANK_RTOL) -> np.ndarray:
+        """(M, M) mean canonical correlation matrix (see :func:`pairwise_cca`)."""
+        return self._matrix("cca", statistic=statistic, rtol=rtol)
+
+    def pwcca(self, *, rtol: float = RANK_RTOL) -> np.ndarray:
+        """(M, M) PWCCA matrix, entry [i, j] weighted by model i (see :func:`pairwise_pwcca`)."""
+        return self._matrix("pwcca", rtol=rtol)
+
+    def cka(self, *, debiased: bool = False) -> np.ndarray:
+        """(M, M) linear CKA matrix (see :func:`pairwise_cka`)."""
+        return self._matrix("cka", debiased=bool(debiased))
+
+    # -- persistence: resume a long streaming job ---------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the state to ``path`` (``.npz``) atomically: a crash never leaves a torn file."""
+        path = os.fspath(path)
+        state = {"n_models": np.array(self.n_models)}
+        if self._stats is not None:
+            s = self._stats
+            state.update(widths=np.array(s.widths), n=np.array(s.n), shift=s.shift, gram=s.gram,
+                         colsum=s.colsum, row_moments=s.moments[0], norm_products=s.moments[1],
+                         norm_sums=s.moments[2])
+        atomic_write(path, lambda f: np.savez(f, **state))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SimilarityAccumulator":
+        """Restore an accumulator written by :meth:`save`."""
+        try:
+            with np.load(os.fspath(path)) as z:
+                acc = cls(int(z["n_models"]))
+                if "gram" in z:
+                    s = GramStats(z["widths"].tolist(), z["shift"], moments=True)
+                    s.n = int(z["n"])
+                    s.gram[...] = z["gram"]
+                    s.colsum[...] = z["colsum"]
+                    for dst, key in zip(s.moments, ("row_moments", "norm_products", "norm_sums")):
+                        dst[...] = z[key]
+                    acc._stats = s
+        except (OSError, KeyError, ValueError) as e:
+            raise ValueError(f"{path} is not a saved SimilarityAccumulator ({e})") from e
+        return acc
