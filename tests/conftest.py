@@ -1,4 +1,4 @@
-"""Shared fixtures (STYLE.md convention 10): dtypes, a seeded rng, devices, edge shapes, layouts."""
+"""Shared fixtures: dtypes, a seeded rng, devices (and so the two routes), edge shapes, layouts."""
 
 from __future__ import annotations
 
@@ -37,14 +37,28 @@ def rng(request) -> np.random.Generator:
 
 @pytest.fixture(params=[
     "cpu",
+    "torch-route",
     pytest.param("cuda", marks=[
         pytest.mark.cuda,
         pytest.mark.skipif(not _cuda_available(), reason="torch.cuda is not available"),
     ]),
 ])
 def device(request) -> str:
-    """Torch device of the inputs; the CUDA case skips without a GPU."""
-    return request.param
+    """Torch device of the inputs, and with it the route that computes them.
+
+    ``"cpu"``: torch CPU tensors on the host route (the C++ kernels). ``"torch-route"``: torch
+    CPU tensors on the device route (mmkern._backend.torch_route), the stand-in for a GPU on a
+    machine without one. ``"cuda"``: CUDA tensors (the device route with mmkern._C_cuda), skipped
+    without a GPU. The fixture's value is the torch device to put the tensors on.
+    """
+    if request.param == "torch-route":
+        pytest.importorskip("torch")
+        from mmkern._backend import torch_route
+
+        with torch_route():
+            yield "cpu"
+        return
+    yield request.param
 
 
 @pytest.fixture(params=EDGE_SHAPES, ids=lambda s: f"n{s[0]}-d{s[1]}")

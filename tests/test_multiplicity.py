@@ -47,6 +47,14 @@ from mmkern.reference import multiplicity as ref_multiplicity
 from tolerances import multiplicity_tol
 
 FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 METRICS = ("tv", "js", "hellinger", "kl")
 SYMMETRIC_METRICS = ("tv", "js", "hellinger")
 LN2 = math.log(2.0)
@@ -704,6 +712,408 @@ def test_torch_predictive_multiplicity(device):
         got = mmkern.predictive_multiplicity(torch.from_numpy(pop.probs).to(device),
                                              torch.from_numpy(pop.labels).to(device, dtype), **BA)
         _assert_result(got, expected, array_type=torch.Tensor)
+
+
+# ---------------------------------------------------------------------------------------------
+# the device route on every device (``device`` fixture: host, torch route, CUDA): the host
+# route's NumPy results are the ground truth; the same errors with the same messages
+# ---------------------------------------------------------------------------------------------
+
+
+def _t(a, device="cpu"):
+    import torch
+
+    return torch.from_numpy(np.asarray(a)).to(device)
+
+
+#: Blahut-Arimoto settings for comparisons with the reference: tight enough that a stop one
+#: iteration apart (rounding of the gap test) moves the capacity far less than the tolerance.
+TIGHT = {"tol": 1e-10, "max_iter": 3000}
+
+
+@pytest.mark.parametrize("label_dtype", LABEL_DTYPES, ids=lambda t: np.dtype(t).name)
+def test_device_disagreement_labels_exact(device, label_dtype):
+    pytest.importorskip("torch")
+    preds, _ = hard_population(np.random.default_rng(31), 7, 301, 5, flip=0.4, dtype=label_dtype)
+    assert_array_equal(_np(mmkern.disagreement_matrix(_t(preds, device))), _reference("disagreement_matrix", preds))
+
+
+@pytest.mark.parametrize("n_classes", [2, 256, 257, 65536])
+def test_device_disagreement_code_widths(device, n_classes):
+    """uint8 codes up to 256 classes, 16 bits beyond (labels up to 65535), on every route."""
+    pytest.importorskip("torch")
+    preds, _ = hard_population(np.random.default_rng(n_classes), 5, 203, n_classes, flip=0.7)
+    preds[0, 0] = n_classes - 1
+    assert_array_equal(_np(mmkern.disagreement_matrix(_t(preds, device))), mmkern.disagreement_matrix(preds))
+    if n_classes <= 257:
+        scores = one_hot(preds[:, :40], n_classes)
+        assert_array_equal(_np(mmkern.disagreement_matrix(_t(scores, device))), mmkern.disagreement_matrix(scores))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda t: np.dtype(t).name)
+def test_device_scores_soft_and_layouts(device, dtype, layout):
+    pytest.importorskip("torch")
+    pop = _population(8, 150, 6, dtype=dtype)
+    for scores in (pop.probs, pop.logits):
+        assert_array_equal(_np(mmkern.disagreement_matrix(_t(with_layout(scores, layout), device))),
+                           mmkern.disagreement_matrix(scores))
+    probs = _t(with_layout(pop.probs, layout), device)
+    for metric in METRICS:
+        got = _np(mmkern.soft_disagreement_matrix(probs, metric))
+        assert_allclose(got, mmkern.soft_disagreement_matrix(pop.probs, metric), **multiplicity_tol("soft", dtype))
+        assert_array_equal(np.diag(got), 0.0)
+        if metric != "kl":
+            assert_array_equal(got, got.T)
+
+
+def test_device_ties_take_the_lowest_class(device):
+    pytest.importorskip("torch")
+    scores = np.array([[[0.5, 0.5], [0.25, 0.75]], [[0.25, 0.75], [0.5, 0.5]]])
+    assert_array_equal(_np(mmkern.disagreement_matrix(_t(scores, device))), [[0.0, 1.0], [1.0, 0.0]])
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_device_soft_exact_zeros_and_infinite_kl(device, metric):
+    pytest.importorskip("torch")
+    probs = sparse_probs(np.random.default_rng(32), _population(5, 80, 6).probs, 0.15)
+    got = _np(mmkern.soft_disagreement_matrix(_t(probs, device), metric))
+    want = mmkern.soft_disagreement_matrix(probs, metric)
+    assert not np.isnan(got).any()
+    assert_array_equal(np.isinf(got), np.isinf(want))
+    assert_allclose(got, want, **multiplicity_tol("soft"))
+
+
+def test_device_half_precisions_are_upcast():
+    torch = pytest.importorskip("torch")
+    from mmkern._backend import torch_route
+
+    pop = _population(4, 50, 3, dtype=np.float32)
+    for half in (torch.float16, torch.bfloat16):
+        t = torch.from_numpy(pop.logits).to(half)
+        widened = t.float().numpy()
+        host = mmkern.soft_disagreement_matrix(t, "js", from_logits=True)
+        with torch_route():
+            device = mmkern.soft_disagreement_matrix(t, "js", from_logits=True)
+            assert_array_equal(mmkern.disagreement_matrix(t).numpy(), ref.disagreement_matrix(widened))
+        assert_allclose(device.numpy(), host.numpy(), **multiplicity_tol("soft"))
+        assert_allclose(host.numpy(), ref.soft_disagreement_matrix(widened, "js", from_logits=True),
+                        **multiplicity_tol("soft"))
+
+
+@pytest.mark.parametrize("families", [None, 6])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda t: np.dtype(t).name)
+def test_device_rashomon_matches_reference(device, dtype, families):
+    pytest.importorskip("torch")
+    pop = _population(6, 30, 5, dtype=dtype, families=families)
+    got, gap = mmkern.rashomon_capacity(_t(pop.probs, device), return_gap=True, **TIGHT)
+    assert_allclose(_np(got), _reference("rashomon_capacity", pop.probs, **TIGHT), **multiplicity_tol("rashomon", dtype))
+    assert np.all(_np(gap) >= 0.0) and np.all((_np(got) >= 1.0) & (_np(got) <= 5.0))
+
+
+def test_device_rashomon_stops_where_the_host_stops(device):
+    """Every sample stops at the same iteration as on the host (the rule of blahut_arimoto), so
+    the final gaps agree to rounding, with the default tol and with a cap that stops samples."""
+    pytest.importorskip("torch")
+    pop = _population(5, 200, 4)
+    for kwargs in ({}, {"tol": 1e-9}, {"max_iter": 7}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            got, gap = mmkern.rashomon_capacity(_t(pop.probs, device), return_gap=True, **kwargs)
+            want, want_gap = mmkern.rashomon_capacity(pop.probs, return_gap=True, **kwargs)
+        assert_allclose(_np(gap), want_gap, rtol=1e-6, atol=1e-15, err_msg=str(kwargs))
+        assert_allclose(_np(got), want, rtol=1e-13, atol=0, err_msg=str(kwargs))
+
+
+@pytest.mark.parametrize("n_models, n_classes", [(2, 2), (3, 3), (5, 3), (4, 4)])
+def test_device_rashomon_known_values(device, n_models, n_classes):
+    """Identical models give 1; models putting all mass on every class in turn give C."""
+    pytest.importorskip("torch")
+    same = np.repeat(_population(1, 30, 6).probs, 5, axis=0) if n_models == 2 else None
+    if same is not None:
+        assert_allclose(_np(mmkern.rashomon_capacity(_t(same, device), **TIGHT)), 1.0, rtol=0, atol=1e-12)
+    probs = one_hot(np.tile((np.arange(n_models) % n_classes)[:, None], (1, 3)), n_classes)
+    assert_allclose(_np(mmkern.rashomon_capacity(_t(probs, device), **TIGHT)), float(n_classes),
+                    **multiplicity_tol("rashomon"))
+
+
+def test_device_rashomon_warning_is_the_hosts(device):
+    """Samples stopped by max_iter with a loose gap: the same RuntimeWarning on every route (one
+    implementation, _checks.capacity_values)."""
+    pytest.importorskip("torch")
+    probs = _population(4, 50, 3).probs
+    with pytest.warns(RuntimeWarning) as host_warnings:
+        mmkern.rashomon_capacity(probs, max_iter=2)
+    with pytest.warns(RuntimeWarning) as device_warnings:
+        mmkern.rashomon_capacity(_t(probs, device), max_iter=2)
+    assert [str(w.message) for w in device_warnings] == [str(w.message) for w in host_warnings]
+    assert device_warnings[0].filename == __file__  # attributed to the caller
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mmkern.rashomon_capacity(_t(probs, device))  # converged: no warning
+
+
+def test_device_small_chunks_and_frequent_compaction(monkeypatch):
+    """Many steps over samples and rows, and the working set of Blahut-Arimoto shrinking as
+    samples stop: the same results as the host route."""
+    pytest.importorskip("torch")
+    from mmkern._backend import torch_route
+    from mmkern.multiplicity import _device
+
+    pop = _population(9, 61, 4, families=9)  # distinct models: stops at very different iterations
+    want_soft = {m: mmkern.soft_disagreement_matrix(pop.probs, m) for m in METRICS}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # some samples reach max_iter
+        want_rc, want_gaps = mmkern.rashomon_capacity(pop.probs, tol=1e-6, max_iter=2000, return_gap=True)
+        want_pm = mmkern.predictive_multiplicity(pop.probs, pop.labels, tol=1e-6, max_iter=2000)
+    monkeypatch.setattr(_device, "_CHUNK_BYTES", 5 * 8 * 9 * 4 * 32)  # 32 samples of Blahut-Arimoto
+    monkeypatch.setattr(_device, "_SYNC_EVERY", 1)
+    t = _t(pop.probs)
+    with torch_route(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for metric in METRICS:
+            assert_allclose(mmkern.soft_disagreement_matrix(t, metric).numpy(), want_soft[metric],
+                            **multiplicity_tol("soft"))
+        assert_array_equal(mmkern.disagreement_matrix(t).numpy(), mmkern.disagreement_matrix(pop.probs))
+        values, gaps = mmkern.rashomon_capacity(t, tol=1e-6, max_iter=2000, return_gap=True)
+        assert_allclose(values.numpy(), want_rc, rtol=1e-13, atol=0)
+        assert_allclose(gaps.numpy(), want_gaps, rtol=1e-6, atol=1e-15)
+        monkeypatch.setattr(_device, "_CHUNK_BYTES", 4096)  # and 4-sample steps of everything else
+        got = mmkern.predictive_multiplicity(t, _t(pop.labels), tol=1e-6, max_iter=2000)
+    _assert_same_summary(got, want_pm)
+
+
+def _assert_same_summary(got, want, dtype=np.float64):
+    """A PredictiveMultiplicity of torch tensors against the host route's (recursing into the
+    correct / incorrect subsets)."""
+    import torch
+
+    exact = ("disagreement", "mean_disagreement", "ambiguity", "discrepancy", "accuracy", "accuracy_mean",
+             "accuracy_spread", "sample_disagreement")
+    for field in dataclasses.fields(mmkern.PredictiveMultiplicity):
+        name = field.name
+        g, w = getattr(got, name), getattr(want, name)
+        if name in ("correct", "incorrect"):
+            assert (g is None) == (w is None), name
+            if w is not None:
+                _assert_same_summary(g, w, dtype)
+            continue
+        if w is None:
+            assert g is None, name
+        elif isinstance(w, np.ndarray):
+            assert isinstance(g, torch.Tensor) and g.dtype == torch.float64, name
+            kind = "counts" if name in exact else "rashomon" if "rashomon" in name else "soft"
+            assert_allclose(_np(g), w, **multiplicity_tol(kind, dtype), err_msg=name)
+        elif isinstance(w, float):
+            assert isinstance(g, float), name
+            kind = "counts" if name in exact else "rashomon" if "rashomon" in name else "soft"
+            assert_allclose(g, w, **multiplicity_tol(kind, dtype), err_msg=name)
+        else:
+            assert g == w, name
+
+
+@pytest.mark.parametrize("with_labels", [False, True])
+@pytest.mark.parametrize("reference", [None, 0, 3])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda t: np.dtype(t).name)
+def test_device_predictive_multiplicity(device, dtype, with_labels, reference):
+    pytest.importorskip("torch")
+    pop = _population(5, 140, 4, dtype=dtype)
+    labels = pop.labels if with_labels else None
+    got = mmkern.predictive_multiplicity(_t(pop.probs, device), None if labels is None else _t(labels, device),
+                                         reference, **BA)
+    want = mmkern.predictive_multiplicity(pop.probs, labels, reference, **BA)
+    assert got.disagreement.device.type == device
+    _assert_same_summary(got, want, dtype)
+
+
+def test_device_predictive_multiplicity_logits_labels_and_subsets(device):
+    pytest.importorskip("torch")
+    pop = _population(4, 40, 3, families=4)
+    want = mmkern.predictive_multiplicity(pop.logits, pop.labels, from_logits=True, **BA)
+    for label_dtype in (np.uint8, np.int16, np.uint32, np.int64):
+        got = mmkern.predictive_multiplicity(_t(pop.logits, device), _t(pop.labels.astype(label_dtype), device),
+                                             from_logits=True, **BA)
+        _assert_same_summary(got, want)
+    probs = one_hot(np.array([[0, 1, 2], [0, 1, 2]]), 3) * 0.9 + 0.1 / 3  # every model right: no incorrect
+    got = mmkern.predictive_multiplicity(_t(probs, device), _t(np.array([0, 1, 2]), device))
+    assert got.incorrect is None and got.ambiguity == 0.0 and got.accuracy_mean == 1.0
+
+
+def _bad_probs():
+    good = np.full((3, 4, 2), 0.5)
+    nan, neg, unnorm = good.copy(), good.copy(), good * 2
+    nan[1, 2, 0] = np.nan
+    neg[0, 1] = (-0.5, 1.5)
+    return {
+        "2-D": good[0], "one-model": good[:1], "no-samples": good[:, :0], "no-classes": good[:, :, :0],
+        "integer": good.astype(np.int64), "bool": good > 0, "complex": good.astype(np.complex128),
+        "nan": nan, "negative": neg, "unnormalised": unnorm, "float32-unnormalised": (good * 1.01).astype(np.float32),
+    }
+
+
+BAD_PREDS = {
+    "1-D": np.zeros(4, np.int64),
+    "4-D": np.zeros((2, 3, 2, 2)),
+    "float-labels": np.zeros((3, 4)),
+    "bool-labels": np.zeros((3, 4), bool),
+    "integer-scores": np.zeros((3, 4, 2), np.int32),
+    "complex-scores": np.zeros((3, 4, 2), np.complex64),
+    "one-model": np.zeros((1, 4), np.int64),
+    "no-samples": np.zeros((3, 0), np.int64),
+    "no-sample-scores": np.zeros((3, 0, 2)),
+    "no-class-scores": np.zeros((3, 4, 0)),
+    "nan-scores": np.where(np.arange(24).reshape(3, 4, 2) == 5, np.nan, 0.5),
+    "negative-label": np.array([[0, 1], [-1, 0]], np.int8),
+    "negative-large-label": np.array([[0, 2**40], [-(2**40), 0]], np.int64),
+}
+
+#: Labels of 2**16 and beyond (codes as ranks among the distinct labels, 16 or 32 bits).
+LARGE_LABELS = {
+    "65536": np.array([[0, 65536, 7], [1, 0, 7]], np.int64),
+    "2**40": np.array([[2**40, 3, 2**40], [2**40, 2**40 + 1, 5]], np.int64),
+    "uint64-top-bit": np.array([[0, 2**64 - 1, 2**63], [2**63, 2**64 - 1, 0]], np.uint64),
+    "more-than-65536-distinct": np.stack([np.arange(70_000) * 3 + 70_000,
+                                          np.where(np.arange(70_000) % 5 == 0, 1, np.arange(70_000) * 3 + 70_000)]),
+}
+
+
+def _same_error(call, host_args, device_args):
+    with pytest.raises(Exception) as want:
+        call(*host_args)
+    with pytest.raises(type(want.value)) as got:
+        call(*device_args)
+    assert type(got.value) is type(want.value) and str(got.value) == str(want.value)
+
+
+@pytest.mark.parametrize("case", list(BAD_PREDS))
+def test_device_disagreement_errors_are_the_hosts(device, case):
+    pytest.importorskip("torch")
+    a = BAD_PREDS[case]
+    _same_error(mmkern.disagreement_matrix, (a,), (_t(a, device),))
+
+
+@pytest.mark.parametrize("case", list(LARGE_LABELS))
+def test_device_large_labels_follow_the_host(device, case):
+    """The same result as the host route, or the same error where the host rejects the labels."""
+    pytest.importorskip("torch")
+    a = LARGE_LABELS[case]
+    try:
+        want = mmkern.disagreement_matrix(a)
+    except ValueError:
+        _same_error(mmkern.disagreement_matrix, (a,), (_t(a, device),))
+        return
+    assert_array_equal(_np(mmkern.disagreement_matrix(_t(a, device))), want)
+    assert_array_equal(want, ref.disagreement_matrix(a))
+
+
+@pytest.mark.parametrize("case", list(_bad_probs()))
+def test_device_probability_errors_are_the_hosts(device, case):
+    pytest.importorskip("torch")
+    a = _bad_probs()[case]
+    for fn, kwargs in [(mmkern.soft_disagreement_matrix, {}), (mmkern.soft_disagreement_matrix, {"metric": "kl"}),
+                       (mmkern.rashomon_capacity, {}), (mmkern.predictive_multiplicity, {})]:
+        _same_error(lambda p: fn(p, **kwargs), (a,), (_t(a, device),))
+    if a.dtype.kind == "f" and a.ndim == 3 and a.size:
+        logits = a.copy()
+        logits[0, 0, 0] = np.inf
+        _same_error(lambda p: mmkern.soft_disagreement_matrix(p, from_logits=True), (logits,), (_t(logits, device),))
+
+
+def test_device_argument_errors_are_the_hosts(device):
+    pytest.importorskip("torch")
+    probs = np.full((3, 4, 2), 0.5)
+    cases = [
+        ("soft_disagreement_matrix", (), {"metric": "cosine"}),
+        ("rashomon_capacity", (), {"tol": 0.0}),
+        ("rashomon_capacity", (), {"max_iter": 0}),
+        ("rashomon_capacity", (), {"tol": "1e-6"}),
+        ("predictive_multiplicity", (None, 3), {}),
+        ("predictive_multiplicity", (None, -1), {}),
+        ("predictive_multiplicity", (None, True), {}),
+        ("predictive_multiplicity", (None, 1.0), {}),
+        ("predictive_multiplicity", (np.zeros(4),), {}),
+        ("predictive_multiplicity", (np.zeros(4, bool),), {}),
+        ("predictive_multiplicity", (np.zeros(3, np.int64),), {}),
+        ("predictive_multiplicity", (np.zeros((4, 1), np.int64),), {}),
+        ("predictive_multiplicity", (np.array([0, 1, 2, 0]),), {}),
+        ("predictive_multiplicity", (np.array([0, 1, -1, 0]),), {}),
+        ("predictive_multiplicity", (), {"tol": -1.0}),
+    ]
+    for name, args, kwargs in cases:
+        device_args = tuple(_t(a, device) if isinstance(a, np.ndarray) else a for a in args)
+        fn = getattr(mmkern, name)
+        _same_error(lambda p, *rest: fn(p, *rest, **kwargs), (probs, *args), (_t(probs, device), *device_args))
+
+
+def test_device_kernel_wiring_on_host(monkeypatch):
+    """The kernel calls of the device route, with mmkern._C_cuda's contract implemented on host
+    pointers: code widths, dtype codes, a workspace sized from (reported) free memory."""
+    torch = pytest.importorskip("torch")
+    import contextlib
+
+    from _kernel_standins import HostKernels
+    from mmkern._backend import torch_route
+    from mmkern.multiplicity import _device
+
+    kernels = HostKernels()
+    monkeypatch.setattr(_device, "kernels_for", lambda device: kernels)
+    monkeypatch.setattr(_device, "cuda_launch", lambda device: contextlib.nullcontext(0))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (4 * 8 * 39 * 7, 1 << 30))  # 7 samples
+    for dtype in FLOAT_DTYPES:
+        pop = _population(5, 30, 4, dtype=dtype, families=5)
+        probs = _t(with_layout(pop.probs, "sliced"))  # made contiguous, visibly, before the kernels
+        with torch_route():
+            assert_array_equal(mmkern.disagreement_matrix(probs).numpy(), ref.disagreement_matrix(pop.probs))
+            for n_classes in (300, 65536):  # 16-bit codes, labels >= 32768 included
+                preds, _ = hard_population(np.random.default_rng(n_classes), 4, 77, n_classes, flip=0.8)
+                if n_classes == 65536:
+                    preds[1, :3] = (65535, 40000, 32768)
+                assert_array_equal(mmkern.disagreement_matrix(_t(preds)).numpy(), ref.disagreement_matrix(preds))
+            for metric in METRICS:
+                assert_allclose(mmkern.soft_disagreement_matrix(probs, metric).numpy(),
+                                mmkern.soft_disagreement_matrix(pop.probs, metric), **multiplicity_tol("soft", dtype))
+            assert_allclose(mmkern.rashomon_capacity(probs, **TIGHT).numpy(),
+                            mmkern.rashomon_capacity(pop.probs, **TIGHT), **multiplicity_tol("rashomon", dtype))
+            got = mmkern.predictive_multiplicity(probs, _t(pop.labels), 1, **BA)
+        _assert_same_summary(got, mmkern.predictive_multiplicity(pop.probs, pop.labels, 1, **BA), dtype)
+    assert {"disagreement_counts/8", "disagreement_counts/16", "soft_disagreement",
+            "rashomon_capacity"} <= set(kernels.calls)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _cuda(), reason="torch.cuda is not available")
+def test_cuda_at_scale_and_without_kernels(monkeypatch):
+    """On a GPU: a larger population against the host route, and the device route with and
+    without mmkern._C_cuda's kernels."""
+    torch = pytest.importorskip("torch")
+    from mmkern.multiplicity import _device
+
+    pop = _population(40, 3000, 7)
+    probs, labels = _t(pop.probs, "cuda"), _t(pop.labels, "cuda")
+    result = mmkern.predictive_multiplicity(probs, labels, 0, **BA)
+    assert result.sample_variance.is_cuda and result.disagreement.is_cuda
+    _assert_same_summary(result, mmkern.predictive_multiplicity(pop.probs, pop.labels, 0, **BA))
+    with_kernels = {m: _np(mmkern.soft_disagreement_matrix(probs, m)) for m in METRICS}
+    capacity = _np(mmkern.rashomon_capacity(probs, tol=1e-10))
+    monkeypatch.setattr(_device, "kernels_for", lambda device: None)
+    for metric in METRICS:
+        assert_allclose(_np(mmkern.soft_disagreement_matrix(probs, metric)), with_kernels[metric], rtol=1e-12,
+                        atol=1e-14, err_msg=metric)
+    assert_allclose(_np(mmkern.rashomon_capacity(probs, tol=1e-10)), capacity, **multiplicity_tol("rashomon"))
+    with pytest.raises(ValueError, match="move all inputs to one device"):
+        mmkern.predictive_multiplicity(probs, _t(pop.labels))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _cuda(), reason="torch.cuda is not available")
+def test_cupy_inputs_return_cupy():
+    cupy = pytest.importorskip("cupy")
+    pop = _population(4, 100, 3)
+    got = mmkern.soft_disagreement_matrix(cupy.asarray(pop.probs), "hellinger")
+    assert isinstance(got, cupy.ndarray)
+    assert_allclose(cupy.asnumpy(got), mmkern.soft_disagreement_matrix(pop.probs, "hellinger"), **multiplicity_tol("soft"))
+    result = mmkern.predictive_multiplicity(cupy.asarray(pop.probs), cupy.asarray(pop.labels))
+    assert isinstance(result.sample_rashomon_capacity, cupy.ndarray)
 
 
 def test_torch_rejects_bad_dtypes():

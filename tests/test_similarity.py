@@ -8,6 +8,7 @@ torch inputs and every rejected input.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 
@@ -19,7 +20,7 @@ import mmkern
 from _data import latent_activations, noise_activations, with_layout
 from _formulas import feature_debiased_cka
 from mmkern import reference as ref
-from tolerances import ACCUMULATOR, PROPERTY, tol
+from tolerances import ACCUMULATOR, DEVICE_VS_HOST, PROPERTY, tol
 
 # (n, d): d in {1, 7, 64, 300} and n in {d + 1, 3d, 10^4}, plus (4, 1) so that d = 1 has a case
 # with n >= 4 for debiased CKA. (10^4, 300) is left out: the reference (full SVDs, a Python loop
@@ -35,6 +36,14 @@ PAIR_SHAPES = [
 #: The reference's debiased CKA forms n x n Gram matrices; above this n the test compares with
 #: the feature-space formula instead (checked against the reference in the reference tests).
 MAX_N_FOR_GRAM_REFERENCE = 3000
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 def _shape_id(shape):
@@ -568,39 +577,426 @@ def test_accumulator_bad_input(rng, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# torch inputs: torch out
+# torch inputs: torch out, on every route (the ``device`` fixture: host, torch route, CUDA), with
+# the host route's NumPy results as ground truth and tolerances.DEVICE_VS_HOST per dtype
 # ---------------------------------------------------------------------------------------------
 
+#: Every public similarity call on three models (x, y, z) of one array kind.
+PUBLIC_CALLS = {
+    "svcca": lambda m, x, y, z: m.svcca(x, y),
+    "svcca-keep-2": lambda m, x, y, z: m.svcca(x, y, 2),
+    "svcca-singular-values": lambda m, x, y, z: m.svcca(x, y, 0.8, keep_by="singular_values"),
+    "pwcca": lambda m, x, y, z: m.pwcca(x, y),
+    "cka": lambda m, x, y, z: m.cka(x, y),
+    "cka-debiased": lambda m, x, y, z: m.cka(x, y, debiased=True),
+    "cca-mean": lambda m, x, y, z: m.cca(x, y).mean,
+    "cca-r2": lambda m, x, y, z: m.cca(x, y).r2,
+    "cca-correlations": lambda m, x, y, z: m.cca(x, y).correlations,
+    "batched-svcca": lambda m, x, y, z: m.svcca(_stack(x, z), _stack(y, y)),
+    "batched-pwcca": lambda m, x, y, z: m.pwcca(_stack(x, z), _stack(y, 2 * y + 1)),
+    "batched-cka": lambda m, x, y, z: m.cka(_stack(x, z), _stack(y, 2 * y + 1), debiased=True),
+    "pairwise-svcca": lambda m, x, y, z: m.pairwise_svcca([x, y, z], 0.9),
+    "pairwise-cca-r2": lambda m, x, y, z: m.pairwise_cca([x, y, z], statistic="r2"),
+    "pairwise-pwcca": lambda m, x, y, z: m.pairwise_pwcca([x, y, z]),
+    "pairwise-cka": lambda m, x, y, z: m.pairwise_cka([x, y, z]),
+    "pairwise-cka-debiased": lambda m, x, y, z: m.pairwise_cka([x, y, z], debiased=True),
+    "cross-svcca": lambda m, x, y, z: m.cross_svcca([x], [y, z]),
+    "cross-pwcca": lambda m, x, y, z: m.cross_pwcca([x, z], [y]),
+    "cross-cka": lambda m, x, y, z: m.cross_cka([x, z], [y]),
+}
 
-def test_torch_inputs_return_torch(rng, device):
+
+def _stack(a, b):
+    if isinstance(a, np.ndarray):
+        return np.stack([a, b])
+    import torch
+
+    return torch.stack([a, b])
+
+
+def _tensors(arrays, device):
+    import torch
+
+    return [torch.from_numpy(np.asarray(a)).to(device) for a in arrays]
+
+
+def _host(v):
+    return v.cpu().numpy() if hasattr(v, "cpu") else np.asarray(v)
+
+
+def _on_every_route(fn, arrays, device, dtype):
+    """``fn(*tensors)`` on the device's route against ``fn(*arrays)`` on the host route: same
+    result type (a float, or a float64 tensor on the device), values within DEVICE_VS_HOST."""
+    import torch
+
+    want = fn(*arrays)
+    got = fn(*_tensors(arrays, device))
+    if isinstance(want, np.ndarray):
+        assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
+        assert got.device.type == device and got.shape == want.shape
+    else:
+        assert isinstance(got, float)
+    assert_allclose(_host(got), want, **DEVICE_VS_HOST[np.dtype(dtype)])
+    return got
+
+
+@pytest.mark.parametrize("call", list(PUBLIC_CALLS))
+def test_torch_inputs_on_every_route(rng, device, dtype, call):
     torch = pytest.importorskip("torch")
-    x, y, z = latent_activations(rng, 80, [6, 4, 5])
-    tx, ty, tz = (torch.from_numpy(a).to(device) for a in (x, y, z))
-    assert isinstance(mmkern.svcca(tx, ty), float)
-    assert mmkern.svcca(tx, ty) == pytest.approx(ref.svcca(x, y), rel=1e-9)
-    assert mmkern.pwcca(tx, ty) == pytest.approx(ref.pwcca(x, y), rel=1e-9)
-    assert mmkern.cka(tx, ty, debiased=True) == pytest.approx(ref.cka(x, y, debiased=True), rel=1e-9)
+    x, y, z = latent_activations(rng, 150, [6, 9, 6], dtype=dtype)
+    fn = lambda *a: PUBLIC_CALLS[call](mmkern, *a)  # noqa: E731
+    _on_every_route(fn, [x, y, z], device, dtype)
+    # A transposed (column-major) view of z: the other read orientation of the row pack.
+    tz = torch.from_numpy(np.ascontiguousarray(z.T)).to(device).T
+    tx, ty = _tensors([x, y], device)
+    assert_allclose(_host(fn(tx, ty, tz)), fn(x, y, z), **DEVICE_VS_HOST[np.dtype(dtype)])
 
-    result = mmkern.cca(tx, ty)
-    assert isinstance(result.correlations, torch.Tensor)
-    assert result.correlations.dtype == torch.float64 and result.correlations.device.type == device
-    assert isinstance(result.mean, float) and isinstance(result.r2, float)
-    assert_allclose(result.correlations.cpu().numpy(), ref.cca(x, y).correlations, rtol=1e-9)
 
-    for fast, slow in [(mmkern.pairwise_svcca([tx, ty, tz]), ref.pairwise_svcca([x, y, z])),
-                       (mmkern.pairwise_pwcca([tx, ty, tz]), ref.pairwise_pwcca([x, y, z])),
-                       (mmkern.pairwise_cca([tx, ty, tz]), ref.pairwise_cca([x, y, z])),
-                       (mmkern.pairwise_cka([tx, ty, tz]), ref.pairwise_cka([x, y, z])),
-                       (mmkern.cross_svcca([tx], [ty, tz]), ref.cross_svcca([x], [y, z]))]:
-        assert isinstance(fast, torch.Tensor) and fast.dtype == torch.float64
-        assert fast.device.type == device
-        assert_allclose(fast.cpu().numpy(), slow, rtol=1e-9)
+@pytest.mark.parametrize("metric", ["svcca", "cca", "pwcca", "cka", "cka-debiased"])
+def test_device_route_matches_reference(rng, device, dtype, layout, metric):
+    pytest.importorskip("torch")
+    acts = [with_layout(a, layout) for a in latent_activations(rng, 90, [5, 9, 1, 7], dtype=dtype)]
+    fast, slow = {
+        "svcca": (mmkern.pairwise_svcca, ref.pairwise_svcca),
+        "cca": (mmkern.pairwise_cca, ref.pairwise_cca),
+        "pwcca": (mmkern.pairwise_pwcca, ref.pairwise_pwcca),
+        "cka": (mmkern.pairwise_cka, ref.pairwise_cka),
+        "cka-debiased": (lambda a: mmkern.pairwise_cka(a, debiased=True), lambda a: ref.pairwise_cka(a, debiased=True)),
+    }[metric]
+    got = _host(fast(_tensors(acts, device)))
+    assert_allclose(got, slow(acts), **tol(dtype))
 
-    stacked = torch.stack([tx, tx * 2.0 + 1.0])
-    batched = mmkern.svcca(stacked, stacked.flip(-1))
-    assert isinstance(batched, torch.Tensor) and batched.shape == (2,) and batched.dtype == torch.float64
-    pairwise = mmkern.pairwise_cka(stacked)
-    assert isinstance(pairwise, torch.Tensor) and pairwise.shape == (2, 2)
+
+@pytest.mark.parametrize("keep, keep_by", [
+    (0.99, "variance"), (0.5, "variance"), (1.0, "variance"), (0.8, "singular_values"),
+    (0.3, "singular_values"), (1, "variance"), (3, "variance"),
+])
+def test_device_route_svcca_keep_modes(rng, device, dtype, keep, keep_by):
+    pytest.importorskip("torch")
+    acts = latent_activations(rng, 120, [6, 10, 8], dtype=dtype, latent_dim=4)
+    got = mmkern.pairwise_svcca(_tensors(acts, device), keep, keep_by=keep_by)
+    assert_allclose(_host(got), ref.pairwise_svcca(acts, keep, keep_by=keep_by), **tol(dtype))
+
+
+def _degenerate_cases(rng):
+    n = 120
+    x, y = latent_activations(rng, n, [6, 5])
+    z = rng.standard_normal((n, 3))
+    return {
+        "constant-columns": np.hstack([x[:, :2], np.full((n, 1), 1e3), x[:, 2:], np.zeros((n, 1))]),
+        "duplicated-columns": np.hstack([x, x[:, :3]]),
+        "dependent-columns": np.hstack([x, x[:, :1] - 2.5 * x[:, 4:5]]),
+        "low-rank": z @ rng.standard_normal((3, 10)) + 4.0,
+        "one-variable-column": np.hstack([np.full((n, 3), -2.0), x[:, :1]]),
+    }, y
+
+
+@pytest.mark.parametrize("case", ["constant-columns", "duplicated-columns", "dependent-columns",
+                                  "low-rank", "one-variable-column"])
+@pytest.mark.parametrize("call", ["pairwise-svcca", "pairwise-cca-r2", "pairwise-pwcca", "pairwise-cka",
+                                  "pairwise-cka-debiased", "cca-correlations", "svcca-keep-2"])
+def test_device_route_degenerate_inputs(rng, device, case, call):
+    """Constant, duplicated and dependent columns and low rank: the same ranks, the same values
+    on both routes (one implementation of the rank and keep rules, _C.factor_counts)."""
+    pytest.importorskip("torch")
+    cases, y = _degenerate_cases(rng)
+    x = cases[case]
+    fn = lambda *a: PUBLIC_CALLS[call](mmkern, *a)  # noqa: E731
+    _on_every_route(fn, [x, y, x[:, ::-1].copy()], device, np.float64)
+
+
+def test_device_route_edge_shapes(rng, device, edge_shape, layout):
+    pytest.importorskip("torch")
+    n, d = edge_shape
+    acts = [with_layout(a, layout) for a in latent_activations(rng, n, [d, d, max(1, d - 1)])]
+    for call in ("pairwise-svcca", "pairwise-pwcca", "pairwise-cka", "cca-correlations"):
+        _on_every_route(lambda *a: PUBLIC_CALLS[call](mmkern, *a), acts, device, np.float64)
+    if n >= 4:
+        _on_every_route(lambda *a: mmkern.pairwise_cka(list(a), debiased=True), acts, device, np.float64)
+
+
+def _respectrum(a, dtype, kappa=3e4):
+    """``a`` with its centered singular values replaced by a geometric spectrum of condition
+    number ``kappa`` (its column space, hence its canonical correlations, unchanged)."""
+    mean = a.mean(axis=0)
+    u, s, vt = np.linalg.svd(a - mean, full_matrices=False)
+    return ((u * (s[0] * np.geomspace(1.0, 1.0 / kappa, s.size))) @ vt + mean).astype(dtype)
+
+
+@pytest.mark.parametrize("shape", [(200, (8, 11, 6)), (41, (40, 20, 15))], ids=["n-200", "n-equals-d-plus-1"])
+def test_device_route_ill_conditioned_inputs_need_no_widening(rng, device, dtype, shape):
+    """cond(X) = 3e4, where the Gram route's error eps cond(X)^2 would exceed the table: the
+    device route re-whitens (CholeskyQR2) like the host route and meets the reference's
+    tolerance."""
+    pytest.importorskip("torch")
+    n, widths = shape
+    acts = [_respectrum(a, dtype) for a in latent_activations(rng, n, list(widths))]
+    tensors = _tensors(acts, device)
+    for fast, slow in ((mmkern.pairwise_svcca, ref.pairwise_svcca), (mmkern.pairwise_cca, ref.pairwise_cca),
+                       (mmkern.pairwise_pwcca, ref.pairwise_pwcca)):
+        assert_allclose(_host(fast(tensors)), slow(acts), **tol(dtype))
+    assert_allclose(_host(mmkern.cca(tensors[0], tensors[1]).correlations), ref.cca(acts[0], acts[1]).correlations,
+                    **tol(dtype))
+
+
+def test_device_route_rtol_changes_the_rank(rng, device):
+    pytest.importorskip("torch")
+    x, y = latent_activations(rng, 100, [6, 5])
+    x = np.hstack([x, x[:, :1] + 1e-4 * rng.standard_normal((100, 1))])  # a tiny extra direction
+    tx, ty = _tensors([x, y], device)
+    for rtol in (1e-10, 1e-6):
+        got = mmkern.cca(tx, ty, rtol=rtol).correlations
+        want = ref.cca(x, y, rtol=rtol).correlations
+        assert got.shape == want.shape
+        assert_allclose(_host(got), want, **tol(np.float64))
+
+
+def test_device_route_small_chunks(rng, monkeypatch, device):
+    """Many row chunks, one-model tiles of the CKA products and many pair chunks: the same values."""
+    pytest.importorskip("torch")
+    from mmkern.similarity import _device
+
+    acts = latent_activations(rng, 301, [10, 12, 8, 11])
+    want = {m: f(acts) for m, f in (("svcca", mmkern.pairwise_svcca), ("pwcca", mmkern.pairwise_pwcca))}
+    want["cka"] = mmkern.pairwise_cka(acts, debiased=True)
+    monkeypatch.setattr(_device, "_CHUNK_BYTES", 8 * 41 * 64)  # 64-row chunks, 1-pair steps
+    monkeypatch.setattr(_device, "_TILE_COLUMNS", 15)
+    tensors = _tensors(acts, device)
+    for metric, got in (("svcca", mmkern.pairwise_svcca(tensors)), ("pwcca", mmkern.pairwise_pwcca(tensors)),
+                        ("cka", mmkern.pairwise_cka(tensors, debiased=True))):
+        assert_allclose(_host(got), want[metric], **DEVICE_VS_HOST[np.dtype(np.float64)], err_msg=metric)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_device_route_cka_sample_space(rng, device, dtype, debiased, monkeypatch):
+    """Wide layers, few samples (M n^2 < D^2): CKA through n x n sample Grams on both routes (one
+    route rule, _checks.use_sample_space), and the feature-space route on the same data agrees."""
+    pytest.importorskip("torch")
+    from mmkern.similarity import _device
+
+    acts = latent_activations(rng, 12, [40, 55, 30], dtype=dtype)
+    got = _on_every_route(lambda *a: mmkern.pairwise_cka(list(a), debiased=debiased), acts, device, dtype)
+    monkeypatch.setattr(_device, "use_sample_space", lambda *args: False)
+    feature = mmkern.pairwise_cka(_tensors(acts, device), debiased=debiased)
+    assert_allclose(_host(feature), _host(got), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("offset", [1e3, 1e8])
+def test_variance_floor_is_one_rule(rng, device, offset):
+    """A model just below the variance floor (every column constant up to rounding) is rejected
+    on both routes with the same message; one just above it is accepted on both, with the same
+    value. The floor is the sum of the columns' floors (_checks.variance_floors)."""
+    pytest.importorskip("torch")
+    x = latent_activations(rng, 64, [4])[0]
+    const = np.full((64, 3), offset)
+    floor = 64 * (64 * np.finfo(np.float64).eps * offset) ** 2  # per column
+    below = const.copy()
+    below[0, 0] += 0.5 * np.sqrt(floor)  # total centered variance ~ floor / 4 < 3 floors
+    # One column above its own floor (1.5 floors) but the model below the sum of the three: the
+    # case where a per-column rule (the old device route's) and the host's disagreed.
+    drift = const.copy()
+    drift[:2, 0] += np.array([-1.0, 1.0]) * np.sqrt(0.75 * floor)
+    above = const.copy()
+    above[:2, 0] += np.array([-1.0, 1.0]) * np.sqrt(4 * floor)  # 8 floors > 3 floors
+    for bad in (const, below, drift):
+        with pytest.raises(ValueError) as host_error:
+            mmkern.cka(x, bad)
+        with pytest.raises(ValueError) as device_error:
+            mmkern.cka(*_tensors([x, bad], device))
+        assert str(device_error.value) == str(host_error.value) == "y has no variance: every column is constant"
+    _on_every_route(lambda a, b: mmkern.cka(a, b), [x, above], device, np.float64)
+
+
+def test_device_route_ties_in_keep(rng, device):
+    """A cumulative variance fraction equal to ``keep`` up to rounding keeps that many directions
+    (KEEP_SLACK) on both routes and in the reference."""
+    pytest.importorskip("torch")
+    n = 200
+    q, _ = np.linalg.qr(rng.standard_normal((n, 3)) - rng.standard_normal((1, 3)))
+    q -= q.mean(axis=0)
+    q, _ = np.linalg.qr(q)  # orthonormal, centered columns
+    rot, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    x = (q * np.sqrt([0.5, 0.49, 0.01])) @ rot + 3.0  # variance fractions 0.5, 0.49, 0.01
+    y = latent_activations(rng, n, [4])[0]
+    for keep in (0.99, 0.5, 0.49 + 0.5, 0.8):
+        got = _on_every_route(lambda a, b: mmkern.svcca(a, b, keep), [x, y], device, np.float64)
+        assert got == pytest.approx(ref.svcca(x, y, keep), rel=1e-9)
+
+
+def test_factor_counts_is_the_kernels_rule():
+    """_C.factor_counts (what the device route calls) applies numerical_rank and
+    svcca_keep_count of csrc/common/similarity_math.h, model by model."""
+    from mmkern import _C
+
+    evals = np.array([4.0, 3.0, 2.0, 1.0, 1.0, 1e-9, 1e-11, 0.0, 0.0, 0.0])
+    offsets = [0, 4, 8, 10]
+    modes = _C.KEEP_MODES
+    rank, kept = _C.factor_counts(evals, offsets, 1e-10, 0.7, modes["variance"])
+    assert rank.tolist() == [4, 2, 0] and kept.tolist() == [2, 1, 0]  # 7/10 reaches 0.7
+    assert _C.factor_counts(evals, offsets, 1e-10, 0.7 + 1e-11, 0)[1][0] == 2  # within KEEP_SLACK
+    assert _C.factor_counts(evals, offsets, 1e-10, 0.7 + 1e-9, 0)[1][0] == 3
+    assert _C.factor_counts(evals, offsets, 1e-10, 1.0, 0)[1].tolist() == [4, 2, 0]
+    assert _C.factor_counts(evals, offsets, 1e-10, 3.0, modes["count"])[1].tolist() == [3, 2, 0]
+    two = np.array([4.0, 1.0])
+    assert _C.factor_counts(two, [0, 2], 1e-10, 2.0 / 3.0, modes["singular_values"])[1].tolist() == [1]
+    with pytest.raises(ValueError, match="evals"):
+        _C.factor_counts(evals.astype(np.float32), offsets, 1e-10, 0.7, 0)  # no hidden casts
+
+
+def test_device_route_projection_rejects_dependent_directions(rng):
+    """A model whose projected block is not positive definite: RuntimeError naming it, as on the
+    host (csrc/cpu/projected_pairs.cpp)."""
+    torch = pytest.importorskip("torch")
+    from mmkern.similarity import _device
+
+    tensors = [torch.from_numpy(a) for a in latent_activations(rng, 50, [4, 3])]
+    mean = _device.column_means(tensors, ["x", "y"])
+    joint = _device._first_pass(tensors, ["x", "y"], mean, None, False)
+    fac = _device._factor(joint, 1e-10, 1.0, 0)
+    bases = [fac.basis[0], torch.cat([fac.basis[1], fac.basis[1][:, :1]], dim=1)]  # a repeated column
+    with pytest.raises(RuntimeError, match=r"^y: projected directions are not numerically independent"):
+        _device._project(tensors, ["x", "y"], joint, bases, np.array([0]), np.array([1]), set())
+
+
+def test_device_route_batches_in_one_call(rng, monkeypatch):
+    """(b, n, d) device input is one call of the device route (2b models, b pairs), whose results
+    stay on the device."""
+    torch = pytest.importorskip("torch")
+    from mmkern._backend import torch_route
+    from mmkern.similarity import _device
+
+    calls = []
+    real = _device.pair_metrics
+    monkeypatch.setattr(_device, "pair_metrics", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
+    xs = np.stack(latent_activations(rng, 80, [5, 5, 5, 5]))
+    ys = np.stack(latent_activations(rng, 80, [7, 7, 7, 7]))
+    with torch_route():
+        got = mmkern.svcca(torch.from_numpy(xs), torch.from_numpy(ys))
+    assert calls == [8] and isinstance(got, torch.Tensor) and got.shape == (4,)
+    assert_allclose(got.numpy(), mmkern.svcca(xs, ys), **DEVICE_VS_HOST[np.dtype(np.float64)])
+
+
+def test_device_route_kernel_wiring_on_host(rng, monkeypatch):
+    """The kernel calls of the device route, with mmkern._C_cuda's contract implemented on host
+    pointers: mixed dtypes and layouts, every metric, both CKA routes."""
+    torch = pytest.importorskip("torch")
+    from _kernel_standins import HostKernels
+    from mmkern._backend import torch_route
+    from mmkern.similarity import _device
+
+    kernels = HostKernels()
+    monkeypatch.setattr(_device, "kernels_for", lambda device: kernels)
+    monkeypatch.setattr(_device, "cuda_launch", lambda device: contextlib.nullcontext(0))
+    x, y, z = latent_activations(rng, 70, [5, 8, 3])
+    # float32 Fortran order, a sliced view, a transposed torch view
+    tensors = [torch.from_numpy(with_layout(x.astype(np.float32), "F")), torch.from_numpy(with_layout(y, "sliced")),
+               torch.from_numpy(np.ascontiguousarray(z.T)).T]
+    acts = [x.astype(np.float32).astype(np.float64), y, z]
+    with torch_route():
+        for fast, slow in ((lambda a: mmkern.pairwise_svcca(a, 0.9), lambda a: ref.pairwise_svcca(a, 0.9)),
+                           (mmkern.pairwise_cca, ref.pairwise_cca), (mmkern.pairwise_pwcca, ref.pairwise_pwcca),
+                           (mmkern.pairwise_cka, ref.pairwise_cka),
+                           (lambda a: mmkern.pairwise_cka(a, debiased=True), lambda a: ref.pairwise_cka(a, debiased=True))):
+            assert_allclose(fast(tensors).numpy(), slow(acts), **tol(np.float64))
+        assert set(kernels.calls) == {"pack_rows", "pair_summaries", "cka_from_norms"}
+        kernels.calls.clear()
+        wide = [torch.from_numpy(with_layout(a, "sliced")) for a in latent_activations(rng, 9, [30, 41])]
+        got = mmkern.pairwise_cka(wide, debiased=True)  # the sample-space route
+    assert set(kernels.calls) == {"pack_rows", "cka_from_norms"}
+    assert_allclose(got.numpy(), ref.pairwise_cka([w.numpy() for w in wide], debiased=True), **tol(np.float64))
+
+
+def test_device_route_rejects_what_the_host_rejects(rng, device):
+    """Bad inputs: the same exception type and message on both routes."""
+    torch = pytest.importorskip("torch")
+    x, y = latent_activations(rng, 30, [4, 3])
+    nan = y.copy()
+    nan[7, 1] = np.nan
+    cases = [
+        lambda a, b: mmkern.pairwise_cka([a, b.astype(np.int32) if isinstance(b, np.ndarray) else b.to(torch.int32)]),
+        lambda a, b: mmkern.cca(a > 0, b),
+        lambda a, b: mmkern.svcca(a, b[1:]),
+        lambda a, b: mmkern.svcca(a, b[None]),
+        lambda a, b: mmkern.cka(a, b[:, :0]),
+        lambda a, b: mmkern.cka(a[:3], b[:3], debiased=True),
+        lambda a, b: mmkern.svcca(_stack(a, a), _stack(b, b)[:1]),
+        lambda a, b: mmkern.pairwise_svcca([a, b], keep=9),
+        lambda a, b: mmkern.svcca(a[:3], b[:3]),
+    ]
+    for case in cases:
+        with pytest.raises(Exception) as host_error:
+            case(x, y)
+        with pytest.raises(type(host_error.value)) as device_error:
+            case(*_tensors([x, y], device))
+        assert str(device_error.value) == str(host_error.value)
+    for bad_y in (nan, np.full((30, 3), 2.5)):
+        with pytest.raises(ValueError) as host_error:
+            mmkern.pairwise_svcca([x, bad_y])
+        with pytest.raises(ValueError) as device_error:
+            mmkern.pairwise_svcca(_tensors([x, bad_y], device))
+        assert str(device_error.value) == str(host_error.value)
+
+
+def test_device_route_needs_torch(monkeypatch):
+    """Without torch the device route raises an ImportError that says what is missing."""
+    import importlib
+    import sys
+
+    monkeypatch.delitem(sys.modules, "mmkern.similarity._device", raising=False)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    with pytest.raises(ImportError, match="needs PyTorch"):
+        importlib.import_module("mmkern.similarity._device")
+
+
+def test_other_torch_devices_are_refused(rng):
+    """Tensors on a torch device other than the CPU or CUDA (here: meta): a clear error naming
+    the argument, never the float64 device route."""
+    torch = pytest.importorskip("torch")
+    x = torch.empty((10, 3), device="meta")
+    y = torch.from_numpy(latent_activations(rng, 10, [2])[0])
+    with pytest.raises(ValueError, match=r"^x is a torch tensor on meta: mmkern computes on the CPU or on CUDA"):
+        mmkern.svcca(x, y)
+    with pytest.raises(ValueError, match=r"acts\[1\] is a torch tensor on meta"):
+        mmkern.pairwise_cka([y, x])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _cuda(), reason="torch.cuda is not available")
+def test_cuda_rejects_mixed_devices(rng):
+    torch = pytest.importorskip("torch")
+    x, y = latent_activations(rng, 30, [4, 3])
+    with pytest.raises(ValueError, match="move all inputs to one device"):
+        mmkern.cka(torch.from_numpy(x).cuda(), torch.from_numpy(y))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _cuda(), reason="torch.cuda is not available")
+def test_cuda_kernels_match_the_torch_fallback(rng, monkeypatch):
+    """On a GPU: the device route with mmkern._C_cuda's kernels and without them agree."""
+    torch = pytest.importorskip("torch")
+    from mmkern.similarity import _device
+
+    acts = latent_activations(rng, 100, [5, 7, 4])
+    tensors = _tensors(acts, "cuda")
+    calls = {"svcca": mmkern.pairwise_svcca, "pwcca": mmkern.pairwise_pwcca,
+             "cka": lambda a: mmkern.pairwise_cka(a, debiased=True)}
+    with_kernels = {k: f(tensors).cpu().numpy() for k, f in calls.items()}
+    monkeypatch.setattr(_device, "kernels_for", lambda device: None)
+    for k, f in calls.items():
+        assert_allclose(f(tensors).cpu().numpy(), with_kernels[k], rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _cuda(), reason="torch.cuda is not available")
+def test_cupy_inputs_return_cupy(rng):
+    cupy = pytest.importorskip("cupy")
+    x, y, z = latent_activations(rng, 80, [5, 6, 4])
+    cx, cy, cz = (cupy.asarray(a) for a in (x, y, z))
+    assert mmkern.svcca(cx, cy) == pytest.approx(mmkern.svcca(x, y), rel=1e-9)
+    assert isinstance(mmkern.cca(cx, cy).correlations, cupy.ndarray)
+    pw = mmkern.pairwise_pwcca([cx, cy, cz])
+    assert isinstance(pw, cupy.ndarray)
+    assert_allclose(cupy.asnumpy(pw), mmkern.pairwise_pwcca([x, y, z]), rtol=1e-9)
 
 
 def test_torch_float32_half_and_views(rng):
@@ -813,3 +1209,27 @@ def test_rejects_bad_rtol(xy):
     for rtol in (-1e-3, math.nan):
         with pytest.raises(ValueError, match="rtol"):
             mmkern.cca(x, y, rtol=rtol)
+
+
+def test_host_twins_of_the_device_tails_take_arrays_as_they_are(rng):
+    """_C.pair_summaries and _C.cka_from_norms (the device route's fallback tails) compute the
+    same as the host route and refuse arrays they would have to convert (no hidden copies)."""
+    from mmkern import _C
+
+    rho = np.array([[0.9, 0.5, 0.2], [1.0, 0.0, 0.0]])
+    count = np.array([3, 1], np.int64)
+    got = _C.pair_summaries(rho, count, mean=True, r2=True)
+    assert_allclose(got["mean"], [1.6 / 3, 1.0], rtol=1e-15)
+    assert_allclose(got["r2"], [(0.81 + 0.25 + 0.04) / 3, 1.0], rtol=1e-15)
+    with pytest.raises(ValueError, match=r"^count must be a C-contiguous int64 array"):
+        _C.pair_summaries(rho, count.astype(np.int32), mean=True)
+    with pytest.raises(ValueError, match=r"^rho must be a C-contiguous float64 array"):
+        _C.pair_summaries(np.asfortranarray(rho), count, mean=True)
+    acts = latent_activations(rng, 40, [3, 4])
+    first, second = np.array([0, 0, 1], np.int64), np.array([0, 1, 1], np.int64)
+    xs = [a - a.mean(axis=0) for a in acts]
+    fro2 = np.array([[np.sum((xi.T @ xj) ** 2) for xj in xs] for xi in xs])
+    got = _C.cka_from_norms(first, second, fro2[first, second].copy(), np.diag(fro2).copy(), 40.0)
+    assert_allclose(got["cka"], mmkern.pairwise_cka(acts)[first, second], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"^first must be a C-contiguous int64 array"):
+        _C.cka_from_norms(first.astype(np.int32), second, fro2[first, second].copy(), np.diag(fro2).copy(), 40.0)
