@@ -4,7 +4,7 @@ Cases: :mod:`mmkern.bench.connectivity`; each group holds the reference per-alph
 """
 
 import pytest
-from conftest import compare_with_baseline
+from mmkern.bench.runner import compare_with_baseline
 
 pytest.importorskip("torch")
 

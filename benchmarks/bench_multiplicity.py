@@ -4,7 +4,7 @@ Cases: :mod:`mmkern.bench.multiplicity`; each group holds a baseline (the refere
 one-hot matrix product, or a numba prange loop) and mmkern.
 """
 
-from conftest import compare_with_baseline
+from mmkern.bench.runner import compare_with_baseline
 
 SUITE = "multiplicity"
 

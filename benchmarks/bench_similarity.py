@@ -3,7 +3,7 @@
 Cases: :mod:`mmkern.bench.similarity`; each group holds the reference and mmkern rows.
 """
 
-from conftest import compare_with_baseline
+from mmkern.bench.runner import compare_with_baseline
 
 SUITE = "similarity"
 

@@ -15,6 +15,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
+#: Bytes of scratch per step of the device routes' torch expressions (a step's packed rows,
+#: per-pair matrices, comparison blocks or Blahut-Arimoto working set).
+CHUNK_BYTES = 256 * 2**20
+
 _MODULE: Any = None
 _IMPORT_ERROR: str | None = None
 _IMPORTED = False
@@ -32,6 +36,20 @@ def require_torch():
             name="torch",
         ) from e
     return torch
+
+
+def dtype_code(dtype) -> int:
+    """The kernels' code of a float32/float64 torch dtype (``mmkern._C.DTYPE_CODES``)."""
+    from mmkern import _C
+    from mmkern._dtypes import dtype_name
+
+    return _C.DTYPE_CODES[dtype_name(dtype)]
+
+
+def items_per_step(total: int, bytes_per_item: int, budget: int = CHUNK_BYTES) -> int:
+    """How many of ``total`` items one step takes so that its scratch fits in ``budget`` bytes
+    (at least 1)."""
+    return max(1, min(max(total, 1), budget // max(1, bytes_per_item)))
 
 
 def cuda_module():

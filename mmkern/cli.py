@@ -13,12 +13,16 @@ from mmkern.bench import SUITES
 
 
 class _CleanErrors(click.Group):
-    """Report expected failures as one clear line, not a traceback."""
+    """Report expected failures (bad input, files, a benchmark whose results disagree) as one
+    clear line, not a traceback. Anything else, an ``AssertionError`` included, is a bug and keeps
+    its traceback."""
 
     def invoke(self, ctx):
+        from mmkern.bench.runner import ResultMismatch
+
         try:
             return super().invoke(ctx)
-        except (ValueError, TypeError, OSError, AssertionError) as e:
+        except (ValueError, TypeError, OSError, ResultMismatch) as e:
             raise click.ClickException(str(e)) from e
 
 
@@ -64,7 +68,7 @@ def bench(suite: str, quick: bool, repeat: int, json_path: str | None) -> None:
 
         payload = [dict(name=r.name, reference_s=r.reference_s, mmkern_s=r.mmkern_s, speedup=r.speedup,
                         target=r.target, meets_target=r.meets_target, max_rel_diff=r.max_rel_diff,
-                        notes=r.notes) for r in rows]
+                        notes=r.notes, skipped=r.skipped) for r in rows]
         atomic_write_text(json_path, json.dumps(payload, indent=2))
     missed = [r.name for r in rows if r.meets_target is False]
     if missed:

@@ -718,3 +718,60 @@ def test_batchnorm_kernel_rejects_bad_arrays():
     np.testing.assert_array_equal(mean, 1.0)
     np.testing.assert_array_equal(var, 0.0)
     np.testing.assert_array_equal(good, 0.0)  # constant channels normalise to 0
+
+
+def test_tf32_is_off_during_the_passes_unless_allowed():
+    """Float32 products and convolutions on CUDA use TF32 only with allow_tf32=True; torch's
+    settings are restored afterwards (read here from inside the model's forward)."""
+    import torch
+    from torch import nn
+
+    from mmkern.connectivity._engine import float32_precision
+
+    def current():
+        conv = getattr(torch.backends.cudnn, "conv", None)
+        if hasattr(conv, "fp32_precision"):
+            return torch.backends.cuda.matmul.fp32_precision, conv.fp32_precision
+        return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+    seen = []
+
+    class Recording(nn.Linear):
+        def forward(self, x):
+            seen.append(current())
+            return super().forward(x)
+
+    torch.manual_seed(0)
+    a, b = Recording(4, 3), Recording(4, 3)
+    data = (torch.randn(20, 4), torch.randint(0, 3, (20,)))
+    before = current()
+    with float32_precision(True):
+        allowed = current()
+    with float32_precision(False):
+        strict = current()
+    assert current() == before and allowed != strict
+    fast.interpolation_curve(a, b, data, alphas=3)
+    assert seen and set(seen) == {strict} and current() == before
+    seen.clear()
+    fast.pairwise_barriers([a, b], data, alphas=3, allow_tf32=True)
+    assert seen and set(seen) == {allowed} and current() == before
+    with pytest.raises(TypeError, match="allow_tf32 must be True or False"):
+        fast.interpolation_curve(a, b, data, alphas=3, allow_tf32="yes")
+
+
+def test_losses_are_summed_on_the_models_device(monkeypatch):
+    """Per micro-batch the engine adds device tensors; it reads the sums back once per pass."""
+    import torch
+    from torch import nn
+
+    reads = []
+    real = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: reads.append(tuple(self.shape)) or real(self, *a, **k))
+    torch.manual_seed(0)
+    a, b = nn.Linear(4, 3), nn.Linear(4, 3)
+    data = (torch.randn(300, 4), torch.randint(0, 3, (300,)))
+    curve = fast.interpolation_curve(a, b, data, alphas=5, batch_size=64, eval_batch_size=16)
+    want = conn.interpolation_curve(a, b, data, alphas=5, batch_size=64)
+    np.testing.assert_allclose(curve.loss, want.loss, rtol=1e-12)
+    np.testing.assert_array_equal(curve.accuracy, want.accuracy)
+    assert reads.count((5,)) == 2  # loss sums and correct counts, once each for the one pass

@@ -1085,7 +1085,7 @@ def test_device_kernel_wiring_on_host(monkeypatch):
 def test_cuda_at_scale_and_without_kernels(monkeypatch):
     """On a GPU: a larger population against the host route, and the device route with and
     without mmkern._C_cuda's kernels."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from mmkern.multiplicity import _device
 
     pop = _population(40, 3000, 7)

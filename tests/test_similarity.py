@@ -678,19 +678,6 @@ def test_device_route_svcca_keep_modes(rng, device, dtype, keep, keep_by):
     assert_allclose(_host(got), ref.pairwise_svcca(acts, keep, keep_by=keep_by), **tol(dtype))
 
 
-def _degenerate_cases(rng):
-    n = 120
-    x, y = latent_activations(rng, n, [6, 5])
-    z = rng.standard_normal((n, 3))
-    return {
-        "constant-columns": np.hstack([x[:, :2], np.full((n, 1), 1e3), x[:, 2:], np.zeros((n, 1))]),
-        "duplicated-columns": np.hstack([x, x[:, :3]]),
-        "dependent-columns": np.hstack([x, x[:, :1] - 2.5 * x[:, 4:5]]),
-        "low-rank": z @ rng.standard_normal((3, 10)) + 4.0,
-        "one-variable-column": np.hstack([np.full((n, 3), -2.0), x[:, :1]]),
-    }, y
-
-
 @pytest.mark.parametrize("case", ["constant-columns", "duplicated-columns", "dependent-columns",
                                   "low-rank", "one-variable-column"])
 @pytest.mark.parametrize("call", ["pairwise-svcca", "pairwise-cca-r2", "pairwise-pwcca", "pairwise-cka",
@@ -772,11 +759,11 @@ def test_device_route_cka_sample_space(rng, device, dtype, debiased, monkeypatch
     """Wide layers, few samples (M n^2 < D^2): CKA through n x n sample Grams on both routes (one
     route rule, _checks.use_sample_space), and the feature-space route on the same data agrees."""
     pytest.importorskip("torch")
-    from mmkern.similarity import _device
+    from mmkern.similarity import _checks
 
     acts = latent_activations(rng, 12, [40, 55, 30], dtype=dtype)
     got = _on_every_route(lambda *a: mmkern.pairwise_cka(list(a), debiased=debiased), acts, device, dtype)
-    monkeypatch.setattr(_device, "use_sample_space", lambda *args: False)
+    monkeypatch.setattr(_checks, "use_sample_space", lambda *args: False)
     feature = mmkern.pairwise_cka(_tensors(acts, device), debiased=debiased)
     assert_allclose(_host(feature), _host(got), rtol=1e-10, atol=1e-12)
 
@@ -973,7 +960,7 @@ def test_cuda_rejects_mixed_devices(rng):
 @pytest.mark.skipif(not _cuda(), reason="torch.cuda is not available")
 def test_cuda_kernels_match_the_torch_fallback(rng, monkeypatch):
     """On a GPU: the device route with mmkern._C_cuda's kernels and without them agree."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from mmkern.similarity import _device
 
     acts = latent_activations(rng, 100, [5, 7, 4])

@@ -1,6 +1,6 @@
 """Benchmark cases for the connectivity evaluation (``mmkern bench connectivity``).
 
-Target (issue #4, on a 2-core machine): the interpolation curve of a small convolutional network
+Target (on a 2-core machine): the interpolation curve of a small convolutional network
 with BatchNorm, K=21 alphas, 5000 evaluation and 2000 BatchNorm samples of 3x32x32 images, at
 least 3x faster than the reference per-alpha loop, with the same numbers. The data come as
 DataLoaders (batches of 256), the usual way: the reference iterates them twice per alpha, mmkern
@@ -10,14 +10,16 @@ in-place BatchNorm). The reference's time varies from run to run with how many p
 fresh activation tensors take (glibc hands freed activations back to the system and faults them
 in again; mmkern normalises in place), so the target row takes its best of two runs. A third row
 times the pairwise barrier matrix of four models. Timing depends on the architecture and the data sizes, not on
-the weights' values, so the models are freshly initialised from fixed seeds.
+the weights' values, so the models are freshly initialised from fixed seeds. A CUDA row times
+the tensor curve on the GPU against mmkern on the CPU (TF32 off, the default; skipped without a
+GPU).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mmkern.bench.runner import Case
+from mmkern.bench.runner import Case, cuda_skip, to_cuda
 
 
 def small_bn_cnn(seed: int, channels: int = 16):
@@ -94,6 +96,9 @@ def cases(quick: bool = False) -> list[Case]:
     def pairwise_inputs():
         return [small_bn_cnn(s, width) for s in range(m)], image_set(n_eval, 3), image_set(n_bn, 4)
 
+    def cuda_inputs():
+        return curve_inputs(), to_cuda(curve_inputs())
+
     size = f"n_eval={n_eval} n_bn={n_bn} conv {width}-{2 * width}-{4 * width} BN, 3x32x32"
     return [
         Case(f"interpolation_curve K={k} {size}, DataLoaders", loader_inputs,
@@ -107,4 +112,7 @@ def cases(quick: bool = False) -> list[Case]:
              lambda models, data, bn: _barrier_values(
                  mmkern.pairwise_barriers(models, data, k_pairs, bn_data=bn)),
              target=None, rtol=1e-5, floor=1.0),
+        Case(f"interpolation_curve K={k} {size}, tensors, CUDA (baseline: mmkern CPU)", cuda_inputs,
+             lambda host, device: curve(mmkern)(*host), lambda host, device: curve(mmkern)(*device),
+             rtol=1e-4, floor=1.0, skip=cuda_skip()),
     ]

@@ -1,10 +1,11 @@
 """Benchmark cases for the predictive-multiplicity kernels (``mmkern bench multiplicity``).
 
-Targets (issue #3, on a 2-core machine): ``disagreement_matrix`` with M=200, n=100000, C=10 at
+Targets (on a 2-core machine): ``disagreement_matrix`` with M=200, n=100000, C=10 at
 least 50x faster than the reference per-pair loop and faster than both things a user would write
 instead (a one-hot matrix product in NumPy and a numba ``prange`` pair loop);
 ``soft_disagreement_matrix(metric="tv")`` with M=50, n=20000, C=10 at least 10x the reference;
-``rashomon_capacity`` with M=20, n=10000, C=10 at least 20x the per-sample reference.
+``rashomon_capacity`` with M=20, n=10000, C=10 at least 20x the per-sample reference. CUDA rows
+time the same calls on CUDA tensors against mmkern on the CPU (skipped without a GPU).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import mmkern
 from mmkern import reference
 from mmkern.bench.data import prediction_population
-from mmkern.bench.runner import Case
+from mmkern.bench.runner import Case, cuda_skip, on_cuda, to_cuda
 
 
 def onehot_disagreement(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -83,4 +84,15 @@ def cases(quick: bool = False) -> list[Case]:
              lambda: (prediction_population(mr, nr, 10, seed=3)[0],),
              reference.rashomon_capacity, mmkern.rashomon_capacity, target=None if quick else 20, rtol=1e-8),
     ]
+    skip = cuda_skip()
+    for name, make, call in [
+        (f"disagreement_matrix {size}", lambda: _labels_input(m, n, c), mmkern.disagreement_matrix),
+        (f"soft_disagreement_matrix tv M={ms} n={ns} C=10 float32",
+         lambda: (prediction_population(ms, ns, 10, seed=2)[0],), lambda p: mmkern.soft_disagreement_matrix(p, "tv")),
+        (f"rashomon_capacity M={mr} n={nr} C=10 float32", lambda: (prediction_population(mr, nr, 10, seed=3)[0],),
+         mmkern.rashomon_capacity),
+    ]:
+        out.append(Case(f"{name} CUDA (baseline: mmkern CPU)", lambda make=make: (make(), to_cuda(make())),
+                        lambda host, device, call=call: call(*host),
+                        lambda host, device, call=call: on_cuda(call)(*device), rtol=1e-8, skip=skip))
     return out

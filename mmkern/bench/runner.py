@@ -4,7 +4,9 @@ A :class:`Case` names a workload, builds its inputs once, and holds the two call
 compute the same result: the plain reference (``mmkern.reference``) and the fast function.
 :func:`run_cases` checks that both agree before timing anything, times each (best of ``repeat``
 runs, so one-off noise on a shared 2-core machine does not count), and returns rows for
-:func:`format_table`. ``benchmarks/bench_*.py`` time the same cases with pytest-benchmark.
+:func:`format_table`. ``benchmarks/bench_*.py`` time the same cases with pytest-benchmark,
+through :func:`compare_with_baseline`. A case that cannot run here (a CUDA row without a GPU)
+carries a ``skip`` reason and is reported as skipped, not timed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+
+
+class ResultMismatch(RuntimeError):
+    """mmkern and the baseline of a case disagree beyond the case's tolerance (or in shape)."""
 
 
 @dataclass
@@ -41,6 +47,8 @@ class Case:
     reference_repeat : int
         Runs of the reference whose best time counts (the checking run is the first): more than
         one for a reference whose time varies from run to run, so the speed-up is not flattered.
+    skip : str or None
+        Why the case cannot run on this machine (e.g. no CUDA device), or None.
     """
 
     name: str
@@ -52,6 +60,7 @@ class Case:
     notes: str | Callable[[], str] = ""
     floor: float = 1e-300
     reference_repeat: int = 1
+    skip: str | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -59,14 +68,17 @@ class Case:
 class Row:
     name: str
     reference_s: float | None
-    mmkern_s: float
+    mmkern_s: float | None
     target: float | None
     max_rel_diff: float | None
     notes: str = ""
+    skipped: str | None = None
 
     @property
     def speedup(self) -> float | None:
-        return None if self.reference_s is None else self.reference_s / self.mmkern_s
+        if self.reference_s is None or self.mmkern_s is None:
+            return None
+        return self.reference_s / self.mmkern_s
 
     @property
     def meets_target(self) -> bool | None:
@@ -87,7 +99,7 @@ def max_relative_difference(a: Any, b: Any, floor: float = 1e-300) -> float:
     a = np.asarray(getattr(a, "correlations", a), dtype=np.float64)
     b = np.asarray(getattr(b, "correlations", b), dtype=np.float64)
     if a.shape != b.shape:
-        raise AssertionError(f"shape mismatch: {a.shape} vs {b.shape}")
+        raise ResultMismatch(f"shape mismatch: {a.shape} vs {b.shape}")
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), floor))) if a.size else 0.0
 
 
@@ -97,6 +109,8 @@ def run_case(case: Case, repeat: int = 3, reference_repeat: int | None = None, p
     ``mmkern`` takes the best of ``repeat`` runs, the reference the best of ``reference_repeat``
     (default: the case's own ``reference_repeat``).
     """
+    if case.skip:
+        return Row(case.name, None, None, case.target, None, skipped=case.skip)
     inputs = case.make_inputs()
     say = progress or (lambda msg: None)
     say(f"{case.name}: checking")
@@ -109,7 +123,7 @@ def run_case(case: Case, repeat: int = 3, reference_repeat: int | None = None, p
         first_ref = time.perf_counter() - t0
         diff = max_relative_difference(fast_result, ref_result, case.floor)
         if not diff <= case.rtol:
-            raise AssertionError(f"{case.name}: mmkern differs from the reference by {diff:.2e} (> {case.rtol:.0e})")
+            raise ResultMismatch(f"{case.name}: mmkern differs from the reference by {diff:.2e} (> {case.rtol:.0e})")
         # The checking run counts as the first timed one (best of reference_repeat runs in all).
         runs = case.reference_repeat if reference_repeat is None else reference_repeat
         ref_time = min(first_ref, _best_time(lambda: case.reference(*inputs), runs - 1))
@@ -128,12 +142,69 @@ def format_table(rows: list[Row]) -> str:
         sp = "-" if r.speedup is None else f"{r.speedup:.1f}x"
         tgt = "-" if r.target is None else f">= {r.target:g}x " + ("ok" if r.meets_target else "MISSED")
         diff = "-" if r.max_rel_diff is None else f"{r.max_rel_diff:.1e}"
+        if r.skipped:
+            lines.append((r.name, "-", "skipped", "-", "-", "-"))
+            continue
         lines.append((r.name, ref, f"{r.mmkern_s:.3f} s", sp, tgt, diff))
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
     out += [fmt.format(*line) for line in lines]
     notes = [f"  {r.name}: {r.notes}" for r in rows if r.notes]
+    notes += [f"  {r.name}: skipped ({r.skipped})" for r in rows if r.skipped]
     if notes:
         out += ["", "notes:", *notes]
     return "\n".join(out)
+
+
+def compare_with_baseline(benchmark, case: Case, impl: str) -> None:
+    """pytest-benchmark: time one side (``impl``: "baseline" or "mmkern") of ``case`` in a group
+    with the other side; mmkern is checked against the baseline first. pytest-benchmark prints
+    each row's time relative to the group's fastest."""
+    if case.skip:
+        import pytest
+
+        pytest.skip(case.skip)
+    inputs = case.make_inputs()
+    if impl == "mmkern":
+        diff = max_relative_difference(case.fast(*inputs), case.reference(*inputs), case.floor)
+        if not diff <= case.rtol:
+            raise ResultMismatch(f"{case.name}: differs from the baseline by {diff:.2e}")
+    fn = case.reference if impl == "baseline" else case.fast
+    benchmark.group = case.name
+    benchmark.extra_info["target_speedup"] = case.target
+    # Baselines take seconds: one round each; mmkern gets a few rounds.
+    benchmark.pedantic(fn, args=inputs, rounds=1 if impl == "baseline" else 3, iterations=1)
+
+
+def cuda_skip() -> str | None:
+    """Why CUDA rows cannot run here, or None when torch sees a CUDA device."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    return None if torch.cuda.is_available() else "torch.cuda is not available"
+
+
+def on_cuda(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` timed to completion on the GPU: its result is brought back to NumPy (which waits for
+    the device), so a CUDA row's time includes the work, not just the launches."""
+
+    def run(*args):
+        out = fn(*args)
+        return out.cpu().numpy() if hasattr(out, "cpu") else out
+
+    return run
+
+
+def to_cuda(value: Any) -> Any:
+    """Arrays and torch tensors/models (also inside lists and tuples) moved to the GPU."""
+    import torch
+
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value).cuda()
+    if isinstance(value, (torch.Tensor, torch.nn.Module)):
+        return value.cuda()
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_cuda(v) for v in value)
+    return value

@@ -38,9 +38,8 @@ from mmkern._cuda import require_torch
 
 torch = require_torch()
 
-from mmkern import _C  # noqa: E402
 from mmkern._backend import Kind  # noqa: E402
-from mmkern._cuda import cuda_launch, kernels_for  # noqa: E402
+from mmkern._cuda import CHUNK_BYTES, cuda_launch, dtype_code, items_per_step, kernels_for  # noqa: E402
 from mmkern._dtypes import dtype_name, float_tensor, integer_tensor  # noqa: E402
 from mmkern.multiplicity._checks import (  # noqa: E402
     check_labels_shape,
@@ -51,18 +50,16 @@ from mmkern.multiplicity._checks import (  # noqa: E402
 )
 
 _F64 = torch.float64
-_DTYPE_CODES = dict(_C.DTYPE_CODES)
 #: Bytes of scratch per step of the torch expressions (comparison blocks, per-sample terms,
-#: Blahut-Arimoto working sets).
-_CHUNK_BYTES = 256 * 2**20
+#: Blahut-Arimoto working sets; a module attribute, so tests can shrink it).
+_CHUNK_BYTES = CHUNK_BYTES
 #: The vectorised Blahut-Arimoto looks at its stop mask on the host every this many iterations
 #: (one synchronisation); the mask itself is applied on the device at every iteration.
 _SYNC_EVERY = 16
 
 
 def _chunk(total: int, bytes_per_item: int) -> int:
-    """Items per step so that a step's scratch fits in _CHUNK_BYTES (at least 1)."""
-    return max(1, min(total, _CHUNK_BYTES // max(1, bytes_per_item)))
+    return items_per_step(total, bytes_per_item, _CHUNK_BYTES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,7 +203,7 @@ def _soft_disagreement(p: "torch.Tensor", metric: int) -> "torch.Tensor":
     if kernels is not None:
         out = torch.empty((m, m), dtype=_F64, device=p.device)
         with cuda_launch(p.device) as stream:
-            kernels.soft_disagreement(p.data_ptr(), _DTYPE_CODES[dtype_name(p.dtype)], m, n, c, metric, out.data_ptr(), stream)
+            kernels.soft_disagreement(p.data_ptr(), dtype_code(p.dtype), m, n, c, metric, out.data_ptr(), stream)
         return out
     symmetric = metric != 3
     out = torch.zeros((m, m), dtype=_F64, device=p.device)
@@ -290,7 +287,7 @@ def capacities(p: "torch.Tensor", tol: float, max_iter: int) -> tuple["torch.Ten
         samples = max(1, min(n, free // 4 // (8 * per_sample)))  # a quarter of what is free
         workspace = torch.empty(samples * per_sample, dtype=_F64, device=p.device)
         with cuda_launch(p.device) as stream:
-            kernels.rashomon_capacity(p.data_ptr(), _DTYPE_CODES[dtype_name(p.dtype)], m, n, c, tol, max_iter,
+            kernels.rashomon_capacity(p.data_ptr(), dtype_code(p.dtype), m, n, c, tol, max_iter,
                                       capacity.data_ptr(), gaps.data_ptr(), workspace.data_ptr(),
                                       workspace.numel(), stream)
         return capacity, gaps

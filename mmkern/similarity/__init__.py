@@ -44,7 +44,6 @@ values to float64 precision.
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 

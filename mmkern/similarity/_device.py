@@ -48,22 +48,14 @@ torch = require_torch()
 
 from mmkern import _C  # noqa: E402
 from mmkern._backend import Kind  # noqa: E402
-from mmkern._cuda import cuda_launch, kernels_for  # noqa: E402
-from mmkern._dtypes import dtype_name, float_tensor  # noqa: E402
-from mmkern.similarity._checks import (  # noqa: E402
-    CCA_FAMILY,
-    RANK_RTOL,
-    check_variance,
-    shape_check,
-    use_sample_space,
-    variance_floors,
-)
+from mmkern._cuda import CHUNK_BYTES, cuda_launch, dtype_code, items_per_step, kernels_for  # noqa: E402
+from mmkern._dtypes import float_tensor  # noqa: E402
+from mmkern.similarity import _checks  # noqa: E402
 
 _F64 = torch.float64
-_DTYPE_CODES = dict(_C.DTYPE_CODES)
 #: Bytes of float64 scratch per step: the packed row chunk of a pass, the per-pair matrices of
-#: the pair step.
-_CHUNK_BYTES = 256 * 2**20
+#: the pair step (a module attribute, so tests can shrink it).
+_CHUNK_BYTES = CHUNK_BYTES
 #: Widest tile of consecutive models in CKA's cross products (columns).
 _TILE_COLUMNS = 2048
 
@@ -88,7 +80,7 @@ def prepare(a: Any, name: str, ndims: tuple[int, ...] = (2,)) -> "torch.Tensor":
     else:
         raise TypeError(f"{name} must be a torch tensor or a CuPy array on the device route, got {type(a).__name__}")
     t = float_tensor(t, name)
-    shape_check(t, name, ndims)
+    _checks.shape_check(t, name, ndims)
     return t
 
 
@@ -102,8 +94,7 @@ def result(values: "torch.Tensor", kind: Kind):
 
 
 def _steps(total: int, bytes_per_item: int) -> int:
-    """Items per step so that a step's scratch fits in _CHUNK_BYTES (at least 1)."""
-    return max(1, min(max(total, 1), _CHUNK_BYTES // max(1, bytes_per_item)))
+    return items_per_step(total, bytes_per_item, _CHUNK_BYTES)
 
 
 def _index(values, device) -> "torch.Tensor":
@@ -122,7 +113,7 @@ def _pack(tensors: Sequence["torch.Tensor"], row_begin: int, rows: int, mean: "t
         return torch.cat([t[row_begin : row_begin + rows].to(_F64) for t in tensors], dim=1) - mean
     # Column-major (rows x D) with leading dimension `rows`: a row-major (D, rows) buffer.
     buf = torch.empty((mean.shape[0], rows), dtype=_F64, device=mean.device)
-    views = [(t.data_ptr(), t.shape[0], t.shape[1], t.stride(0), t.stride(1), _DTYPE_CODES[dtype_name(t.dtype)])
+    views = [(t.data_ptr(), t.shape[0], t.shape[1], t.stride(0), t.stride(1), dtype_code(t.dtype))
              for t in tensors]
     with cuda_launch(mean.device) as stream:
         kernels.pack_rows(views, row_begin, rows, mean.data_ptr(), buf.data_ptr(), rows, stream)
@@ -139,13 +130,13 @@ def column_means(tensors: Sequence["torch.Tensor"], names: Sequence[str]) -> "to
 
 
 def _floor_sums(mean: "torch.Tensor", n: int, offsets: Sequence[int]) -> "torch.Tensor":
-    floors = variance_floors(mean.abs(), n)
+    floors = _checks.variance_floors(mean.abs(), n)
     return torch.stack([floors[a:b].sum() for a, b in zip(offsets, offsets[1:])])
 
 
 def _check_variance(traces: "torch.Tensor", mean: "torch.Tensor", n: int, offsets, names) -> None:
     totals, floors = torch.stack([traces, _floor_sums(mean, n, offsets)]).tolist()  # one synchronisation
-    check_variance(totals, floors, names)
+    _checks.check_variance(totals, floors, names)
 
 
 def _dense(m: int, pairs: int) -> bool:
@@ -520,8 +511,8 @@ def _sample_space_cka(tensors, names, mean, first, second, metrics) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def pair_metrics(tensors, names, first, second, metrics, *, rtol: float = RANK_RTOL, keep: float = 0.99,
-                 keep_mode: int = 0) -> dict:
+def pair_metrics(tensors, names, first, second, metrics, *, rtol: float = _checks.RANK_RTOL,
+                 keep: float = 0.99, keep_mode: int = 0) -> dict:
     """{metric: (P,) float64 tensor on the inputs' device} for the pairs (first[p], second[p]) of
     validated tensors ("correlations": a list of each pair's canonical correlations).
 
@@ -537,14 +528,14 @@ def pair_metrics(tensors, names, first, second, metrics, *, rtol: float = RANK_R
                              "move all inputs to one device")
     mean = column_means(tensors, names)
     n = int(tensors[0].shape[0])
-    if use_sample_space(metrics, n, [int(t.shape[1]) for t in tensors]):
+    if _checks.use_sample_space(metrics, n, [int(t.shape[1]) for t in tensors]):
         return _sample_space_cka(tensors, names, mean, first, second, metrics)
     cka = [m for m in metrics if m in ("cka", "cka_debiased")]
     joint = _first_pass(tensors, names, mean, (first, second) if cka else None, "cka_debiased" in metrics)
     out: dict = {}
     if cka:
         out.update(_cka(joint.fro2, joint.trace, joint.norm_products, n, first, second, cka))
-    if any(m in CCA_FAMILY for m in metrics):
+    if any(m in _checks.CCA_FAMILY for m in metrics):
         out.update(_cca_family(tensors, names, joint, first, second, metrics, float(rtol), float(keep),
                                int(keep_mode)))
     return {m: out[m] for m in metrics}
