@@ -1,8 +1,8 @@
 // Linear-mode-connectivity kernels: the parameters of models interpolated between two endpoints.
 //
 // A model's parameters are flattened into one contiguous vector of p values; the K interpolated
-// parameter sets of a connectivity curve are materialised by one fused pass (issue 4, "The fast
-// path"). Inputs and outputs are float32 or float64 (the same T for all three); the arithmetic is
+// parameter sets of a connectivity curve are materialised by one fused pass (docs/design.md,
+// "Connectivity"). Inputs and outputs are float32 or float64 (the same T for all three); the arithmetic is
 // float64 (lerp_value in common/connectivity_math.h) and each output is rounded to T once.
 #pragma once
 

@@ -13,11 +13,9 @@ import os as _os
 # How long an idle OpenMP thread spins before it sleeps. mmkern alternates OpenMP loops with
 # multi-threaded BLAS calls, where spinning threads take the cores BLAS needs; torch (on the same
 # OpenMP runtime) runs many short parallel operations back to back, where each sleep costs a
-# wake-up. A short spin serves both (measured on 2 cores, one process per setting: the
-# connectivity benchmark's curve took 5.9 s with OMP_WAIT_POLICY=PASSIVE, 4.8 s with this spin;
-# streaming SVCCA of 10^6 rows 6.4 s with either, 7.5 s with GNU OpenMP's default spin). Only
-# when the user set neither knob, and only if the runtime loads after this line (``import torch``
-# first loads it with its own defaults).
+# wake-up. A short spin serves both (the measurements: benchmarks/NOTES.md). Only when the user
+# set neither knob, and only if the runtime loads after this line (``import torch`` first loads
+# it with its own defaults).
 if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
     _os.environ["GOMP_SPINCOUNT"] = "30000"
 

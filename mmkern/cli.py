@@ -215,8 +215,8 @@ def demo(out_dir: str, device: str) -> None:
     started = time.perf_counter()
     recipe = load_recipe("demo")
     click.echo(f"mmkern demo: {len(recipe.members)} models -- {recipe.description.strip()}")
-    # The demo's small models train faster on one thread than on two (measured on 2 cores:
-    # about 1.7x), since their operations are too small to split.
+    # The demo's small models train faster on one thread than on two: their operations are too
+    # small to split (benchmarks/NOTES.md).
     train_zoo(recipe, out_dir, device=_resolve_device(device), threads=1)
     report = analyze_zoo(out_dir, device=_resolve_device(device))
     click.echo(f"done in {time.perf_counter() - started:.0f} s; report: {report}")

@@ -59,7 +59,7 @@ METRICS = ("tv", "js", "hellinger", "kl")
 SYMMETRIC_METRICS = ("tv", "js", "hellinger")
 LN2 = math.log(2.0)
 
-#: The Blahut-Arimoto settings of the API contract (issue #3 brief): ``tol=1e-9`` nats,
+#: The Blahut-Arimoto settings of the API contract: ``tol=1e-9`` nats,
 #: ``max_iter=10000``. Comparisons pass them explicitly to both sides so that they test the
 #: algorithm; test_rashomon_defaults_follow_the_contract checks the defaults separately.
 BA = {"tol": 1e-9, "max_iter": 10000}

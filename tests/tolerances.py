@@ -14,7 +14,7 @@ import numpy as np
 TOLERANCES = {
     # Fast vs reference (SVD of the centered data), both in float64 arithmetic. The in-memory
     # CCA family re-whitens each model (CholeskyQR2), so its error is ~eps * cond(X) like the
-    # reference's: measured ~1e-14 even at n = d + 1 and cond(X) ~ 3e4; 1e-9 is the bar.
+    # reference's: measured ~1e-14 even at n = d + 1 and cond(X) ~ 3e4; 1e-9 is the contract's bar.
     np.dtype(np.float64): {"rtol": 1e-9, "atol": 1e-11},
     # float32 inputs: the kernels widen each value exactly to float64 and compute in float64,
     # and the reference runs on the same float32 values widened the same way: the float64 row.

@@ -2,7 +2,8 @@
 
 ``theta(alpha) = (1 - alpha) theta_A + alpha theta_B`` on every floating parameter and buffer
 (integer buffers from A); BatchNorm statistics re-estimated at every alpha; per-sample mean
-cross-entropy and accuracy along the line; the four barriers of ``DESIGN.md`` ("Connectivity").
+cross-entropy and accuracy along the line; the four barriers of ``docs/definitions.md``
+("Connectivity").
 Conventions (data sources, batches, labels, loss) are those of
 :mod:`mmkern.reference.connectivity`, the plain loop these functions are tested against.
 
@@ -18,7 +19,10 @@ How it is fast (see :mod:`mmkern.connectivity._engine`):
   comes from ``memory_budget``;
 * evaluation folds conv -> BatchNorm pairs, runs 4-D inputs in channels-last layout and in
   cache-sized micro-batches;
-* :func:`pairwise_barriers` evaluates each model's own endpoint once, not once per pair.
+* :func:`pairwise_barriers` evaluates each model's own endpoint once, not once per pair;
+* models on a CUDA device keep their loss sums and correct counts on the device, read back once
+  per evaluation pass, and run float32 products and convolutions without TF32 unless
+  ``allow_tf32=True``, so their curves match the CPU's to float32 rounding.
 
 Requires PyTorch.
 """
@@ -70,8 +74,7 @@ __all__ = [
 ]
 
 #: Default micro-batch of the evaluation passes: activations of a few MiB stay in cache
-#: (measured on a small CNN, 32x32 inputs, this 2-core CPU: 128 samples per forward run about
-#: 2.5x faster than 256).
+#: (benchmarks/NOTES.md).
 EVAL_BATCH_SIZE = 128
 
 #: Default bound, in bytes, on the memory of the weight sets evaluated together (their flat

@@ -7,9 +7,8 @@ module for that pass, from its :func:`torch.fx.symbolic_trace` graph:
 * a BatchNorm whose input is a fresh tensor that nothing else reads (a convolution output, say)
   normalises it **in place** with ``mmkern._C.batchnorm_train_``, fused with a following ReLU
   when the BatchNorm output feeds only that ReLU: two reads and one write of the activations
-  instead of torch's separate statistics, normalisation into a new tensor and ReLU (measured:
-  a small BatchNorm CNN re-estimates about 1.4x faster, most of it from not allocating, and so
-  not page-faulting, a new activation-sized tensor per layer);
+  instead of torch's separate statistics, normalisation into a new tensor and ReLU, and no new
+  activation-sized tensor per layer to allocate (and page-fault in);
 * the graph stops at the last BatchNorm: layers after it do not change any statistic.
 
 The kernel computes the batch statistics in float64 (two passes) and normalises with them;

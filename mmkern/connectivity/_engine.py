@@ -14,10 +14,9 @@
    batch, so the split changes nothing but float rounding).
 
 4-D inputs run in the channels-last memory format when the model has 2-D convolutions, which
-oneDNN convolves several times faster on CPU (measured: the first 3->16 convolution of a small
-CNN, 0.20 s -> 0.025 s per 5000 images of 32x32). A model whose forward cannot take such a
-tensor (e.g. it calls ``.view`` on a convolution output) is detected with a one-sample probe
-before any pass and evaluated in the default format.
+oneDNN convolves several times faster on CPU (benchmarks/NOTES.md). A model whose forward
+cannot take such a tensor (e.g. it calls ``.view`` on a convolution output) is detected with a
+one-sample probe before any pass and evaluated in the default format.
 """
 
 from __future__ import annotations

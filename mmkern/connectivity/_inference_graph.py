@@ -3,15 +3,14 @@
 * :class:`FoldedBatchNorm`: an evaluation view with each convolution -> BatchNorm pair folded
   into one convolution.
 * :func:`make_relus_inplace`: ReLU modules whose input feeds nothing else run in place, which
-  saves one activation-sized allocation (and its page faults) per ReLU (measured on a small
-  BatchNorm CNN, K=21: about 20 % of a whole curve).
+  saves one activation-sized allocation (and its page faults) per ReLU.
 
 Folding. After the BatchNorm statistics of an interpolated model are re-estimated, evaluation runs the
 model in evaluation mode, where a BatchNorm that follows a convolution is a fixed per-channel
 affine map: ``gamma * (z - mean) / sqrt(var + eps) + beta``. Folding it into the convolution's
-weights and bias removes one full read and write of the activations per BatchNorm (measured: a
-small CNN evaluates about 15 % faster on this 2-core CPU). The result equals the unfolded model
-up to float rounding.
+weights and bias removes one full read and write of the activations per BatchNorm. The result
+equals the unfolded model up to float rounding. (What each rewrite saves on the benchmark's CNN:
+benchmarks/NOTES.md.)
 
 Both read the model's graph from :func:`torch.fx.symbolic_trace`. A pair is folded only when
 the convolution (``Conv1d/2d/3d``) feeds nothing but a BatchNorm that tracks running statistics.

@@ -1,7 +1,7 @@
 """Plain NumPy reference implementations: the ground truth of the tests and benchmarks.
 
 Each function has the same name and signature as its fast counterpart in :mod:`mmkern` and is
-written literally from the definitions in ``DESIGN.md``, for clarity rather than speed.
+written literally from the definitions in ``docs/definitions.md``, for clarity rather than speed.
 
 The connectivity references (:mod:`mmkern.reference.connectivity`) need PyTorch. They are
 re-exported lazily: ``import mmkern.reference`` never imports torch, and the first access to one

@@ -1,8 +1,8 @@
 """Plain PyTorch reference implementations of the linear-mode-connectivity evaluation.
 
 These functions are the ground truth of the test suite and the baseline of the benchmarks for
-:mod:`mmkern.connectivity`. They are written literally from the definitions in ``DESIGN.md``
-("Connectivity") and the API contract of issue #4, for clarity and not for speed: for every
+:mod:`mmkern.connectivity`. They are written literally from the definitions in
+``docs/definitions.md`` ("Connectivity") and the API contract, for clarity and not for speed: for every
 alpha, :func:`interpolation_curve` builds a fresh interpolated copy of the first model,
 re-estimates its BatchNorm statistics with one pass over ``bn_data``, and walks every evaluation
 set once, in a plain Python loop.

@@ -1,8 +1,8 @@
 """Plain NumPy reference implementations of the predictive-multiplicity metrics.
 
 These functions are the ground truth of the test suite and the baseline of the benchmarks. They
-are written literally from the definitions in ``DESIGN.md`` ("Predictive multiplicity") and the
-API contract of issue #3, for clarity and not for speed: the disagreement matrices are Python
+are written literally from the definitions in ``docs/definitions.md`` ("Predictive
+multiplicity") and the API contract, for clarity and not for speed: the disagreement matrices are Python
 loops over pairs of models, and Blahut-Arimoto is a Python loop over samples. The fast functions
 of :mod:`mmkern.multiplicity` compute the same quantities and must agree with these (exactly for
 hard disagreement, to rounding for the rest).

@@ -1,7 +1,7 @@
 """Plain NumPy reference implementations of the representational-similarity metrics.
 
 These functions are the ground truth of the test suite and the baseline of the benchmarks. They
-are written literally from the definitions in ``DESIGN.md`` ("Definitions"), for clarity and
+are written literally from the definitions in ``docs/definitions.md``, for clarity and
 not for speed: every input is centered and factored with a full SVD, and the pairwise and cross
 matrices are plain Python loops over pairs of models. The fast functions of
 :mod:`mmkern.similarity` compute the same quantities through Gram matrices and must agree with
