@@ -125,6 +125,29 @@ def to_kind(result: Any, kind: Kind) -> Any:
         return cupy.asarray(result)
 
 
+def as_torch(a: Any, name: str) -> Any:
+    """A torch view (no copy) of a device-route input: a torch tensor (detached) or a CuPy array
+    (through DLPack); ``TypeError`` naming ``name`` for anything else."""
+    import torch
+
+    root = _module_root(a)
+    if root == "torch":
+        return a.detach()
+    if root == "cupy":
+        return torch.from_dlpack(a)
+    raise TypeError(f"{name} must be a torch tensor or a CuPy array on the device route, got {type(a).__name__}")
+
+
+def device_result(values: Any, kind: Kind) -> Any:
+    """A device-route result (a torch tensor) as the inputs' array kind: CuPy inputs get CuPy
+    arrays sharing its memory (DLPack); anything that is not a tensor passes through."""
+    if kind.library == "cupy" and is_torch(values):
+        import cupy
+
+        return cupy.from_dlpack(values)
+    return values
+
+
 def array_module(a: Any):
     """``numpy`` or ``torch``: the module whose functions apply to ``a``."""
     if is_torch(a):

@@ -15,7 +15,7 @@ def config() -> dict:
     if module is not None:
         info["cuda"] = dict(module.build_info())
         if info["cuda"].get("device_count", 0) > 0:
-            _probe_devices(info["cuda"]["device_count"])
+            _cuda.probe_visible_devices()
     info["cuda_status"] = _cuda.status()
     try:
         import scipy
@@ -24,19 +24,6 @@ def config() -> dict:
     except ImportError:  # pragma: no cover - scipy is a hard dependency
         info["scipy"] = None
     return info
-
-
-def _probe_devices(count: int) -> None:
-    """Run the CUDA module's probe on every visible device (where torch sees them)."""
-    from mmkern import _cuda
-
-    try:
-        torch = _cuda.require_torch()
-    except ImportError:
-        return
-    if torch.cuda.is_available():
-        for index in range(min(count, torch.cuda.device_count())):
-            _cuda.kernels_for(torch.device("cuda", index))
 
 
 def show_config(file=None) -> None:

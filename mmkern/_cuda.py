@@ -82,6 +82,17 @@ def kernels_for(device) -> Any:
     return module if _PROBED[index] == "" else None
 
 
+def probe_visible_devices() -> None:
+    """Probe every CUDA device torch sees (once each), so :func:`status` can report them all."""
+    try:
+        torch = require_torch()
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            kernels_for(torch.device("cuda", index))
+
+
 def status() -> dict:
     """What the device route knows of the CUDA module: ``built`` (imports), ``import_error`` and,
     per probed device index, ``""`` (usable) or why its kernels cannot run there."""

@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bindings/arrays.h"
@@ -121,12 +122,24 @@ mmkern::PairOutputs allocate_outputs(const std::vector<std::string>& metrics, py
   return out;
 }
 
-// An optional output array of `size` float64 entries (nullptr when not requested).
-double* maybe_output(std::optional<F64Array>& slot, bool wanted, py::ssize_t size) {
-  if (!wanted) return nullptr;
-  slot.emplace(size);
-  return slot->mutable_data();
-}
+// Optional float64 result arrays of one call, returned as a dict of the requested ones.
+class NamedOutputs {
+ public:
+  // A fresh (size,) array under `name` when `wanted`, else nullptr.
+  double* add(const char* name, bool wanted, py::ssize_t size) {
+    if (!wanted) return nullptr;
+    arrays_.emplace_back(name, F64Array(size));
+    return arrays_.back().second.mutable_data();
+  }
+  py::dict dict() const {
+    py::dict out;
+    for (const auto& [name, array] : arrays_) out[name] = array;
+    return out;
+  }
+
+ private:
+  std::vector<std::pair<const char*, F64Array>> arrays_;
+};
 
 // Holds the Gram array alive for as long as its factors are used.
 struct PyGramFactors {
@@ -211,22 +224,17 @@ void bind_similarity(py::module_& m) {
         }
         const double* mu = input<double>(mean, "mean", D);
         const py::ssize_t np = check_pairs(first, second, M);
-        std::optional<F64Array> cka, cka_debiased;
-        F64Array traces(M);
-        double* c = maybe_output(cka, biased, np);
-        double* cd = maybe_output(cka_debiased, debiased, np);
-        double* tr = traces.mutable_data();
+        NamedOutputs outputs;
+        double* c = outputs.add("cka", biased, np);
+        double* cd = outputs.add("cka_debiased", debiased, np);
+        double* tr = outputs.add("traces", true, M);
         const int64_t* f = input<int64_t>(first, "first");
         const int64_t* s = input<int64_t>(second, "second");
         {
           py::gil_scoped_release release;
           mmkern::sample_space_cka(views.data(), static_cast<int>(M), mu, f, s, np, c, cd, tr);
         }
-        py::dict out;
-        if (cka) out["cka"] = *cka;
-        if (cka_debiased) out["cka_debiased"] = *cka_debiased;
-        out["traces"] = traces;
-        return out;
+        return outputs.dict();
       },
       py::arg("arrays"), py::arg("mean"), py::arg("first"), py::arg("second"), py::arg("biased"),
       py::arg("debiased"),
@@ -265,19 +273,15 @@ void bind_similarity(py::module_& m) {
         a.rho = input<double>(rho, "rho");
         a.count = input<int64_t>(count, "count", a.npairs);
         if (weights) a.weights = input<double>(*weights, "weights", rho.size());
-        std::optional<F64Array> mean_out, r2_out, weighted_out;
-        a.mean = maybe_output(mean_out, mean, a.npairs);
-        a.r2 = maybe_output(r2_out, r2, a.npairs);
-        a.weighted = maybe_output(weighted_out, weighted, a.npairs);
+        NamedOutputs outputs;
+        a.mean = outputs.add("mean", mean, a.npairs);
+        a.r2 = outputs.add("r2", r2, a.npairs);
+        a.weighted = outputs.add("weighted", weighted, a.npairs);
         {
           py::gil_scoped_release release;
           mmkern::pair_summaries(a);
         }
-        py::dict out;
-        if (mean_out) out["mean"] = *mean_out;
-        if (r2_out) out["r2"] = *r2_out;
-        if (weighted_out) out["weighted"] = *weighted_out;
-        return out;
+        return outputs.dict();
       },
       py::arg("rho"), py::arg("count"), py::arg("weights") = py::none(), py::arg("mean") = false,
       py::arg("r2") = false, py::arg("weighted") = false,
@@ -300,17 +304,14 @@ void bind_similarity(py::module_& m) {
         a.self_fro2 = input<double>(self_fro2, "self_fro2");
         if (trace) a.trace = input<double>(*trace, "trace", a.models);
         if (norm_products) a.norm_products = input<double>(*norm_products, "norm_products", a.models * a.models);
-        std::optional<F64Array> cka, cka_debiased;
-        a.cka = maybe_output(cka, biased, a.npairs);
-        a.cka_debiased = maybe_output(cka_debiased, debiased, a.npairs);
+        NamedOutputs outputs;
+        a.cka = outputs.add("cka", biased, a.npairs);
+        a.cka_debiased = outputs.add("cka_debiased", debiased, a.npairs);
         {
           py::gil_scoped_release release;
           mmkern::cka_from_norms(a);
         }
-        py::dict out;
-        if (cka) out["cka"] = *cka;
-        if (cka_debiased) out["cka_debiased"] = *cka_debiased;
-        return out;
+        return outputs.dict();
       },
       py::arg("first"), py::arg("second"), py::arg("cross_fro2"), py::arg("self_fro2"), py::arg("n"),
       py::arg("trace") = py::none(), py::arg("norm_products") = py::none(), py::arg("biased") = true,

@@ -82,7 +82,7 @@ def _lerp_torch(a, b, alphas: np.ndarray):
 def _lerp_torch_cuda(a, b, alphas: np.ndarray):
     import torch
 
-    from mmkern._cuda import cuda_launch, kernels_for
+    from mmkern._cuda import cuda_launch, dtype_code, kernels_for
 
     kernels = kernels_for(a.device)
     if kernels is None:
@@ -91,7 +91,7 @@ def _lerp_torch_cuda(a, b, alphas: np.ndarray):
     out = torch.empty((k, p), dtype=a.dtype, device=a.device)
     al = torch.from_numpy(alphas).to(a.device)
     with cuda_launch(a.device) as stream:
-        kernels.lerp_many(a.data_ptr(), b.data_ptr(), 0 if a.dtype == torch.float32 else 1, p,
+        kernels.lerp_many(a.data_ptr(), b.data_ptr(), dtype_code(a.dtype), p,
                           al.data_ptr(), k, out.data_ptr(), stream)
     return out
 

@@ -38,7 +38,7 @@ from mmkern._cuda import require_torch
 
 torch = require_torch()
 
-from mmkern._backend import Kind  # noqa: E402
+from mmkern._backend import as_torch, device_result  # noqa: E402
 from mmkern._cuda import CHUNK_BYTES, cuda_launch, dtype_code, items_per_step, kernels_for  # noqa: E402
 from mmkern._dtypes import dtype_name, float_tensor, integer_tensor  # noqa: E402
 from mmkern.multiplicity._checks import (  # noqa: E402
@@ -67,14 +67,7 @@ def _chunk(total: int, bytes_per_item: int) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def as_array(a: Any, name: str) -> "torch.Tensor":
-    """A torch view of a torch tensor or CuPy array (no copy)."""
-    lib = type(a).__module__.split(".", 1)[0]
-    if lib == "torch":
-        return a.detach()
-    if lib == "cupy":
-        return torch.from_dlpack(a)
-    raise TypeError(f"{name} must be a torch tensor or a CuPy array on the device route, got {type(a).__name__}")
+as_array = as_torch  # a torch view of a torch tensor or CuPy array (no copy)
 
 
 def probabilities(probs: Any, name: str = "probs", from_logits: bool = False) -> "torch.Tensor":
@@ -337,10 +330,4 @@ def float64(a: "torch.Tensor") -> "torch.Tensor":
     return a.to(_F64)
 
 
-def result(values: "torch.Tensor", kind: Kind):
-    """A device result as the inputs' array kind (CuPy results share memory through DLPack)."""
-    if kind.library == "cupy" and isinstance(values, torch.Tensor):
-        import cupy
-
-        return cupy.from_dlpack(values)
-    return values
+result = device_result  # the inputs' array kind (CuPy results share memory through DLPack)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mmkern import _C
-from mmkern._backend import Kind, to_host, to_kind
+from mmkern._backend import to_host, to_kind
 from mmkern._dtypes import float_array, integer_array
 from mmkern.multiplicity._checks import (
     check_labels_shape,
@@ -115,6 +115,4 @@ def float64(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
 
-def result(values: np.ndarray, kind: Kind):
-    """A host result as the inputs' array kind."""
-    return to_kind(values, kind)
+result = to_kind  # a host result as the inputs' array kind

@@ -47,7 +47,7 @@ from mmkern._cuda import require_torch
 torch = require_torch()
 
 from mmkern import _C  # noqa: E402
-from mmkern._backend import Kind  # noqa: E402
+from mmkern._backend import as_torch, device_result  # noqa: E402
 from mmkern._cuda import CHUNK_BYTES, cuda_launch, dtype_code, items_per_step, kernels_for  # noqa: E402
 from mmkern._dtypes import float_tensor  # noqa: E402
 from mmkern.similarity import _checks  # noqa: E402
@@ -65,32 +65,15 @@ _TILE_COLUMNS = 2048
 # ---------------------------------------------------------------------------------------------
 
 
-def _library(a: Any) -> str:
-    return type(a).__module__.split(".", 1)[0]
-
-
 def prepare(a: Any, name: str, ndims: tuple[int, ...] = (2,)) -> "torch.Tensor":
     """A float32/float64 torch view of a torch tensor or CuPy array (no copy), validated for
     shape, with the dtype policy of :mod:`mmkern._dtypes`."""
-    lib = _library(a)
-    if lib == "torch":
-        t = a.detach()
-    elif lib == "cupy":
-        t = torch.from_dlpack(a)
-    else:
-        raise TypeError(f"{name} must be a torch tensor or a CuPy array on the device route, got {type(a).__name__}")
-    t = float_tensor(t, name)
+    t = float_tensor(as_torch(a, name), name)
     _checks.shape_check(t, name, ndims)
     return t
 
 
-def result(values: "torch.Tensor", kind: Kind):
-    """A device result as the inputs' array kind (CuPy results share memory through DLPack)."""
-    if kind.library == "cupy":
-        import cupy
-
-        return cupy.from_dlpack(values)
-    return values
+result = device_result  # the inputs' array kind (CuPy results share memory through DLPack)
 
 
 def _steps(total: int, bytes_per_item: int) -> int:
@@ -274,7 +257,6 @@ def _factor(joint: _Joint, rtol: float, keep: float, keep_mode: int) -> _Factors
 class _Projection:
     """Projected Gram blocks of U_i = Xc_i B_i (c_i columns each), padded to ``cmax``."""
 
-    cols: list[int]                         # c_i
     cmax: int
     chol: "torch.Tensor"                    # (M, cmax, cmax) lower L_i, P_ii = L_i L_i^T (identity padding)
     cross: "Any"                            # callable (pair positions) -> (p, cmax, cmax) P_ij
@@ -339,7 +321,7 @@ def _project(tensors, names, joint: _Joint, bases, first, second, loadings_for: 
     # Xc_i^T (U_i R_i^-1): solve A R_i = Xc_i^T U_i for A, with R_i = L_i^T upper triangular.
     rewhitened = {i: torch.linalg.solve_triangular(chol[i, : cols[i], : cols[i]].mT, a, upper=True, left=False)
                   for i, a in loads.items()}
-    return _Projection(cols=cols, cmax=cmax, chol=chol, cross=cross, loadings=rewhitened)
+    return _Projection(cmax=cmax, chol=chol, cross=cross, loadings=rewhitened)
 
 
 def _summaries(rho: "torch.Tensor", count: "torch.Tensor", weights: "torch.Tensor | None",
@@ -349,7 +331,7 @@ def _summaries(rho: "torch.Tensor", count: "torch.Tensor", weights: "torch.Tenso
     npairs, kmax = rho.shape
     kernels = kernels_for(rho.device)
     if kernels is None:
-        host = _C.pair_summaries(_host(rho), _host(count), None if weights is None else _host(weights),
+        host = _C.pair_summaries(_numpy(rho), _numpy(count), None if weights is None else _numpy(weights),
                                  mean="mean" in want, r2="r2" in want, weighted="weighted" in want)
         return {k: torch.from_numpy(v).to(rho.device) for k, v in host.items()}
     out = {k: torch.empty(npairs, dtype=_F64, device=rho.device) for k in want}
@@ -361,7 +343,7 @@ def _summaries(rho: "torch.Tensor", count: "torch.Tensor", weights: "torch.Tenso
     return out
 
 
-def _host(t: "torch.Tensor") -> np.ndarray:
+def _numpy(t: "torch.Tensor") -> np.ndarray:
     """A C-contiguous NumPy array of a tensor (a view for contiguous CPU tensors)."""
     return np.ascontiguousarray(t.detach().cpu().numpy())
 
@@ -467,8 +449,8 @@ def _cka(fro2, trace, norm_products, n: int, first: np.ndarray, second: np.ndarr
     kernels = kernels_for(device)
     if kernels is None:
         host = _C.cka_from_norms(np.ascontiguousarray(first, np.int64), np.ascontiguousarray(second, np.int64),
-                                 _host(cross), _host(self_fro2), float(n),
-                                 _host(trace) if debiased else None, _host(norm_products) if debiased else None,
+                                 _numpy(cross), _numpy(self_fro2), float(n),
+                                 _numpy(trace) if debiased else None, _numpy(norm_products) if debiased else None,
                                  biased="cka" in metrics, debiased=debiased)
         return {k: torch.from_numpy(v).to(device) for k, v in host.items()}
     out = {k: torch.empty(len(first), dtype=_F64, device=device) for k in ("cka", "cka_debiased") if k in metrics}
@@ -522,10 +504,6 @@ def pair_metrics(tensors, names, first, second, metrics, *, rtol: float = _check
     metrics = list(metrics)
     first = np.ascontiguousarray(first, np.int64)
     second = np.ascontiguousarray(second, np.int64)
-    for t, name in zip(tensors[1:], names[1:]):
-        if t.device != tensors[0].device:
-            raise ValueError(f"{name} is on {t.device} but {names[0]} is on {tensors[0].device}; "
-                             "move all inputs to one device")
     mean = column_means(tensors, names)
     n = int(tensors[0].shape[0])
     if _checks.use_sample_space(metrics, n, [int(t.shape[1]) for t in tensors]):
@@ -546,7 +524,7 @@ def batch_metric(xs: "torch.Tensor", ys: "torch.Tensor", metric: str, kwargs: di
     one call (the 2b slices as one population, the b pairs (i, b + i))."""
     b = xs.shape[0]
     arrays = [xs[i] for i in range(b)] + [ys[i] for i in range(b)]
-    names = [f"x[{i}]" for i in range(b)] + [f"y[{i}]" for i in range(b)]
+    names = ["x"] * b + ["y"] * b  # as the host route names each element's pair
     pairs = np.arange(b)
     return pair_metrics(arrays, names, pairs, pairs + b, [metric], **kwargs)[metric]
 

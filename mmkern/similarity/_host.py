@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmkern import _C
-from mmkern._backend import Kind, to_host, to_kind
+from mmkern._backend import to_host, to_kind
 from mmkern._dtypes import float_array
 from mmkern.similarity._checks import (
     CCA_FAMILY,
@@ -93,8 +93,7 @@ class GramStats:
         moments = self.moments or (None, None, None)
         _C.center_gram(self.offsets, self.blocks_only, self.gram, self.colsum, *moments, self.n, gram,
                        norm_products)
-        check_variance(self._traces(gram), model_sums(variance_floors(np.abs(self.mean), self.n), self.offsets),
-                       names)
+        _check_variance(self._traces(gram), self.mean, self.n, self.offsets, names)
         return gram, norm_products
 
     def _traces(self, gram: np.ndarray) -> list[float]:
@@ -106,9 +105,11 @@ class GramStats:
         return [np.trace(gram[s : s + w * w].reshape(w, w)) for s, w in zip(starts, self.widths)]
 
 
-def model_sums(values: np.ndarray, offsets: Sequence[int]) -> list[float]:
-    """Sums of ``values`` (D,) over each model's columns."""
-    return [float(values[a:b].sum()) for a, b in zip(offsets, offsets[1:])]
+def _check_variance(traces, mean: np.ndarray, n: int, offsets: Sequence[int], names: Sequence[str]) -> None:
+    """:func:`~mmkern.similarity._checks.check_variance` of each model's trace against the sum of
+    its columns' floors."""
+    floors = variance_floors(np.abs(mean), n)
+    check_variance(traces, [floors[a:b].sum() for a, b in zip(offsets, offsets[1:])], names)
 
 
 def column_means(arrays: list[np.ndarray], names: Sequence[str]) -> np.ndarray:
@@ -159,7 +160,7 @@ def _sample_space_cka(arrays, names, first, second, metrics):
     mean = column_means(arrays, names)
     out = _C.sample_space_cka(arrays, mean, first, second, "cka" in metrics, "cka_debiased" in metrics)
     offsets = np.cumsum([0] + [a.shape[1] for a in arrays])
-    check_variance(out["traces"], model_sums(variance_floors(np.abs(mean), arrays[0].shape[0]), offsets), names)
+    _check_variance(out["traces"], mean, arrays[0].shape[0], offsets, names)
     return out
 
 
@@ -179,6 +180,4 @@ def matrix(shape, rows, cols, values, symmetric: bool) -> np.ndarray:
     return out
 
 
-def result(values: np.ndarray, kind: Kind):
-    """A host result as the inputs' array kind."""
-    return to_kind(values, kind)
+result = to_kind  # a host result as the inputs' array kind
