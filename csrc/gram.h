@@ -41,9 +41,11 @@ struct GramAccumulator {
 // Offset of model i's d_i x d_i block in the blocks-only layout.
 int64_t diagonal_block_offset(const int64_t* offsets, int i);
 
-// Column sums of each view, concatenated into `out` (D). Returns the index of the first view
-// holding a NaN or infinity, or -1.
-int column_sums(const MatrixView* views, int m, double* out);
+// Column sums of each view, concatenated into `out` (D), and (when `max_abs` is not null) each
+// view's largest magnitude into max_abs[i] (M). Returns the index of the first view holding a
+// NaN or infinity, or -1 (finite values whose sum overflows are not reported: the caller rescales
+// them, see mmkern/similarity/_checks.py, magnitude_exponent).
+int column_sums(const MatrixView* views, int m, double* out, double* max_abs = nullptr);
 
 // Copies rows [row_begin, row_begin + rows) of the stacked views, minus `shift`, as float64 into
 // the column-major `out` (rows x D, leading dimension `ld` >= rows). (CUDA twin: pack_rows_cuda.)

@@ -111,6 +111,18 @@ def to_host(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
+def as_host_array(a: Any, name: str) -> np.ndarray:
+    """:func:`to_host` of a user's host input, nested lists and tuples made arrays (a ragged one is
+    a ``ValueError`` naming ``name``, not NumPy's "inhomogeneous shape")."""
+    if isinstance(a, (list, tuple)):
+        try:
+            return np.asarray(a)
+        except ValueError:
+            raise ValueError(f"{name} is a ragged nested sequence: its rows must all have the same "
+                             "length (give one array)") from None
+    return to_host(a)
+
+
 def to_kind(result: Any, kind: Kind) -> Any:
     """Return a host (NumPy) result as the array type of ``kind`` (Python scalars pass through)."""
     if not isinstance(result, np.ndarray) or kind.library == "numpy":

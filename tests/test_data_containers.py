@@ -78,7 +78,7 @@ def test_unknown_dataset_name_lists_valid_ones():
 def test_bad_seed_and_spurious():
     with pytest.raises(TypeError, match="seed must be an int"):
         load_dataset("digits", seed=1.5)
-    with pytest.raises(ValueError, match=r"p must be in \(0.0, 1.0\]"):
+    with pytest.raises(ValueError, match=r"p must be in \(0, 1\]"):
         load_dataset("digits", spurious=0.0)
 
 

@@ -186,19 +186,19 @@ def test_shuffled_sequence_uses_the_iid_permutation():
 
 
 @pytest.mark.parametrize("options, error, message", [
-    ({"num_samples": 5}, ValueError, "num_samples must be in"),
+    ({"num_samples": 5}, ValueError, "num_samples must be >= 20"),
     ({"num_samples": 100.0}, TypeError, "num_samples must be an int"),
     ({"train_split": 1.0}, ValueError, "train_split must be in"),
     ({"num_samples": 20, "train_split": 0.01}, ValueError, "empty split"),
-    ({"padding": (10, 5)}, ValueError, r"padding\[1\] must be in"),
+    ({"padding": (10, 5)}, ValueError, r"padding\[1\] must be >= 10"),
     ({"padding": 5}, TypeError, "padding must be a pair"),
     ({"max_translation": 100}, ValueError, r"max_translation must be in \[1, 72\]"),
     ({"scale_coeff": 2.0}, ValueError, "scale_coeff must be in"),
-    ({"shear_scale": -1}, ValueError, "shear_scale must be in"),
+    ({"shear_scale": -1}, ValueError, "shear_scale must be >= 0"),
     ({"shuffle_seq": 1}, TypeError, "shuffle_seq must be a bool"),
     ({"ood": ["blur"]}, ValueError, "ood: unknown 'blur'; valid: noise, shear"),
     ({"ood_severities": [0]}, ValueError, "ood_severities entry must be in"),
-    ({"ood_samples": 3}, ValueError, "ood_samples must be in"),
+    ({"ood_samples": 3}, ValueError, "ood_samples must be >= 10"),
     ({"seed": -1}, ValueError, "seed must be in"),
     ({"seed": 2**32}, ValueError, "seed must be in"),
     ({"shear_scale": 0.0}, ValueError, "'shear' OOD family needs shear_scale > 0"),

@@ -837,7 +837,7 @@ def test_device_route_projection_rejects_dependent_directions(rng):
     from mmkern.similarity import _device
 
     tensors = [torch.from_numpy(a) for a in latent_activations(rng, 50, [4, 3])]
-    mean = _device.column_means(tensors, ["x", "y"])
+    tensors, mean, _ = _device.column_means(tensors, ["x", "y"])
     joint = _device._first_pass(tensors, ["x", "y"], mean, None, False)
     fac = _device._factor(joint, 1e-10, 1.0, 0)
     bases = [fac.basis[0], torch.cat([fac.basis[1], fac.basis[1][:, :1]], dim=1)]  # a repeated column

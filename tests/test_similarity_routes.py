@@ -44,7 +44,8 @@ def test_cka_routes_agree_on_the_same_data(rng):
     # The feature-space route on the same data, through the internal pipeline.
     names = ["a", "b"]
     first, second = np.triu_indices(2)
-    feature_stats, gram, norm_products = S._host_gram(acts, names, moments=True)
+    arrays, mean, _ = S.column_means(acts, names)
+    feature_stats, gram, norm_products = S._host_gram(arrays, names, mean, moments=True)
     factors = S.factors(gram, feature_stats, ["cka_debiased"], 1e-10, 0.99, 0)
     feature = factors.pairs(first, second, ["cka_debiased"], norm_products)["cka_debiased"]
     np.testing.assert_allclose(sample[first, second], feature, rtol=1e-10, atol=1e-12)

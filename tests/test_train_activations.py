@@ -91,7 +91,7 @@ def test_capture_errors(images):
         capture_activations(model, images.test.y)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         capture_activations("cnn2d", images.test)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
         capture_activations(model, images.test, batch_size=0)
     assert not any(module._forward_hooks for module in model.modules())
 

@@ -97,9 +97,9 @@ def test_build_model_errors():
         build_model("mlp", "1,40", 10)
     with pytest.raises(TypeError, match=r"does not take option\(s\) 'depth'"):
         build_model("cnn1d", (1, 40), 10, depth=3)
-    with pytest.raises(ValueError, match="width must be positive"):
+    with pytest.raises(ValueError, match="width must be > 0 \\(finite\\)"):
         build_model("mlp", (1, 40), 10, width=0)
-    with pytest.raises(ValueError, match="num_classes must be positive"):
+    with pytest.raises(ValueError, match="num_classes must be >= 1"):
         build_model("mlp", (1, 40), 0)
 
 

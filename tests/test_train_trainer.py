@@ -186,5 +186,5 @@ def test_threads_option_is_used_and_restored(data):
     before = torch.get_num_threads()
     _, record = train_model(config(epochs=1), data, threads=1)
     assert record["torch_threads"] == 1 and torch.get_num_threads() == before
-    with pytest.raises(ValueError, match="threads must be a positive integer"):
+    with pytest.raises(ValueError, match="threads must be >= 1"):
         train_model(config(), data, threads=0)

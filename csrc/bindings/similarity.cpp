@@ -157,17 +157,19 @@ void bind_similarity(py::module_& m) {
         py::ssize_t D = 0;
         for (const auto& v : views) D += v.cols;
         F64Array out(D);
+        F64Array max_abs(static_cast<py::ssize_t>(views.size()));
         double* po = out.mutable_data();
+        double* pm = max_abs.mutable_data();
         int bad;
         {
           py::gil_scoped_release release;
-          bad = mmkern::column_sums(views.data(), static_cast<int>(views.size()), po);
+          bad = mmkern::column_sums(views.data(), static_cast<int>(views.size()), po, pm);
         }
-        return py::make_tuple(out, bad);
+        return py::make_tuple(out, bad, max_abs);
       },
       py::arg("arrays"),
-      "Concatenated float64 column sums of 2-D arrays and the index of the first array holding "
-      "a NaN or infinity (-1 if none).");
+      "(sums, bad, max_abs): the concatenated float64 column sums of 2-D arrays, the index of the "
+      "first array holding a NaN or infinity (-1 if none) and each array's largest magnitude.");
 
   m.def(
       "gram_update",

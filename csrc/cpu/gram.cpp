@@ -18,44 +18,68 @@ const T* typed(const MatrixView& v) {
   return static_cast<const T*>(v.data);
 }
 
-// Column sums of one view in float64 and whether it holds a NaN or infinity. Walks the array in
-// memory order: by rows (per-thread partial sums) when rows are contiguous, else by columns.
+// Whether a view holds a NaN or infinity (the rare path: only asked when a column sum is not
+// finite, which finite values can also give by overflowing).
 template <typename T>
-bool column_sums_view(const MatrixView& v, double* out) {
+bool has_non_finite(const MatrixView& v) {
   const T* p = typed<T>(v);
   bool bad = false;
-  if (std::llabs(v.col_stride) > std::llabs(v.row_stride)) {
 #pragma omp parallel for schedule(static) reduction(|| : bad)
+  for (int64_t r = 0; r < v.rows; ++r)
+    for (int64_t c = 0; c < v.cols; ++c) bad = bad || !std::isfinite(p[r * v.row_stride + c * v.col_stride]);
+  return bad;
+}
+
+// Column sums of one view in float64, its largest magnitude (NaN ignored) and whether it holds a
+// NaN or infinity. Walks the array in memory order: by rows (per-thread partial sums) when rows
+// are contiguous, else by columns.
+template <typename T>
+bool column_sums_view(const MatrixView& v, double* out, double* max_abs) {
+  const T* p = typed<T>(v);
+  bool overflow = false;
+  double mx = 0.0;
+  if (std::llabs(v.col_stride) > std::llabs(v.row_stride)) {
+#pragma omp parallel for schedule(static) reduction(|| : overflow) reduction(max : mx)
     for (int64_t c = 0; c < v.cols; ++c) {
       double s = 0.0;
-      for (int64_t r = 0; r < v.rows; ++r) s += static_cast<double>(p[r * v.row_stride + c * v.col_stride]);
+      for (int64_t r = 0; r < v.rows; ++r) {
+        const double x = static_cast<double>(p[r * v.row_stride + c * v.col_stride]);
+        s += x;
+        mx = std::max(mx, std::fabs(x));
+      }
       out[c] = s;
-      bad = bad || !std::isfinite(s);
+      overflow = overflow || !std::isfinite(s);
     }
-    return bad;
-  }
-  const int nt = max_threads();
-  std::vector<double> partial(static_cast<size_t>(nt) * v.cols, 0.0);
-#pragma omp parallel
-  {
-    double* acc = partial.data() + static_cast<size_t>(thread_id()) * v.cols;
+  } else {
+    const int nt = max_threads();
+    std::vector<double> partial(static_cast<size_t>(nt) * v.cols, 0.0);
+#pragma omp parallel reduction(max : mx)
+    {
+      double* acc = partial.data() + static_cast<size_t>(thread_id()) * v.cols;
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < v.rows; ++r) {
-      const T* row = p + r * v.row_stride;
-      if (v.col_stride == 1) {  // contiguous rows (C order): a loop the compiler vectorises
-        for (int64_t c = 0; c < v.cols; ++c) acc[c] += static_cast<double>(row[c]);
-      } else {
-        for (int64_t c = 0; c < v.cols; ++c) acc[c] += static_cast<double>(row[c * v.col_stride]);
+      for (int64_t r = 0; r < v.rows; ++r) {
+        const T* row = p + r * v.row_stride;
+        if (v.col_stride == 1) {  // contiguous rows (C order): loops the compiler vectorises
+          for (int64_t c = 0; c < v.cols; ++c) acc[c] += static_cast<double>(row[c]);
+          for (int64_t c = 0; c < v.cols; ++c) mx = std::max(mx, std::fabs(static_cast<double>(row[c])));
+        } else {
+          for (int64_t c = 0; c < v.cols; ++c) {
+            const double x = static_cast<double>(row[c * v.col_stride]);
+            acc[c] += x;
+            mx = std::max(mx, std::fabs(x));
+          }
+        }
       }
     }
+    for (int64_t c = 0; c < v.cols; ++c) {
+      double s = 0.0;
+      for (int t = 0; t < nt; ++t) s += partial[static_cast<size_t>(t) * v.cols + c];
+      out[c] = s;
+      overflow = overflow || !std::isfinite(s);
+    }
   }
-  for (int64_t c = 0; c < v.cols; ++c) {
-    double s = 0.0;
-    for (int t = 0; t < nt; ++t) s += partial[static_cast<size_t>(t) * v.cols + c];
-    out[c] = s;
-    bad = bad || !std::isfinite(s);
-  }
-  return bad;
+  if (max_abs != nullptr) *max_abs = mx;
+  return overflow && has_non_finite<T>(v);
 }
 
 // Rows [r0, r0 + rows) of one view minus shift, into column-major `out` (ld). Tiles of columns
@@ -85,11 +109,12 @@ int64_t diagonal_block_offset(const int64_t* offsets, int i) {
   return off;
 }
 
-int column_sums(const MatrixView* views, int m, double* out) {
+int column_sums(const MatrixView* views, int m, double* out, double* max_abs) {
   int64_t off = 0;
   for (int i = 0; i < m; ++i) {
-    const bool bad = views[i].dtype == DType::Float32 ? column_sums_view<float>(views[i], out + off)
-                                                      : column_sums_view<double>(views[i], out + off);
+    double* mx = max_abs != nullptr ? max_abs + i : nullptr;
+    const bool bad = views[i].dtype == DType::Float32 ? column_sums_view<float>(views[i], out + off, mx)
+                                                      : column_sums_view<double>(views[i], out + off, mx);
     if (bad) return i;
     off += views[i].cols;
   }

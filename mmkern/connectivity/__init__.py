@@ -36,16 +36,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmkern._validate import check_batch_size, check_bool, check_positive_int
 from mmkern.connectivity._checks import (
     alpha_grid,
     BN_BATCH_SIZE,
     check_alpha,
     check_barrier_grid,
-    check_batch_size,
-    check_flag,
     check_bn_data,
     check_models,
-    check_positive_int,
     check_same_architecture,
     check_sets,
     DataSource,
@@ -250,7 +248,7 @@ def interpolation_curve(
     sets = check_sets(data)
     batch_size = check_batch_size(batch_size)
     eval_batch_size, memory_budget = _check_options(eval_batch_size, memory_budget)
-    allow_tf32 = check_flag(allow_tf32, "allow_tf32")
+    allow_tf32 = check_bool(allow_tf32, "allow_tf32")
     has_batchnorm = check_bn_data(model_a, bn_data)
 
     layout = WeightLayout(model_a)
@@ -326,7 +324,7 @@ def pairwise_barriers(
     sets = check_sets(data)
     batch_size = check_batch_size(batch_size)
     eval_batch_size, memory_budget = _check_options(eval_batch_size, memory_budget)
-    allow_tf32 = check_flag(allow_tf32, "allow_tf32")
+    allow_tf32 = check_bool(allow_tf32, "allow_tf32")
     has_batchnorm = check_bn_data(models[0], bn_data)
 
     m = len(models)

@@ -91,26 +91,6 @@ def alpha_grid(alphas) -> np.ndarray:
     return grid.copy()
 
 
-def check_positive_int(value, name: str) -> int:
-    """``value`` as an int >= 1, or TypeError/ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-def check_flag(value, name: str) -> bool:
-    """``value`` as a bool, or TypeError naming ``name`` (no truthiness of strings or arrays)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
-    return bool(value)
-
-
-def check_batch_size(batch_size) -> int:
-    return check_positive_int(batch_size, "batch_size")
-
-
 def is_pair(data) -> bool:
     return (
         isinstance(data, (tuple, list))

@@ -14,6 +14,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from mmkern._validate import check_int
+
 
 def check_seed(seed: Any, name: str = "seed") -> int:
     """Return ``seed`` as a Python int in [0, 2**32).
@@ -49,45 +51,6 @@ def derive_rng(seed: int, *labels: str | int) -> np.random.Generator:
     """A ``numpy.random.Generator`` for one purpose, derived from ``seed`` and ``labels``."""
     entropy = [seed, *(_label_word(label) for label in labels)]
     return np.random.default_rng(np.random.SeedSequence(entropy))
-
-
-def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:
-    """``value`` as an int within ``[low, high]`` (either bound optional)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
-    if (low is not None and value < low) or (high is not None and value > high):
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
-    return value
-
-
-def check_float(value: Any, name: str, *, low: float | None = None, high: float | None = None,
-                low_open: bool = False, high_open: bool = False) -> float:
-    """``value`` as a finite float within the given bounds (open or closed)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    bad = not np.isfinite(value)
-    if low is not None:
-        bad |= value <= low if low_open else value < low
-    if high is not None:
-        bad |= value >= high if high_open else value > high
-    if bad:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        raise ValueError(f"{name} must be in {left}{lo}, {hi}{right}, got {value}")
-    return value
-
-
-def check_bool(value: Any, name: str) -> bool:
-    """``value`` as a bool (NumPy booleans accepted, ints rejected)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return bool(value)
 
 
 def check_names(values: Iterable[str] | str | None, name: str,

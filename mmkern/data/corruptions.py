@@ -37,7 +37,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from mmkern.data._arrays import ArraySplit
-from mmkern.data._checks import check_int, check_names, check_seed, check_severities, derive_rng
+from mmkern._validate import check_int
+from mmkern.data._checks import check_names, check_seed, check_severities, derive_rng
 
 __all__ = [
     "CORRUPTIONS",

@@ -22,7 +22,8 @@ from typing import Iterable
 import numpy as np
 
 from mmkern.data._arrays import ArraySplit, Dataset
-from mmkern.data._checks import check_float, check_seed, derive_rng
+from mmkern._validate import check_float
+from mmkern.data._checks import check_seed, derive_rng
 from mmkern.data.corruptions import CORRUPTIONS, DEFAULT_SEVERITIES, corrupted_sets
 
 __all__ = ["load_digits", "stratified_split"]

@@ -54,7 +54,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from mmkern.data._arrays import ArraySplit, Dataset
-from mmkern.data._checks import check_bool, check_names, check_seed, check_severities
+from mmkern._validate import check_bool
+from mmkern.data._checks import check_names, check_seed, check_severities
 from mmkern.data.corruptions import CORRUPTIONS, DEFAULT_SEVERITIES, corrupted_sets
 
 __all__ = [

@@ -75,15 +75,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from mmkern.data._arrays import ArraySplit, Dataset
-from mmkern.data._checks import (
-    check_bool,
-    check_float,
-    check_int,
-    check_names,
-    check_seed,
-    check_severities,
-    derive_seed,
-)
+from mmkern._validate import check_bool, check_float, check_int
+from mmkern.data._checks import check_names, check_seed, check_severities, derive_seed
 
 __all__ = [
     "OOD_FAMILIES",

@@ -54,7 +54,8 @@ from typing import Any
 import numpy as np
 
 from mmkern.data._arrays import ArraySplit, Dataset
-from mmkern.data._checks import check_float, check_int, check_seed, derive_rng
+from mmkern._validate import check_float, check_int
+from mmkern.data._checks import check_seed, derive_rng
 
 __all__ = ["COUNTERFACTUAL_SETS", "SpuriousCue", "SpuriousDataset", "make_spurious",
            "cue_layout", "cued_count"]

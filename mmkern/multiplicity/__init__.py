@@ -57,10 +57,10 @@ __all__ = [
 ]
 
 
-def _route(*inputs):
-    """(route module, kind) of the inputs: the host route, or the device route (which needs
-    torch, so it is imported on first use)."""
-    kind = common_kind(list(inputs), [f"input {i}" for i in range(len(inputs))])
+def _route(**inputs):
+    """(route module, kind) of the inputs (by argument name): the host route, or the device route
+    (which needs torch, so it is imported on first use)."""
+    kind = common_kind(list(inputs.values()), list(inputs))
     if kind.device_route:
         from mmkern.multiplicity import _device
 
@@ -87,7 +87,7 @@ def disagreement_matrix(preds):
     array, shape (M, M), float64
         Symmetric, zero diagonal; a metric on the models (triangle inequality holds).
     """
-    route, kind = _route(preds)
+    route, kind = _route(preds=preds)
     arr = route.as_array(preds, "preds")
     ndim = check_preds_shape(arr.shape)
     codes, max_code = route.scores(arr) if ndim == 3 else route.label_codes(arr)
@@ -113,7 +113,7 @@ def soft_disagreement_matrix(probs, metric: str = "tv", *, from_logits: bool = F
         Zero diagonal; symmetric except for ``"kl"``.
     """
     code = check_soft_metric(metric)
-    route, kind = _route(probs)
+    route, kind = _route(probs=probs)
     p = route.probabilities(probs, from_logits=from_logits)
     return route.result(route.soft_disagreement(p, code), kind)
 
@@ -150,7 +150,7 @@ def rashomon_capacity(probs, *, from_logits: bool = False, tol: float = 1e-6, ma
         Only with ``return_gap``: upper - lower capacity bound in nats (<= tol unless capped).
     """
     tol, max_iter = capacity_args(tol, max_iter)
-    route, kind = _route(probs)
+    route, kind = _route(probs=probs)
     p = route.probabilities(probs, from_logits=from_logits)
     capacity, gaps = route.capacities(p, tol, max_iter)
     values = capacity_values(capacity, gaps, p.shape[2], tol, max_iter)
@@ -231,7 +231,7 @@ def predictive_multiplicity(probs, labels=None, reference=None, *, from_logits: 
     PredictiveMultiplicity
     """
     tol, max_iter = capacity_args(tol, max_iter)
-    route, kind = _route(probs) if labels is None else _route(probs, labels)
+    route, kind = _route(probs=probs) if labels is None else _route(probs=probs, labels=labels)
     p = route.probabilities(probs, from_logits=from_logits)
     m, n, c = p.shape
     reference = check_reference(reference, m)

@@ -20,9 +20,16 @@ import numpy as np
 
 from mmkern import _C
 from mmkern._backend import array_module, host_floats
+from mmkern._validate import check_choice, check_positive, check_positive_int
 
-PROB_ATOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-6}
-"""How far from 1 a row of probabilities may sum, per dtype."""
+PROB_ATOL = {"float16": 2e-3, "bfloat16": 1e-2, "float32": 1e-4, "float64": 1e-6}
+"""How far from 1 a row of probabilities may sum, per input dtype (before float16 and bfloat16 are
+upcast): a softmax rounded to float16 sums to 1 within about its eps / 2 = 5e-4, to bfloat16
+within 4e-3."""
+
+LOGITS_HINT = 0.05
+"""Rows summing further than this from 1 look like logits, and the message says so; closer ones
+look like rounded or truncated probabilities, and the message suggests renormalising."""
 
 CAPACITY_WARN_GAP = 1e-3
 """Rashomon capacity warns when a sample stops at ``max_iter`` with its capacity bounds more than
@@ -82,19 +89,22 @@ def check_probability_shape(shape, name: str) -> None:
         raise ValueError(f"{name} is empty (shape {tuple(shape)}); it needs samples and classes")
 
 
-def check_probability_stats(nonfinite: int, negative: int, min_sum: float, max_sum: float, dtype, name: str) -> None:
+def check_probability_stats(nonfinite: int, negative: int, min_sum: float, max_sum: float, dtype: str,
+                            name: str) -> None:
     """The verdict on a probability array from its counts of non-finite and negative entries and
-    its smallest and largest row sums (``dtype``: the array's NumPy dtype)."""
+    its smallest and largest row sums (``dtype``: the name of the input's dtype, before upcasting)."""
     if nonfinite:
         raise ValueError(f"{name} contains NaN or infinity ({int(nonfinite)} entries)")
     if negative:
         raise ValueError(f"{name} has {int(negative)} negative entries; probabilities must be >= 0 "
                          "(pass from_logits=True for logits)")
-    atol = PROB_ATOL[np.dtype(dtype)]
+    atol = PROB_ATOL[dtype]
     if min_sum < 1 - atol or max_sum > 1 + atol:
+        far = min_sum < 1 - LOGITS_HINT or max_sum > 1 + LOGITS_HINT
+        hint = "pass from_logits=True for logits" if far else "renormalise them (p / p.sum(-1, keepdims=True))"
         raise ValueError(
-            f"rows of {name} must sum to 1 within {atol:g} (found sums from {min_sum:.6g} to "
-            f"{max_sum:.6g}); pass from_logits=True for logits"
+            f"rows of {name} must sum to 1 within {atol:g} for {dtype} input (found sums from "
+            f"{min_sum:.6g} to {max_sum:.6g}); {hint}"
         )
 
 
@@ -141,17 +151,11 @@ def check_reference(reference: Any, m: int) -> int | None:
 
 
 def check_soft_metric(metric: Any) -> int:
-    if not isinstance(metric, str) or metric not in SOFT_METRICS:
-        raise ValueError(f"metric must be one of {', '.join(map(repr, SOFT_METRICS))}, got {metric!r}")
-    return SOFT_METRICS[metric]
+    return SOFT_METRICS[check_choice(metric, "metric", SOFT_METRICS)]
 
 
 def capacity_args(tol: float, max_iter: int) -> tuple[float, int]:
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not float(tol) > 0:
-        raise ValueError(f"tol must be a positive float, got {tol!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
-    return float(tol), int(max_iter)
+    return check_positive(tol, "tol"), check_positive_int(max_iter, "max_iter")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 from mmkern._cuda import require_torch
 
@@ -75,6 +74,7 @@ def probabilities(probs: Any, name: str = "probs", from_logits: bool = False) ->
     logits); the device twin of :func:`mmkern.multiplicity._host.probabilities`."""
     t = as_array(probs, name)
     check_probability_shape(t.shape, name)
+    source = dtype_name(t.dtype)
     t = float_tensor(t, name)
     if from_logits:
         if not bool(torch.isfinite(t).all()):
@@ -87,7 +87,7 @@ def probabilities(probs: Any, name: str = "probs", from_logits: bool = False) ->
     nonfinite, negative, lo, hi = torch.stack([
         (~torch.isfinite(t)).sum().to(_F64), (t < 0).sum().to(_F64), sums.min(), sums.max(),
     ]).tolist()  # one synchronisation
-    check_probability_stats(int(nonfinite), int(negative), lo, hi, np.dtype(dtype_name(t.dtype)), name)
+    check_probability_stats(int(nonfinite), int(negative), lo, hi, source, name)
     return t
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from mmkern import _C
-from mmkern._backend import to_host, to_kind
-from mmkern._dtypes import float_array, integer_array
+from mmkern._backend import as_host_array, is_torch, to_kind
+from mmkern._dtypes import dtype_name, float_array, integer_array
 from mmkern.multiplicity._checks import (
     check_labels_shape,
     check_probability_shape,
@@ -24,11 +24,7 @@ from mmkern.multiplicity._checks import (
 )
 
 
-def as_array(a: Any, name: str) -> np.ndarray:
-    """A NumPy view of a host input (lists become arrays)."""
-    if isinstance(a, (list, tuple)):
-        a = np.asarray(a)
-    return to_host(a)
+as_array = as_host_array  # a NumPy view of a host input (lists become arrays)
 
 
 def probabilities(probs: Any, name: str = "probs", from_logits: bool = False) -> np.ndarray:
@@ -36,6 +32,7 @@ def probabilities(probs: Any, name: str = "probs", from_logits: bool = False) ->
     logits, by a float64 softmax)."""
     arr = as_array(probs, name)
     check_probability_shape(arr.shape, name)
+    source = dtype_name(probs.dtype) if is_torch(probs) else arr.dtype.name  # NumPy has no bfloat16
     arr = float_array(arr, name)
     if from_logits:
         if not np.isfinite(arr).all():
@@ -45,7 +42,7 @@ def probabilities(probs: Any, name: str = "probs", from_logits: bool = False) ->
         return e / e.sum(axis=-1, keepdims=True)
     arr = np.ascontiguousarray(arr)
     check = _C.check_probabilities(arr)
-    check_probability_stats(check["nonfinite"], check["negative"], check["min_sum"], check["max_sum"], arr.dtype, name)
+    check_probability_stats(check["nonfinite"], check["negative"], check["min_sum"], check["max_sum"], source, name)
     return arr
 
 

@@ -47,12 +47,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmkern._validate import check_batch_size
 from mmkern.connectivity._checks import (
     alpha_grid,
     BN_BATCH_SIZE,
     check_alpha,
     check_barrier_grid,
-    check_batch_size,
     check_bn_data,
     check_labels,
     check_model,

@@ -9,7 +9,8 @@ these to rounding.
 
 Every input is converted to a float64 NumPy array first (``np.asarray(a).astype(np.float64)``).
 float32 values are represented exactly in float64, so the reference run on float32 inputs sees
-the same numbers as the fast path. Validation is minimal (dimensions, matching sample counts);
+the same numbers as the fast path. Each input is divided by its largest magnitude before it is
+centered (the metrics are scale-invariant; this keeps every statistic in range). Validation is minimal (dimensions, matching sample counts);
 the fast functions do the user-facing validation.
 """
 
@@ -94,7 +95,15 @@ def _check_pair(x: np.ndarray, y: np.ndarray) -> None:
 
 
 def _center(x: np.ndarray) -> np.ndarray:
-    """Subtract the column means of a ``(n, d)`` array."""
+    """Divide a ``(n, d)`` array by its largest magnitude, then subtract its column means.
+
+    Every metric here is invariant to scaling an input, and after the division the squared and
+    fourth-power statistics below stay inside float64's range for any finite input (without it,
+    CKA of inputs near 1e-85 or 1e77 under- or overflows).
+    """
+    largest = np.max(np.abs(x))
+    if largest > 0.0:
+        x = x / largest
     return x - x.mean(axis=0, keepdims=True)
 
 

@@ -169,7 +169,7 @@ def cka(x, y, *, debiased: bool = False):
     -------
     float, or array of shape (b,) float64 for batched input.
     """
-    return _pair_metric("cka", x, y, **{**OPTS_DEFAULT, "debiased": bool(debiased)})
+    return _pair_metric("cka", x, y, **{**OPTS_DEFAULT, "debiased": debiased})
 
 
 def cca(x, y, *, rtol: float = RANK_RTOL) -> CCAResult:
@@ -290,7 +290,7 @@ def pairwise_cka(acts, *, debiased: bool = False):
     -------
     array, shape (M, M), float64.
     """
-    return _matrix("cka", [(acts, "acts")], **{**OPTS_DEFAULT, "debiased": bool(debiased)})
+    return _matrix("cka", [(acts, "acts")], **{**OPTS_DEFAULT, "debiased": debiased})
 
 
 def cross_svcca(acts_a, acts_b, keep=0.99, *, keep_by: str = "variance", rtol: float = RANK_RTOL):
@@ -312,5 +312,5 @@ def cross_pwcca(acts_a, acts_b, *, rtol: float = RANK_RTOL):
 
 def cross_cka(acts_a, acts_b, *, debiased: bool = False):
     """(len(a), len(b)) linear-CKA matrix between two populations."""
-    opts = {**OPTS_DEFAULT, "debiased": bool(debiased)}
+    opts = {**OPTS_DEFAULT, "debiased": debiased}
     return _matrix("cka", [(acts_a, "acts_a"), (acts_b, "acts_b")], **opts)

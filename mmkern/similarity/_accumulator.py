@@ -7,8 +7,11 @@ about 1e-12 on typical activations).
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 import os
+import zipfile
+import zlib
 from typing import Any, Sequence
 
 import numpy as np
@@ -96,8 +99,9 @@ class SimilarityAccumulator:
         if 0 in widths:
             raise ValueError(f"{names[widths.index(0)]} has no features")
         first_batch = self._stats is None
-        if first_batch:  # the shift: this batch's means (their computation also validates it)
-            self._stats = GramStats(widths, column_means(arrays, names), moments=True)
+        if first_batch:  # the shift and the scale: this batch's (their computation validates it)
+            arrays, shift, exponents = column_means(arrays, names)
+            self._stats = GramStats(widths, shift, moments=True, exponents=exponents)
         elif widths != self._stats.widths:
             raise ValueError(f"batch widths {widths} differ from the first batch's {self._stats.widths}")
         self._stats.update(arrays, names, validated=first_batch)
@@ -137,35 +141,117 @@ class SimilarityAccumulator:
 
     def cka(self, *, debiased: bool = False) -> np.ndarray:
         """(M, M) linear CKA matrix (see :func:`pairwise_cka`)."""
-        return self._matrix("cka", debiased=bool(debiased))
+        return self._matrix("cka", debiased=debiased)
 
     # -- persistence: resume a long streaming job ---------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the state to ``path`` (``.npz``) atomically: a crash never leaves a torn file."""
+        """Write the state to ``path`` (``.npz``) atomically, with a SHA-256 checksum of every
+        field: a crash never leaves a torn file, and :meth:`load` detects a damaged one."""
         path = os.fspath(path)
-        state = {"n_models": np.array(self.n_models)}
+        state = {"format": np.array(_FORMAT), "n_models": np.array(self.n_models, dtype=np.int64)}
         if self._stats is not None:
             s = self._stats
-            state.update(widths=np.array(s.widths), n=np.array(s.n), shift=s.shift, gram=s.gram,
+            state.update(widths=np.array(s.widths, dtype=np.int64), n=np.array(s.n, dtype=np.int64),
+                         exponents=np.array(s.exponents, dtype=np.int64), shift=s.shift, gram=s.gram,
                          colsum=s.colsum, row_moments=s.moments[0], norm_products=s.moments[1],
                          norm_sums=s.moments[2])
+        state["checksum"] = np.array(_checksum(state))
         atomic_write(path, lambda f: np.savez(f, **state))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SimilarityAccumulator":
-        """Restore an accumulator written by :meth:`save`."""
+        """Restore an accumulator written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        ValueError
+            Naming the file: not an ``.npz`` written by :meth:`save` (empty, truncated, another
+            format), a checksum that does not match (a damaged or edited file), or fields whose
+            shapes or values are inconsistent.
+        """
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"accumulator state {path!r} does not exist")
         try:
-            with np.load(os.fspath(path)) as z:
-                acc = cls(int(z["n_models"]))
-                if "gram" in z:
-                    s = GramStats(z["widths"].tolist(), z["shift"], moments=True)
-                    s.n = int(z["n"])
-                    s.gram[...] = z["gram"]
-                    s.colsum[...] = z["colsum"]
-                    for dst, key in zip(s.moments, ("row_moments", "norm_products", "norm_sums")):
-                        dst[...] = z[key]
-                    acc._stats = s
-        except (OSError, KeyError, ValueError) as e:
-            raise ValueError(f"{path} is not a saved SimilarityAccumulator ({e})") from e
+            z = np.load(path, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("a single .npy array, not an .npz archive")
+            with z:
+                state = {k: z[k] for k in z.files}
+        except ValueError as e:
+            raise ValueError(f"{path} is not a saved SimilarityAccumulator ({e})") from None
+        except (OSError, EOFError, KeyError, NotImplementedError, zipfile.BadZipFile, zlib.error) as e:
+            # zipfile's errors for damaged archives (NotImplementedError: a flipped method field)
+            raise ValueError(f"{path} is not a readable .npz file ({type(e).__name__}: {e})") from None
+        try:
+            return cls._from_state(state)
+        except ValueError as e:
+            raise ValueError(f"{path} is not a valid SimilarityAccumulator state: {e}") from None
+
+    @classmethod
+    def _from_state(cls, state: dict) -> "SimilarityAccumulator":
+        if "format" not in state or state["format"].shape != () or str(state["format"]) != _FORMAT:
+            raise ValueError(f"no format field {_FORMAT!r} (not written by SimilarityAccumulator.save)")
+        stored = state.pop("checksum", None)
+        if stored is None or stored.shape != () or str(stored) != _checksum(state):
+            raise ValueError("its checksum does not match its contents (the file is damaged or was edited)")
+        m = _scalar_int(state, "n_models", 1)
+        acc = cls(m)
+        fields = set(state) - {"format", "n_models"}
+        if not fields:
+            return acc
+        if fields != set(_STATS_FIELDS):
+            raise ValueError(f"fields {sorted(fields)} are not the expected {sorted(_STATS_FIELDS)}")
+        widths = _int_vector(state, "widths", m, low=1)
+        d = int(widths.sum())
+        expect = {"shift": (d,), "gram": (d, d), "colsum": (d,), "row_moments": (m, d),
+                  "norm_products": (m, m), "norm_sums": (m,)}
+        for key, shape in expect.items():
+            a = state[key]
+            if a.dtype != np.float64 or a.shape != shape:
+                raise ValueError(f"{key} must be float64 of shape {shape}, got {a.dtype} {a.shape}")
+            if not np.isfinite(a).all():
+                raise ValueError(f"{key} contains NaN or infinity")
+        stats = GramStats(widths.tolist(), state["shift"], moments=True,
+                          exponents=_int_vector(state, "exponents", m, low=-1100, high=1100).tolist())
+        stats.n = _scalar_int(state, "n", 1)
+        stats.gram[...] = state["gram"]
+        stats.colsum[...] = state["colsum"]
+        for dst, key in zip(stats.moments, ("row_moments", "norm_products", "norm_sums")):
+            dst[...] = state[key]
+        acc._stats = stats
         return acc
+
+
+_FORMAT = "mmkern.SimilarityAccumulator/2"
+_STATS_FIELDS = ("widths", "n", "exponents", "shift", "gram", "colsum", "row_moments", "norm_products",
+                 "norm_sums")
+
+
+def _checksum(state: dict) -> str:
+    """Hex SHA-256 over every field's name, dtype, shape and bytes (in name order)."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        a = np.ascontiguousarray(state[key])
+        digest.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def _scalar_int(state: dict, key: str, low: int) -> int:
+    a = state[key]
+    if a.shape != () or a.dtype.kind not in "iu" or int(a) < low:
+        raise ValueError(f"{key} must be an integer >= {low}, got {a!r}")
+    return int(a)
+
+
+def _int_vector(state: dict, key: str, m: int, low: int, high: int | None = None) -> np.ndarray:
+    a = state[key]
+    if a.shape != (m,) or a.dtype.kind not in "iu":
+        raise ValueError(f"{key} must be {m} integers (one per model), got {a.dtype} {a.shape}")
+    if (a < low).any() or (high is not None and (a > high).any()):
+        raise ValueError(f"{key} holds values outside [{low}, {high}]: {a.tolist()}")
+    return a

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmkern import _C
+from mmkern._validate import check_bool, check_choice, check_float
 
 RANK_RTOL = 1e-10
 """Directions with variance <= RANK_RTOL * (largest variance) count as numerically zero."""
@@ -94,17 +95,12 @@ def check_more_samples(n: int, widths: Sequence[int], names: Sequence[str], what
 
 
 def check_rtol(rtol: float) -> float:
-    if isinstance(rtol, bool) or not isinstance(rtol, numbers.Real):
-        raise TypeError(f"rtol must be a float, got {type(rtol).__name__}")
-    if not 0.0 <= float(rtol) < 1.0:
-        raise ValueError(f"rtol must be in [0, 1), got {rtol}")
-    return float(rtol)
+    return check_float(rtol, "rtol", low=0.0, high=1.0, high_open=True)
 
 
 def keep_args(keep: Any, keep_by: str, widths: Sequence[int]) -> tuple[float, int]:
     """Validate SVCCA's ``keep``/``keep_by`` into the kernel's (keep, keep_mode)."""
-    if keep_by not in ("variance", "singular_values"):
-        raise ValueError(f"keep_by must be 'variance' or 'singular_values', got {keep_by!r}")
+    check_choice(keep_by, "keep_by", ("variance", "singular_values"))
     if isinstance(keep, (bool, np.bool_)):
         raise TypeError("keep must be a float fraction in (0, 1] or an int number of directions, got bool")
     if isinstance(keep, numbers.Integral):
@@ -122,14 +118,14 @@ def keep_args(keep: Any, keep_by: str, widths: Sequence[int]) -> tuple[float, in
 
 
 def check_statistic(statistic: str) -> str:
-    if statistic not in ("mean", "r2"):
-        raise ValueError(f"statistic must be 'mean' or 'r2', got {statistic!r}")
+    check_choice(statistic, "statistic", ("mean", "r2"))
     return "cca_mean" if statistic == "mean" else "cca_r2"
 
 
 def metric_args(metric: str, n: int, widths, names, keep, keep_by, rtol, statistic, debiased):
     """Validate the options of public ``metric`` and return (kernel metric name, kernel kwargs)."""
     if metric == "cka":
+        debiased = check_bool(debiased, "debiased")
         if debiased and n < 4:
             raise ValueError(f"debiased CKA needs at least 4 samples, got n_samples={n}")
         return ("cka_debiased" if debiased else "cka"), {}
@@ -169,6 +165,41 @@ def square_pairs(m: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 
 
+MAGNITUDE_LIMIT = 100
+"""Inputs whose largest magnitude lies outside [2^-100, 2^100] are multiplied by a power of two
+(exact) before their float64 statistics are formed: every metric here is invariant to scaling an
+input, and the fourth powers CKA forms from the rescaled values stay far inside float64's range."""
+
+
+def magnitude_exponent(max_abs: float) -> int:
+    """The exponent e by which an input whose largest magnitude is ``max_abs`` (finite) is
+    rescaled (x * 2^e): 0 inside [2^-MAGNITUDE_LIMIT, 2^MAGNITUDE_LIMIT] (and for all zeros), else
+    the e that brings max|x| into [0.5, 1)."""
+    if max_abs == 0.0 or 2.0**-MAGNITUDE_LIMIT <= max_abs <= 2.0**MAGNITUDE_LIMIT:
+        return 0
+    return -int(np.frexp(max_abs)[1])
+
+
+def rescale(a, e: int):
+    """``a`` (a float64 NumPy array or torch tensor the caller owns) times 2^e, in place and
+    exact. Two factors, since 2^e alone over- or underflows for |e| > 1022."""
+    half = e // 2
+    a *= 2.0**half
+    a *= 2.0 ** (e - half)
+    return a
+
+
+def check_magnitude(max_abs: float, e: int, name: str) -> None:
+    """``ValueError`` naming ``name`` when a batch of largest magnitude ``max_abs``, rescaled by
+    the 2^e an earlier batch fixed, would overflow the float64 statistics (streaming only)."""
+    if max_abs * 2.0**e > 2.0 ** (2 * MAGNITUDE_LIMIT):
+        raise ValueError(
+            f"{name} reaches |x| = {max_abs:.3g}, about 2^{int(np.log2(max_abs * 2.0**e))} times the scale "
+            "the first batch fixed for this model: its float64 Gram statistics would overflow "
+            "(rescale the activations, or start the accumulator with a representative batch)"
+        )
+
+
 def variance_floors(abs_mean, n: int):
     """Per column, the centered sum of squares of constant values after rounding: at or below
     ``n * (64 eps |mean|)^2`` a column carries no measurable variance. ``abs_mean`` is a NumPy array
@@ -181,6 +212,11 @@ def check_variance(totals: Sequence[float], floors: Sequence[float], names: Sequ
     block, ``totals[i]``) is not above the sum of its columns' :func:`variance_floors`
     (``floors[i]``): every column is constant up to rounding."""
     for total, floor, name in zip(totals, floors, names):
+        if not np.isfinite(total):
+            raise ValueError(
+                f"the float64 Gram statistics of {name} overflowed: its later batches are far larger "
+                "than its first (rescale the activations)"
+            )
         if not total > floor:
             raise ValueError(f"{name} has no variance: every column is constant")
 

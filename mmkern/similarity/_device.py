@@ -6,7 +6,9 @@ module without a GPU). Same definitions and the same algorithm as the host route
 (``csrc/gram.h``, ``csrc/similarity.h``), all in float64, and the same rules, imported from
 :mod:`mmkern.similarity._checks` and ``mmkern._C`` rather than copied:
 
-1. exact column means (one synchronisation for the finiteness check);
+1. each input's largest magnitude (one synchronisation: the finiteness check, and the exact
+   power-of-two rescaling of inputs of extreme magnitude, ``_checks.magnitude_exponent``), then
+   exact column means;
 2. the first pass: the stacked inputs minus their means are packed into float64 row chunks
    (``_C_cuda.pack_rows``; ``torch.cat`` otherwise) and multiplied into Gram blocks. Only the
    blocks the metrics need are formed: each model's own block for the CCA family and, for CKA,
@@ -103,13 +105,19 @@ def _pack(tensors: Sequence["torch.Tensor"], row_begin: int, rows: int, mean: "t
     return buf.T
 
 
-def column_means(tensors: Sequence["torch.Tensor"], names: Sequence[str]) -> "torch.Tensor":
-    """Concatenated float64 column means (D,); ValueError naming the first non-finite input."""
+def column_means(tensors: Sequence["torch.Tensor"], names: Sequence[str]):
+    """The twin of :func:`mmkern.similarity._host.column_means`: ``ValueError`` naming the first
+    non-finite input, inputs of extreme magnitude replaced by exactly rescaled float64 copies;
+    returns (tensors, concatenated float64 column means (D,), exponents)."""
+    inf = float("inf")
+    max_abs = torch.stack([torch.linalg.vector_norm(t, ord=inf).to(_F64) for t in tensors]).tolist()  # one sync
+    for v, name in zip(max_abs, names):
+        if not np.isfinite(v):  # the max-norm propagates NaN
+            raise ValueError(f"{name} contains NaN or infinity")
+    exponents = [_checks.magnitude_exponent(v) for v in max_abs]
+    tensors = [t if e == 0 else _checks.rescale(t.to(_F64, copy=True), e) for t, e in zip(tensors, exponents)]
     sums = [torch.sum(t, dim=0, dtype=_F64) for t in tensors]
-    finite = torch.stack([torch.isfinite(s).all() for s in sums]).tolist()  # one synchronisation
-    if not all(finite):
-        raise ValueError(f"{names[finite.index(False)]} contains NaN or infinity")
-    return torch.cat(sums) / tensors[0].shape[0]
+    return tensors, torch.cat(sums) / tensors[0].shape[0], exponents
 
 
 def _floor_sums(mean: "torch.Tensor", n: int, offsets: Sequence[int]) -> "torch.Tensor":
@@ -504,7 +512,7 @@ def pair_metrics(tensors, names, first, second, metrics, *, rtol: float = _check
     metrics = list(metrics)
     first = np.ascontiguousarray(first, np.int64)
     second = np.ascontiguousarray(second, np.int64)
-    mean = column_means(tensors, names)
+    tensors, mean, _ = column_means(tensors, names)
     n = int(tensors[0].shape[0])
     if _checks.use_sample_space(metrics, n, [int(t.shape[1]) for t in tensors]):
         return _sample_space_cka(tensors, names, mean, first, second, metrics)

@@ -20,12 +20,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmkern import _C
-from mmkern._backend import to_host, to_kind
+from mmkern._backend import as_host_array, to_kind
 from mmkern._dtypes import float_array
 from mmkern.similarity._checks import (
     CCA_FAMILY,
     RANK_RTOL,
+    check_magnitude,
     check_variance,
+    magnitude_exponent,
+    rescale,
     shape_check,
     use_sample_space,
     variance_floors,
@@ -36,9 +39,7 @@ _CHUNK_BYTES = 64 * 2**20  # float64 row-chunk buffer for the Gram pass
 
 def prepare(a: Any, name: str, ndims: tuple[int, ...] = (2,)) -> np.ndarray:
     """A float32/float64 NumPy view of a host input, validated for shape."""
-    if isinstance(a, (list, tuple)):
-        a = np.asarray(a)
-    arr = float_array(to_host(a), name)
+    arr = float_array(as_host_array(a, name), name)
     shape_check(arr, name, ndims)
     return arr
 
@@ -57,8 +58,11 @@ class GramStats:
     plain float64 arrays, so it can be saved and resumed.
     """
 
-    def __init__(self, widths: Sequence[int], shift: np.ndarray, moments: bool, blocks_only: bool = False):
+    def __init__(self, widths: Sequence[int], shift: np.ndarray, moments: bool, blocks_only: bool = False,
+                 exponents: Sequence[int] | None = None):
         self.widths = [int(w) for w in widths]
+        # each model's data are rescaled by 2^exponents[i] (see _checks.magnitude_exponent)
+        self.exponents = [0] * len(self.widths) if exponents is None else [int(e) for e in exponents]
         self.offsets = [0, *np.cumsum(self.widths).tolist()]
         self.blocks_only = blocks_only
         d, m = self.offsets[-1], len(self.widths)
@@ -77,12 +81,19 @@ class GramStats:
         return self.shift + self.colsum / self.n
 
     def update(self, arrays: list[np.ndarray], names: list[str], validated: bool = False) -> None:
-        """Add equally long arrays; ``validated`` when :func:`column_means` already checked them."""
+        """Add equally long arrays; ``validated`` when :func:`column_means` already checked and
+        rescaled them. Otherwise they are checked (finite, within range of the scale the first
+        batch fixed) and rescaled here; a refused batch leaves the statistics unchanged."""
+        if not validated:
+            _, bad, max_abs = _C.column_sums(arrays)
+            if bad >= 0:
+                raise ValueError(f"{names[bad]} contains NaN or infinity")
+            for v, e, name in zip(max_abs, self.exponents, names):
+                check_magnitude(v, e, name)
+            arrays = [a if e == 0 else rescale(a.astype(np.float64), e) for a, e in zip(arrays, self.exponents)]
         moments = self.moments or (None, None, None)
-        bad = _C.gram_update(arrays, self.offsets, self.blocks_only, self.shift, self.gram, self.colsum,
-                             *moments, self.chunk_rows, not validated)
-        if bad >= 0:
-            raise ValueError(f"{names[bad]} contains NaN or infinity")
+        _C.gram_update(arrays, self.offsets, self.blocks_only, self.shift, self.gram, self.colsum,
+                       *moments, self.chunk_rows, False)
         self.n += arrays[0].shape[0]
 
     def centered(self, names: Sequence[str], in_place: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -112,12 +123,19 @@ def _check_variance(traces, mean: np.ndarray, n: int, offsets: Sequence[int], na
     check_variance(traces, [floors[a:b].sum() for a, b in zip(offsets, offsets[1:])], names)
 
 
-def column_means(arrays: list[np.ndarray], names: Sequence[str]) -> np.ndarray:
-    """Exact float64 column means (D,) of the stacked arrays; ``ValueError`` naming a non-finite one."""
-    sums, bad = _C.column_sums(arrays)
+def column_means(arrays: list[np.ndarray], names: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray, list[int]]:
+    """Validate and rescale the stacked arrays: ``ValueError`` naming a non-finite one; each input
+    whose magnitude is outside the safe range (:func:`~mmkern.similarity._checks.magnitude_exponent`)
+    replaced by its exactly rescaled float64 copy. Returns (arrays, exact float64 column means (D,)
+    of those arrays, the exponents)."""
+    sums, bad, max_abs = _C.column_sums(arrays)
     if bad >= 0:
         raise ValueError(f"{names[bad]} contains NaN or infinity")
-    return sums / arrays[0].shape[0]
+    exponents = [magnitude_exponent(v) for v in max_abs]
+    if any(exponents):  # rare: extreme magnitudes; the sums of the rescaled copies
+        arrays = [a if e == 0 else rescale(a.astype(np.float64), e) for a, e in zip(arrays, exponents)]
+        sums = _C.column_sums(arrays)[0]
+    return arrays, sums / arrays[0].shape[0], exponents
 
 
 def factors(gram, stats: GramStats, metrics, rtol=RANK_RTOL, keep=0.99, keep_mode=0):
@@ -129,8 +147,9 @@ def factors(gram, stats: GramStats, metrics, rtol=RANK_RTOL, keep=0.99, keep_mod
     )
 
 
-def _host_gram(arrays: list[np.ndarray], names: list[str], moments: bool, blocks_only: bool = False):
-    stats = GramStats([a.shape[1] for a in arrays], column_means(arrays, names), moments, blocks_only)
+def _host_gram(arrays: list[np.ndarray], names: list[str], mean: np.ndarray, moments: bool,
+               blocks_only: bool = False):
+    stats = GramStats([a.shape[1] for a in arrays], mean, moments, blocks_only)
     stats.update(arrays, names, validated=True)
     gram, norm_products = stats.centered(names, in_place=True)
     return stats, gram, norm_products
@@ -142,22 +161,22 @@ def pair_metrics(arrays, names, first, second, metrics, *, rtol=RANK_RTOL, keep=
     first = np.ascontiguousarray(first, np.int64)
     second = np.ascontiguousarray(second, np.int64)
     n = arrays[0].shape[0]
+    arrays, mean, _ = column_means(arrays, names)
     if use_sample_space(metrics, n, [a.shape[1] for a in arrays]):
-        return _sample_space_cka(arrays, names, first, second, metrics)
+        return _sample_space_cka(arrays, names, mean, first, second, metrics)
     if set(metrics) <= set(CCA_FAMILY):
         # Two passes: factor each model from its own Gram block, then project onto its whitening
         # basis and re-whiten (CholeskyQR2): the accuracy of an SVD of the data, and cheaper than
         # the full joint Gram whenever SVCCA truncates (csrc/similarity.h, projection_route).
-        stats, gram, _ = _host_gram(arrays, names, moments=False, blocks_only=True)
+        stats, gram, _ = _host_gram(arrays, names, mean, moments=False, blocks_only=True)
         fac = factors(gram, stats, metrics, rtol, keep, keep_mode)
         return fac.project_pairs(arrays, stats.offsets, stats.mean, first, second, list(metrics), stats.chunk_rows)
-    stats, gram, norm_products = _host_gram(arrays, names, "cka_debiased" in metrics)
+    stats, gram, norm_products = _host_gram(arrays, names, mean, "cka_debiased" in metrics)
     return factors(gram, stats, metrics, rtol, keep, keep_mode).pairs(first, second, list(metrics), norm_products)
 
 
-def _sample_space_cka(arrays, names, first, second, metrics):
+def _sample_space_cka(arrays, names, mean, first, second, metrics):
     """CKA through n x n sample Grams: the route when M n^2 < D^2 (wide layers, few samples)."""
-    mean = column_means(arrays, names)
     out = _C.sample_space_cka(arrays, mean, first, second, "cka" in metrics, "cka_debiased" in metrics)
     offsets = np.cumsum([0] + [a.shape[1] for a in arrays])
     _check_variance(out["traces"], mean, arrays[0].shape[0], offsets, names)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
-import numbers
 import os
 from typing import Iterator, Optional
 
@@ -12,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmkern._validate import check_positive_int
 from mmkern.train.config import TrainConfig
 
 
@@ -94,26 +93,6 @@ def batches(x: torch.Tensor, batch_size: int, device: torch.device) -> Iterator[
         yield x[start:start + batch_size].to(device=device, dtype=torch.float32)
 
 
-def check_positive(value, name: str, kind: type = float):
-    """A positive finite number (``kind=float``) or positive integer (``kind=int``)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
-    if kind is int:
-        if int(value) != value:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        return int(value)
-    return float(value)
-
-
-def check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return int(batch_size)
-
-
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode, no autograd; restore each module's own mode after."""
@@ -156,8 +135,7 @@ def torch_threads(threads: Optional[int]) -> Iterator[None]:
     if threads is None:
         yield
         return
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    threads = check_positive_int(threads, "threads")
     previous = torch.get_num_threads()
     torch.set_num_threads(int(threads))
     try:

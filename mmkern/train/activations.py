@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from mmkern._io import atomic_write
-from mmkern.train._inputs import as_inputs, batches, check_batch_size, device_of, eval_mode
+from mmkern._validate import check_batch_size
+from mmkern.train._inputs import as_inputs, batches, device_of, eval_mode
 from mmkern.train.models import measurable_layers
 
 __all__ = ["REDUCTIONS", "capture_activations", "load_activations", "predict",

@@ -28,7 +28,6 @@ come from ``seed``, so a run is repeatable (bit for bit with the same number of 
 from __future__ import annotations
 
 import copy
-import math
 import time
 from typing import Optional
 
@@ -37,11 +36,9 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from mmkern.connectivity._checks import check_positive_int
+from mmkern._validate import check_batch_size, check_float, check_int, check_positive, check_positive_int
 from mmkern.train._inputs import (
     as_labelled,
-    check_batch_size,
-    check_positive,
     device_of,
     deterministic,
     finite_or_none,
@@ -202,12 +199,9 @@ def fine_tune(
         check_positive(value, name)
     for value, name in ((momentum, "momentum"), (weight_decay, "weight_decay"),
                         (invariance_weight, "invariance_weight")):
-        if not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                and math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        check_float(value, name, low=0.0)
     batch_size = check_batch_size(batch_size)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    check_int(seed, "seed")
 
     settings = {"method": method, "epochs": epochs, "lr": lr, "momentum": momentum,
                 "weight_decay": weight_decay, "batch_size": batch_size, "seed": seed,

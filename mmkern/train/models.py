@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from mmkern.train._inputs import check_positive
+from mmkern._validate import check_positive, check_positive_int
 
 __all__ = [
     "MODELS",
@@ -87,7 +87,7 @@ class ZooModel(nn.Module):
     def __init__(self, input_shape: tuple[int, ...], num_classes: int):
         super().__init__()
         self.input_shape = tuple(input_shape)
-        self.num_classes = check_positive(num_classes, "num_classes", int)
+        self.num_classes = check_positive_int(num_classes, "num_classes")
         self.spec: dict = {}
 
     def _check_input(self, x: torch.Tensor) -> None:
@@ -119,7 +119,7 @@ class MLP(ZooModel):
         shape = _check_shape(input_shape, "mlp", range(1, 16))
         super().__init__(shape, num_classes)
         width = check_positive(width, "width")
-        depth = check_positive(depth, "depth", int)
+        depth = check_positive_int(depth, "depth")
         hidden = _scaled(256, width)
         features = math.prod(shape)
         names = []

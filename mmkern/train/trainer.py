@@ -25,12 +25,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mmkern._validate import check_batch_size
 from mmkern._version import __version__
 from mmkern.train._inputs import (
     as_config,
     as_labelled,
     batches,
-    check_batch_size,
     deterministic,
     device_of,
     eval_mode,
