@@ -704,7 +704,7 @@ def test_batchnorm_kernel_rejects_bad_arrays():
     good = np.ones((4, 3, 2), dtype=np.float32)
     with pytest.raises(ValueError, match="3-D"):
         _C.batchnorm_train_(np.ones((4, 3), np.float32), None, None, 1e-5, False)
-    with pytest.raises(ValueError, match="float32 or float64"):
+    with pytest.raises(TypeError, match="float32 or float64"):
         _C.batchnorm_train_(good.astype(np.int32), None, None, 1e-5, False)
     with pytest.raises(ValueError, match="C-contiguous"):
         _C.batchnorm_train_(np.ones((4, 3, 4), np.float32)[:, :, ::2], None, None, 1e-5, False)

@@ -91,36 +91,37 @@ def test_bad_alphas(bad):
 
 def test_bad_endpoints():
     a64, a32 = np.zeros(4), np.zeros(4, dtype=np.float32)
-    with pytest.raises(ValueError, match="a and b.*dtype"):
+    with pytest.raises(TypeError, match="a and b.*dtype"):
         lerp_many(a64, a32, [0.5])
     with pytest.raises(ValueError, match="a and b.*shape"):
         lerp_many(a64, np.zeros(5), [0.5])
     with pytest.raises(ValueError, match="a and b.*1-D"):
         lerp_many(np.zeros((2, 2)), np.zeros((2, 2)), [0.5])
-    with pytest.raises(ValueError, match="float32 or float64"):
+    with pytest.raises(TypeError, match="float32 or float64"):
         lerp_many(np.zeros(4, dtype=np.int64), np.zeros(4, dtype=np.int64), [0.5])
     with pytest.raises(ValueError, match="contiguous"):
         lerp_many(np.zeros(8)[::2], np.zeros(8)[::2], [0.5])
-    with pytest.raises(ValueError, match="a and b"):
+    with pytest.raises(TypeError, match="a and b"):
         lerp_many(torch.zeros(4, dtype=torch.float64), a64, [0.5])
-    with pytest.raises(ValueError, match="a and b.*dtype"):
+    with pytest.raises(TypeError, match="a and b.*dtype"):
         lerp_many(torch.zeros(4, dtype=torch.float64), torch.zeros(4), [0.5])
 
 
 def test_binding_rechecks_invariants():
-    # The C++ binding re-checks cheap invariants itself: std::invalid_argument -> ValueError.
+    # The C++ binding re-checks cheap invariants itself: a wrong dtype is a TypeError,
+    # a wrong value or shape (std::invalid_argument) a ValueError.
     a = np.zeros(4)
-    with pytest.raises(ValueError, match="same dtype"):
+    with pytest.raises(TypeError, match="same dtype"):
         _C.lerp_many(a, a.astype(np.float32), np.array([0.5]))
     with pytest.raises(ValueError, match="same shape"):
         _C.lerp_many(a, np.zeros(3), np.array([0.5]))
     with pytest.raises(ValueError, match="C-contiguous"):
         _C.lerp_many(np.zeros(8)[::2], np.zeros(8)[::2], np.array([0.5]))
-    with pytest.raises(ValueError, match="alphas"):
+    with pytest.raises(TypeError, match="alphas"):
         _C.lerp_many(a, a, np.array([0.5], dtype=np.float32))
     with pytest.raises(ValueError, match="finite"):
         _C.lerp_many(a, a, np.array([np.nan]))
-    with pytest.raises(ValueError, match="float32 or float64"):
+    with pytest.raises(TypeError, match="float32 or float64"):
         _C.lerp_many(a.astype(np.int32), a.astype(np.int32), np.array([0.5]))
 
 

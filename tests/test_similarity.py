@@ -826,7 +826,7 @@ def test_factor_counts_is_the_kernels_rule():
     assert _C.factor_counts(evals, offsets, 1e-10, 3.0, modes["count"])[1].tolist() == [3, 2, 0]
     two = np.array([4.0, 1.0])
     assert _C.factor_counts(two, [0, 2], 1e-10, 2.0 / 3.0, modes["singular_values"])[1].tolist() == [1]
-    with pytest.raises(ValueError, match="evals"):
+    with pytest.raises(TypeError, match="evals"):
         _C.factor_counts(evals.astype(np.float32), offsets, 1e-10, 0.7, 0)  # no hidden casts
 
 
@@ -1208,7 +1208,7 @@ def test_host_twins_of_the_device_tails_take_arrays_as_they_are(rng):
     got = _C.pair_summaries(rho, count, mean=True, r2=True)
     assert_allclose(got["mean"], [1.6 / 3, 1.0], rtol=1e-15)
     assert_allclose(got["r2"], [(0.81 + 0.25 + 0.04) / 3, 1.0], rtol=1e-15)
-    with pytest.raises(ValueError, match=r"^count must be a C-contiguous int64 array"):
+    with pytest.raises(TypeError, match=r"^count must be a int64 array"):
         _C.pair_summaries(rho, count.astype(np.int32), mean=True)
     with pytest.raises(ValueError, match=r"^rho must be a C-contiguous float64 array"):
         _C.pair_summaries(np.asfortranarray(rho), count, mean=True)
@@ -1218,5 +1218,5 @@ def test_host_twins_of_the_device_tails_take_arrays_as_they_are(rng):
     fro2 = np.array([[np.sum((xi.T @ xj) ** 2) for xj in xs] for xi in xs])
     got = _C.cka_from_norms(first, second, fro2[first, second].copy(), np.diag(fro2).copy(), 40.0)
     assert_allclose(got["cka"], mmkern.pairwise_cka(acts)[first, second], rtol=1e-12)
-    with pytest.raises(ValueError, match=r"^first must be a C-contiguous int64 array"):
+    with pytest.raises(TypeError, match=r"^first must be a int64 array"):
         _C.cka_from_norms(first.astype(np.int32), second, fro2[first, second].copy(), np.diag(fro2).copy(), 40.0)

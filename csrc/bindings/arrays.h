@@ -31,7 +31,7 @@ inline std::string shape_of(const py::array& a) {
 inline DType float_dtype(const py::array& a, const std::string& what) {
   if (py::isinstance<py::array_t<float>>(a)) return DType::Float32;
   if (py::isinstance<py::array_t<double>>(a)) return DType::Float64;
-  throw std::invalid_argument(what + " must be float32 or float64, got " + dtype_name(a));
+  throw py::type_error(what + " must be float32 or float64, got " + dtype_name(a));
 }
 
 // Calls f(typed pointer) for a float32/float64 array: the dispatch of every float kernel.
@@ -46,7 +46,7 @@ inline int code_bits(const py::array& a, const std::string& what, bool wide_ok) 
   if (py::isinstance<py::array_t<uint8_t>>(a)) return 8;
   if (py::isinstance<py::array_t<uint16_t>>(a)) return 16;
   if (wide_ok && py::isinstance<py::array_t<uint32_t>>(a)) return 32;
-  throw std::invalid_argument(what + (wide_ok ? " must be uint8, uint16 or uint32" : " must be uint8 or uint16") +
+  throw py::type_error(what + (wide_ok ? " must be uint8, uint16 or uint32" : " must be uint8 or uint16") +
                               ", got " + dtype_name(a));
 }
 
@@ -69,7 +69,7 @@ decltype(auto) with_integers(const py::array& a, const std::string& what, F&& f)
   if (py::isinstance<py::array_t<uint16_t>>(a)) return as(uint16_t{});
   if (py::isinstance<py::array_t<uint32_t>>(a)) return as(uint32_t{});
   if (py::isinstance<py::array_t<uint64_t>>(a)) return as(uint64_t{});
-  throw std::invalid_argument(what + " must have an integer dtype, got " + dtype_name(a));
+  throw py::type_error(what + " must have an integer dtype, got " + dtype_name(a));
 }
 
 inline bool c_contiguous(const py::array& a) { return (a.flags() & py::array::c_style) != 0; }
@@ -77,7 +77,10 @@ inline bool c_contiguous(const py::array& a) { return (a.flags() & py::array::c_
 // A C-contiguous array of T with exactly `size` elements (size < 0: any size), read-only use.
 template <typename T>
 const T* input(const py::array& a, const std::string& what, py::ssize_t size = -1) {
-  if (!py::isinstance<py::array_t<T>>(a) || !c_contiguous(a) || (size >= 0 && a.size() != size))
+  if (!py::isinstance<py::array_t<T>>(a))
+    throw py::type_error(what + " must be a " + py::str(py::dtype::of<T>()).cast<std::string>() + " array, got " +
+                         dtype_name(a));
+  if (!c_contiguous(a) || (size >= 0 && a.size() != size))
     throw std::invalid_argument(what + " must be a C-contiguous " + py::str(py::dtype::of<T>()).cast<std::string>() +
                                 " array" + (size >= 0 ? " of " + std::to_string(size) + " elements" : "") +
                                 ", got " + dtype_name(a) + " of shape " + shape_of(a));

@@ -77,13 +77,14 @@ void bind_connectivity(py::module_& m) {
         check_endpoint(a, "a");
         check_endpoint(b, "b");
         if (!a.dtype().is(b.dtype()))
-          throw std::invalid_argument("a and b must have the same dtype, got " + dtype_name(a) + " and " +
+          throw py::type_error("a and b must have the same dtype, got " + dtype_name(a) + " and " +
                                       dtype_name(b));
         if (a.shape(0) != b.shape(0))
           throw std::invalid_argument("a and b must have the same shape, got " + shape_of(a) + " and " +
                                       shape_of(b));
-        if (alphas.ndim() != 1 || !py::isinstance<py::array_t<double>>(alphas) ||
-            !(alphas.flags() & py::array::c_style))
+        if (!py::isinstance<py::array_t<double>>(alphas))
+          throw py::type_error("alphas must be a float64 array, got " + dtype_name(alphas));
+        if (alphas.ndim() != 1 || !(alphas.flags() & py::array::c_style))
           throw std::invalid_argument("alphas must be a C-contiguous 1-D float64 array, got " +
                                       dtype_name(alphas) + " of shape " + shape_of(alphas));
         const double* al = static_cast<const double*>(alphas.data());

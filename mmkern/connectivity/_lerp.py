@@ -43,7 +43,7 @@ def _check_alphas(alphas: Any) -> np.ndarray:
 def _check_endpoints(a: Any, b: Any) -> None:
     """a and b: same kind, 1-D, same shape, same float32/float64 dtype, contiguous."""
     if _is_torch(a) != _is_torch(b):
-        raise ValueError(f"a and b must both be torch tensors or both NumPy arrays, got "
+        raise TypeError(f"a and b must both be torch tensors or both NumPy arrays, got "
                          f"{type(a).__name__} and {type(b).__name__}")
     if _is_torch(a):
         if a.device != b.device:
@@ -59,9 +59,9 @@ def _check_endpoints(a: Any, b: Any) -> None:
     if len(a.shape) != 1:
         raise ValueError(f"a and b must be 1-D (p,), got shape {tuple(a.shape)}")
     if da != db:
-        raise ValueError(f"a and b must have the same dtype, got {da} and {db}")
+        raise TypeError(f"a and b must have the same dtype, got {da} and {db}")
     if da not in ("float32", "float64"):
-        raise ValueError(f"a and b must be float32 or float64, got {da}")
+        raise TypeError(f"a and b must be float32 or float64, got {da}")
     contiguous = (a.is_contiguous() and b.is_contiguous()) if _is_torch(a) else (
         a.flags.c_contiguous and b.flags.c_contiguous)
     if not contiguous:
