@@ -30,6 +30,7 @@ Requires PyTorch.
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Optional, Sequence
 
 import numpy as np
@@ -47,6 +48,7 @@ from mmkern.connectivity._checks import (
     check_same_architecture,
     check_sets,
     DataSource,
+    set_name,
     LossFn,
 )
 from mmkern.connectivity._models import entries
@@ -54,6 +56,7 @@ from mmkern.connectivity._results import (
     BARRIER_FIELDS,
     InterpolationCurve,
     make_curve,
+    non_finite_message,
     PairwiseBarriers,
     per_set,
 )
@@ -264,7 +267,7 @@ def interpolation_curve(
                 sets, bar)
     finally:
         bar.close()
-    curves = {key: make_curve(grid.copy(), loss[key], accuracy[key]) for key in sets}
+    curves = {key: make_curve(grid.copy(), loss[key], accuracy[key], set_label=set_name(key)) for key in sets}
     return per_set(curves, data)
 
 
@@ -355,6 +358,7 @@ def pairwise_barriers(
                     torch.stack([flats[i][g] for i in range(m)[part]]) for g in range(len(flats[0]))
                 ], chunk, sets, bar)
             matrices = {key: {f: np.zeros((m, m)) for f in BARRIER_FIELDS} for key in sets}
+            diverged = {key: np.zeros(grid.size, dtype=bool) for key in sets}  # alphas, any pair
             for i in range(m):
                 for j in range(i + 1, m):
                     loss, acc = _evaluate_in_chunks(
@@ -369,9 +373,15 @@ def pairwise_barriers(
                             for value, model in ((0.0, i), (1.0, j)):
                                 curve_loss[grid == value] = own[0][key][model]
                                 curve_acc[grid == value] = own[1][key][model]
-                        curve = make_curve(grid, curve_loss, curve_acc)
+                        curve = make_curve(grid, curve_loss, curve_acc, (f"models[{i}]", f"models[{j}]"),
+                                           set_name(key), warn=False)
+                        diverged[key] |= ~np.isfinite(curve_loss)
                         for f in BARRIER_FIELDS:
                             matrices[key][f][i, j] = matrices[key][f][j, i] = getattr(curve, f)
     finally:
         bar.close()
+    for key in sets:
+        if diverged[key].any():
+            warnings.warn(non_finite_message(grid[diverged[key]], set_name(key)) + " (for some pairs)",
+                          RuntimeWarning, stacklevel=2)
     return per_set({key: PairwiseBarriers(**matrices[key]) for key in sets}, data)

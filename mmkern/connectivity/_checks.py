@@ -9,6 +9,7 @@ The conventions (data sources, labels, loss, accuracy) are documented in
 from __future__ import annotations
 
 import math
+import re
 import numbers
 from typing import Callable, Mapping, Sequence, Union
 
@@ -33,8 +34,20 @@ def check_model(model, name: str) -> None:
         raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
 
 
+def _structure(model: nn.Module) -> dict[str, str]:
+    """Each submodule's class and settings (``extra_repr`` without ``inplace``, which changes no
+    result), by name: what decides the forward besides the weights."""
+    out = {}
+    for name, module in model.named_modules():
+        settings = ", ".join(part for part in module.extra_repr().split(", ") if not part.startswith("inplace="))
+        out[name or "(the model)"] = f"{type(module).__module__}.{type(module).__qualname__}({settings})"
+    return out
+
+
 def check_same_architecture(model_a: nn.Module, model_b: nn.Module) -> None:
-    """Raise ValueError naming the first difference of names, shapes or dtypes."""
+    """Raise ValueError naming the first difference of module structure (submodule classes and
+    their settings, e.g. ReLU vs Tanh or a different stride), parameter and buffer names, shapes
+    or dtypes. The interpolated models run ``model_a``'s forward, so the two must share it."""
     check_model(model_a, "model_a")
     check_model(model_b, "model_b")
     entries_a = entries(model_a)
@@ -52,6 +65,14 @@ def check_same_architecture(model_a: nn.Module, model_b: nn.Module) -> None:
     for name in entries_b:
         if name not in entries_a:
             raise ValueError(f"model_a has no entry {name!r} (the models' architectures differ)")
+    structure_a, structure_b = _structure(model_a), _structure(model_b)
+    if structure_a != structure_b:
+        for name in [*structure_a, *structure_b]:
+            a, b = structure_a.get(name, "absent"), structure_b.get(name, "absent")
+            if a != b:
+                short = lambda s: re.sub(r"^torch\.nn\.modules\.\w+\.", "", s)  # noqa: E731
+                raise ValueError(f"module {name!r} is {short(a)} in model_a but {short(b)} in model_b "
+                                 "(the models' architectures differ)")
 
 
 def check_alpha(alpha) -> float:

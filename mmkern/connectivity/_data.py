@@ -8,33 +8,70 @@ from typing import Iterator, Optional
 import torch
 from torch.nn import functional as F
 
-from mmkern.connectivity._checks import LossFn, describe, is_pair
+from mmkern.connectivity._checks import LossFn, check_labels, describe, is_pair
 
 
-def batches(data, batch_size: int, name: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield the ``(x, y)`` batches of one data source, in order."""
+def _check_finite(x: torch.Tensor, name: str) -> None:
+    if x.is_floating_point() or x.is_complex():
+        if not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"{name}: x contains NaN or infinity ({bad} entries); the inputs must be finite")
+
+
+def _label_bounds(y: torch.Tensor, name: str) -> int:
+    """The largest label of ``y`` after checking the labels' type and that none is negative."""
+    check_labels(y, name)
+    if y.numel() == 0:
+        return -1
+    low, high = torch.stack([y.min(), y.max()]).tolist()  # one synchronisation
+    if low < 0:
+        hint = " (-100 is torch's ignore_index; mmkern counts every sample, so drop those samples)" \
+            if (y == -100).any() else ""
+        raise ValueError(f"{name}: y holds the label {int(low)}; labels must be class indices >= 0{hint}")
+    return int(high)
+
+
+def batches(data, batch_size: int, name: str, labels: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """Yield the validated ``(x, y, largest label)`` batches of one data source, in order.
+
+    ``x`` must be finite and (with ``labels``) ``y`` integer class indices >= 0; a ``ValueError``
+    names the source otherwise. An (x, y) pair is checked once, a DataLoader batch by batch.
+    :func:`batch_metrics` checks the largest label against the model's output width.
+    """
     if is_pair(data):
         x, y = data
+        _check_finite(x, name)
+        top = _label_bounds(y, name) if labels else -1
         for start in range(0, x.shape[0], batch_size):
-            yield x[start:start + batch_size], y[start:start + batch_size]
+            yield x[start:start + batch_size], y[start:start + batch_size], top
         return
     for batch in data:
-        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-            raise TypeError(f"{name}: every DataLoader batch must be an (x, y) pair")
-        yield batch[0], batch[1]
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2
+                and all(isinstance(t, torch.Tensor) for t in batch)):
+            raise TypeError(f"{name}: every DataLoader batch must be an (x, y) pair of tensors")
+        x, y = batch
+        _check_finite(x, name)
+        yield x, y, _label_bounds(y, name) if labels else -1
 
 
 def batch_metrics(
-    logits, y: torch.Tensor, loss_fn: Optional[LossFn]
+    logits, y: torch.Tensor, loss_fn: Optional[LossFn], top: int, name: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of the per-sample losses, number correct) of one batch, as 0-d float64 and int64
     tensors on the logits' device (nothing is read back to the host here); ``y`` long, on the
-    device."""
+    device, ``top`` the largest label of the batch's source (:func:`batches`).
+
+    A sample whose logits or loss are not finite (a diverged interpolated model) counts as loss
+    ``inf`` and as wrong: a curve then shows ``inf``, never NaN.
+    """
     if not (isinstance(logits, torch.Tensor) and logits.ndim == 2
             and logits.shape[0] == y.shape[0]):
         raise ValueError(
             f"the model must return logits of shape ({y.shape[0]}, C), got {describe(logits)}"
         )
+    if top >= logits.shape[1]:
+        raise ValueError(f"{name}: y holds the label {top}, but the model has {logits.shape[1]} outputs "
+                         f"(classes 0 to {logits.shape[1] - 1})")
     if loss_fn is None:
         losses = F.cross_entropy(logits.to(torch.float64), y, reduction="none")
     else:
@@ -44,4 +81,7 @@ def batch_metrics(
                 f"loss_fn must return per-sample losses of shape ({y.shape[0]},), "
                 f"got {describe(losses)}"
             )
-    return losses.to(torch.float64).sum(), (logits.argmax(dim=1) == y).sum()
+    losses = losses.to(torch.float64)
+    ok = torch.isfinite(logits).all(dim=1) & torch.isfinite(losses)
+    losses = torch.where(ok, losses, torch.full_like(losses, float("inf")))
+    return losses.sum(), ((logits.argmax(dim=1) == y) & ok).sum()

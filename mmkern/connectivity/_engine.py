@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmkern.connectivity._checks import check_labels, LossFn, set_name
+from mmkern.connectivity._checks import LossFn, set_name
 from mmkern.connectivity._data import batch_metrics, batches
 from mmkern.connectivity._models import batchnorm_estimation, device_of, tracking_batchnorms
 from mmkern.connectivity._batchnorm_pass import batchnorm_pass_module
@@ -65,7 +65,7 @@ def float32_precision(allow_tf32: bool) -> Iterator[None]:
 
 
 def _first_batch(source, batch_size: int, name: str) -> Optional[torch.Tensor]:
-    for x, _ in batches(source, batch_size, name):
+    for x, _, _ in batches(source, batch_size, name, labels=False):
         if x.shape[0]:
             return x
     return None
@@ -155,7 +155,7 @@ class CurveEngine:
         """One pass over ``bn_data`` re-estimating every model's BatchNorm statistics."""
         n_samples = 0
         with batchnorm_estimation(models), torch.no_grad():
-            for x, _ in batches(self.bn_data, self.batch_size, "bn_data"):
+            for x, _, _ in batches(self.bn_data, self.batch_size, "bn_data", labels=False):
                 if x.shape[0] == 0:
                     continue
                 x = self._to_device(x)
@@ -175,8 +175,7 @@ class CurveEngine:
         n_samples = 0
         step = self.eval_batch_size
         with torch.no_grad():
-            for x, y in batches(self.sets[key], self.batch_size, name):
-                check_labels(y, name)
+            for x, y, top in batches(self.sets[key], self.batch_size, name):
                 if x.shape[0] == 0:
                     continue
                 x = self._to_device(x)
@@ -184,7 +183,7 @@ class CurveEngine:
                 for start in range(0, x.shape[0], step):
                     xs, ys = x[start:start + step], y[start:start + step]
                     for j, model in enumerate(models):
-                        batch_loss, batch_correct = batch_metrics(model(xs), ys, self.loss_fn)
+                        batch_loss, batch_correct = batch_metrics(model(xs), ys, self.loss_fn, top, name)
                         loss_sum[j] += batch_loss
                         n_correct[j] += batch_correct
                 n_samples += y.shape[0]

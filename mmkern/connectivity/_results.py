@@ -6,6 +6,7 @@ Shared by the fast path (:mod:`mmkern.connectivity`) and the plain reference
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -93,7 +94,22 @@ def barrier_pair(
     return float(chord), float(mean)
 
 
-def make_curve(alphas: np.ndarray, loss: np.ndarray, accuracy: np.ndarray) -> InterpolationCurve:
+def make_curve(alphas: np.ndarray, loss: np.ndarray, accuracy: np.ndarray,
+               ends: tuple[str, str] = ("model_a", "model_b"), set_label: str = "data",
+               warn: bool = True) -> InterpolationCurve:
+    """The curve and its barriers. Samples on which an interpolated model's outputs are not
+    finite count as loss ``inf`` and error 1 (see ``_data.batch_metrics``): such alphas get a
+    ``RuntimeWarning`` (with ``warn``) and the loss barriers are ``inf``. At an endpoint (the
+    given models themselves) that is a ``ValueError`` naming the model, since no barrier is
+    defined then."""
+    diverged = ~np.isfinite(loss)
+    for value, end in zip((0.0, 1.0), ends):
+        at = np.flatnonzero(alphas == value)
+        if at.size and diverged[at[0]]:
+            raise ValueError(f"{end} gives non-finite outputs or losses on {set_label}: its loss is "
+                             "undefined, and so are the barriers")
+    if warn and diverged.any():
+        warnings.warn(non_finite_message(alphas[diverged], set_label), RuntimeWarning, stacklevel=3)
     loss_barrier, loss_barrier_mean = barrier_pair(alphas, loss)
     error_barrier, error_barrier_mean = barrier_pair(alphas, 1.0 - accuracy)
     return InterpolationCurve(
@@ -105,6 +121,12 @@ def make_curve(alphas: np.ndarray, loss: np.ndarray, accuracy: np.ndarray) -> In
         error_barrier=error_barrier,
         error_barrier_mean=error_barrier_mean,
     )
+
+
+def non_finite_message(alphas: np.ndarray, set_label: str) -> str:
+    shown = ", ".join(f"{a:g}" for a in alphas[:8]) + (", ..." if alphas.size > 8 else "")
+    return (f"the interpolated models give non-finite outputs on {set_label} at alpha = {shown}: "
+            "those samples count as loss inf and error 1")
 
 
 def per_set(results: dict, data):

@@ -54,7 +54,6 @@ from mmkern.connectivity._checks import (
     check_alpha,
     check_barrier_grid,
     check_bn_data,
-    check_labels,
     check_model,
     check_models,
     check_same_architecture,
@@ -187,7 +186,7 @@ def reset_and_estimate_batchnorm(
     device = device_of(model)
     n_samples = 0
     with batchnorm_estimation([model]), torch.no_grad():
-        for x, _ in batches(bn_data, batch_size, "bn_data"):
+        for x, _, _ in batches(bn_data, batch_size, "bn_data", labels=False):
             if x.shape[0] == 0:
                 continue
             model(x.to(device))
@@ -211,12 +210,11 @@ def _evaluate(
     n_correct = 0
     n_samples = 0
     with torch.no_grad():
-        for x, y in batches(data, batch_size, name):
-            check_labels(y, name)
+        for x, y, top in batches(data, batch_size, name):
             if x.shape[0] == 0:
                 continue
             y = y.to(device=device, dtype=torch.long)
-            batch_loss, batch_correct = batch_metrics(model(x.to(device)), y, loss_fn)
+            batch_loss, batch_correct = batch_metrics(model(x.to(device)), y, loss_fn, top, name)
             loss_sum += float(batch_loss)
             n_correct += int(batch_correct)
             n_samples += y.shape[0]
@@ -297,7 +295,7 @@ def interpolation_curve(
             loss[key][k], accuracy[key][k] = _evaluate(
                 model, source, loss_fn, batch_size, set_name(key)
             )
-    curves = {key: make_curve(grid.copy(), loss[key], accuracy[key]) for key in sets}
+    curves = {key: make_curve(grid.copy(), loss[key], accuracy[key], set_label=set_name(key)) for key in sets}
     return per_set(curves, data)
 
 
@@ -344,10 +342,14 @@ def pairwise_barriers(
     }
     for i in range(m):
         for j in range(i + 1, m):
-            curves = interpolation_curve(
-                models[i], models[j], sets, grid, bn_data=bn_data, loss_fn=loss_fn,
-                batch_size=batch_size,
-            )
+            try:
+                curves = interpolation_curve(
+                    models[i], models[j], sets, grid, bn_data=bn_data, loss_fn=loss_fn,
+                    batch_size=batch_size,
+                )
+            except ValueError as exc:  # name the pair's models as the fast path does
+                raise ValueError(str(exc).replace("model_a", f"models[{i}]")
+                                 .replace("model_b", f"models[{j}]")) from None
             for key, curve in curves.items():
                 for f in BARRIER_FIELDS:
                     matrices[key][f][i, j] = matrices[key][f][j, i] = getattr(curve, f)
