@@ -19,10 +19,11 @@ class _CleanErrors(click.Group):
 
     def invoke(self, ctx):
         from mmkern.bench.runner import ResultMismatch
+        from mmkern.train._errors import MembersFailed, TrainingDiverged
 
         try:
             return super().invoke(ctx)
-        except (ValueError, TypeError, OSError, ResultMismatch) as e:
+        except (ValueError, TypeError, OSError, ResultMismatch, TrainingDiverged, MembersFailed) as e:
             raise click.ClickException(str(e)) from e
 
 

@@ -62,10 +62,13 @@ def state_equal(a, b) -> bool:
 
 
 def tree_fingerprint(directory: str) -> dict[str, tuple[int, str]]:
-    """``{relative path: (mtime_ns, sha256)}`` of every file under ``directory``."""
+    """``{relative path: (mtime_ns, sha256)}`` of every file under ``directory`` but the lock files
+    (which every run rewrites with its holder)."""
     out = {}
     for root, _, files in os.walk(directory):
         for name in files:
+            if name == ".lock":
+                continue
             path = os.path.join(root, name)
             with open(path, "rb") as f:
                 digest = hashlib.sha256(f.read()).hexdigest()

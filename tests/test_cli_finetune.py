@@ -121,4 +121,6 @@ def test_members_sharing_data_load_it_once(tmp_path, monkeypatch):
                         lambda config, data_dir=None: loads.append(config.dataset_options)
                         or original(config, data_dir))
     finetune_zoo(tmp_path, "naive", clean_samples=40, epochs=1, progress=False, threads=1)
-    assert loads == [{"spurious": 1.0}, {}]  # the cued and the clean digits, for both members
+    # the clean digits (checked against clean_samples before anything is written), then the cued
+    # ones, each loaded once for both members
+    assert loads == [{}, {"spurious": 1.0}]

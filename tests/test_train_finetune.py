@@ -115,7 +115,7 @@ def test_fine_tune_errors(trained):
         fine_tune(model, data.train, epochs=2.0)
     with pytest.raises(ValueError, match="lr must be > 0 \\(finite\\), got nan"):
         fine_tune(model, data.train, lr=float("nan"))
-    with pytest.raises(ValueError, match="momentum must be >= 0 \\(finite\\)"):
+    with pytest.raises(ValueError, match="momentum must be in \\[0, 1\\) \\(finite\\)"):
         fine_tune(model, data.train, momentum=-1)
     with pytest.raises(TypeError, match="data must be"):
         fine_tune(model, "clean.npz")

@@ -75,7 +75,7 @@ def test_record_contents(data):
     assert record["metrics"]["ood"]["noisy"] == evaluate(model, data.ood["noisy"])
     assert record["metrics"]["test"]["n"] == len(data.test)
     assert len(record["history"]) == 2 and record["history"][-1]["lr"] == 0.0  # cosine to 0
-    assert record["mmkern_version"] and record["device"] == "cpu" and not record["diverged"]
+    assert record["mmkern_version"] and record["device"] == "cpu" and "diverged" not in record
     assert not model.training
 
 
@@ -96,11 +96,13 @@ def test_optimizers_and_images(images, optimizer):
         assert math.isfinite(record["metrics"]["test"]["loss"])
 
 
-def test_divergence_is_recorded_not_raised(data):
-    _, record = train_model(config(lr=1e12, momentum=0.0, epochs=3), data)
-    assert record["diverged"]
-    assert record["history"][-1]["loss"] is None
-    json.dumps(record, allow_nan=False)
+def test_divergence_raises_and_returns_nothing(data):
+    from mmkern.train.trainer import TrainingDiverged
+
+    seen = []
+    with pytest.raises(TrainingDiverged, match=r"training diverged in epoch 1 of 3: .*lr=1000000000000.0"):
+        train_model(config(lr=1e12, momentum=0.0, epochs=3), data, callback=seen.append)
+    assert [e["loss"] for e in seen] == [None]  # the epoch that diverged was still reported
 
 
 def test_callback_sees_every_epoch_and_can_interrupt(data):

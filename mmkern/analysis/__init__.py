@@ -22,7 +22,7 @@ import json
 import os
 from typing import Optional, Sequence, Union
 
-from mmkern._io import atomic_write_text
+from mmkern._io import atomic_write_text, finite_json
 from mmkern._version import __version__
 from mmkern.analysis.outputs import N_SAMPLES, collect_outputs, zoo_dataset
 
@@ -135,7 +135,8 @@ def analyze_zoo(
     out_dir = os.path.join(os.fspath(zoo_dir), ANALYSIS_DIR)
     figure_dir = os.path.join(out_dir, "figures")
     os.makedirs(figure_dir, exist_ok=True)
-    atomic_write_text(os.path.join(out_dir, "results.json"), json.dumps(results, indent=1))
+    atomic_write_text(os.path.join(out_dir, "results.json"),
+                      json.dumps(finite_json(results), indent=1, allow_nan=False))
     figures = {}
     if results["groups"]:
         figures["rm_vs_pm"] = "figures/" + fig.rm_vs_pm(results, figure_dir)

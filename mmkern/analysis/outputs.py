@@ -64,11 +64,17 @@ def _settings(dataset, layers, reduce: str, n_samples: int) -> dict:
 
 
 def _done(directory: str, settings: dict) -> bool:
-    path = os.path.join(directory, OUTPUTS_FILE)
+    """Whether a member's outputs were computed with ``settings`` and their files are intact (the
+    SHA-256 sums in ``outputs.json``); damaged or foreign outputs are simply computed again."""
+    from mmkern.train.checkpoint import file_sha256
+
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f).get("settings") == settings
-    except (OSError, json.JSONDecodeError):
+        with open(os.path.join(directory, OUTPUTS_FILE), encoding="utf-8") as f:
+            done = json.load(f)
+        return (isinstance(done, dict) and done.get("settings") == settings
+                and all(file_sha256(os.path.join(directory, name)) == done.get("sha256", {}).get(name)
+                        for name in (ACTIVATIONS_FILE, PREDICTIONS_FILE)))
+    except (OSError, ValueError, AttributeError):
         return False
 
 
@@ -114,6 +120,7 @@ def collect_outputs(
 
     from mmkern.train import capture_activations, list_members, load_member, member_dir, predict
     from mmkern.train.activations import save_activations
+    from mmkern.train.checkpoint import file_sha256
 
     if reduce not in ("mean", "flatten"):
         raise ValueError(f"reduce must be 'mean' or 'flatten', got {reduce!r}")
@@ -135,8 +142,9 @@ def collect_outputs(
         save_activations(os.path.join(directory, ACTIVATIONS_FILE), acts)
         probs = {name: predict(model, split.x) for name, split in evaluation_sets(dataset).items()}
         save_activations(os.path.join(directory, PREDICTIONS_FILE), probs)
+        sums = {name: file_sha256(os.path.join(directory, name)) for name in (ACTIVATIONS_FILE, PREDICTIONS_FILE)}
         atomic_write_text(os.path.join(directory, OUTPUTS_FILE),
-                          json.dumps({"settings": settings, "layers": list(acts)}, indent=2))
+                          json.dumps({"settings": settings, "layers": list(acts), "sha256": sums}, indent=2))
         computed.append(member_id)
     return computed
 
@@ -150,15 +158,42 @@ def load_outputs(zoo_dir, member_ids: Sequence[str]) -> tuple[dict, dict]:
         ``{layer: list of M (n, d) float32 arrays}`` in the order of ``member_ids``.
     predictions : dict
         ``{set: (M, n_set, C) float32 array}``.
+
+    Raises
+    ------
+    ValueError
+        Naming the member and the file: unreadable, non-finite values, or layers, sets or sample
+        counts that differ from the first member's.
     """
+    acts = _load_stacked(zoo_dir, member_ids, ACTIVATIONS_FILE, "layer", ndim=2)
+    preds = _load_stacked(zoo_dir, member_ids, PREDICTIONS_FILE, "set", ndim=2)
+    return acts, {name: np.stack(arrays) for name, arrays in preds.items()}
+
+
+def _load_stacked(zoo_dir, member_ids: Sequence[str], file: str, what: str, ndim: int) -> dict:
+    """``{name: [array of each member]}`` from each member's ``file``, validated."""
     from mmkern.train import load_activations, member_dir
 
-    acts: dict[str, list] = {}
-    preds: dict[str, list] = {}
+    out: dict[str, list] = {}
+    first: dict = {}
     for member_id in member_ids:
-        directory = member_dir(zoo_dir, member_id)
-        for layer, array in load_activations(os.path.join(directory, ACTIVATIONS_FILE)).items():
-            acts.setdefault(layer, []).append(array)
-        for name, array in load_activations(os.path.join(directory, PREDICTIONS_FILE)).items():
-            preds.setdefault(name, []).append(array)
-    return acts, {name: np.stack(arrays) for name, arrays in preds.items()}
+        path = os.path.join(member_dir(zoo_dir, member_id), file)
+        arrays = load_activations(path)
+        where = f"member {member_id!r}: {path}"
+        if out and list(arrays) != list(out):
+            raise ValueError(f"{where} holds the {what}s {list(arrays)}, but member {member_ids[0]!r} "
+                             f"has {list(out)}; run collect_outputs again")
+        for name, a in arrays.items():
+            if a.ndim != ndim or a.dtype.kind != "f":
+                raise ValueError(f"{where}: {what} {name!r} must be a {ndim}-D float array, got "
+                                 f"{a.dtype} of shape {a.shape}")
+            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+            if bad:
+                raise ValueError(f"{where}: {what} {name!r} contains NaN or infinity ({bad} entries): "
+                                 "the member's outputs are not finite")
+            expected = first.setdefault(name, a.shape)
+            if a.shape != expected:
+                raise ValueError(f"{where}: {what} {name!r} has shape {a.shape}, but member "
+                                 f"{member_ids[0]!r} has {expected}; run collect_outputs again")
+            out.setdefault(name, []).append(a)
+    return out

@@ -47,6 +47,8 @@ _LAZY = {
     "init_model": "trainer",
     "load_config_dataset": "trainer",
     "train_model": "trainer",
+    "TrainingDiverged": "_errors",
+    "MembersFailed": "_errors",
     "load_model": "checkpoint",
     "save_model": "checkpoint",
     "list_members": "zoo",

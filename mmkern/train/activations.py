@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+import zlib
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -229,7 +230,11 @@ def load_activations(path: Union[str, os.PathLike]) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"activation file {path!r} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with archive:
             return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: not a readable .npz activation file: {e}") from None
+    except (OSError, EOFError, ValueError, KeyError, NotImplementedError, zipfile.BadZipFile, zlib.error) as e:
+        # (zipfile's errors for damaged archives; NotImplementedError: a damaged method field)
+        raise ValueError(f"{path}: not a readable .npz activation file: {type(e).__name__}: {e}") from None

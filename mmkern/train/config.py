@@ -67,6 +67,8 @@ AUGMENTATIONS = ("shift", "flip", "noise")
 
 _SEED_MAX = 2**63 - 1
 _STRING_FIELDS = ("dataset", "model", "optimizer", "lr_schedule", "augmentation", "device")
+_FLOAT32_MAX = 3.4028234663852886e38
+
 #: Integer fields and their inclusive bounds (``train_size`` may also be None).
 _INT_FIELDS = {
     "data_seed": (0, 2**32 - 1),
@@ -81,9 +83,9 @@ _INT_FIELDS = {
 #: Real fields: (low, high, low bound excluded, high bound excluded).
 _REAL_FIELDS = {
     "width": (0.0, math.inf, True, True),
-    "lr": (0.0, math.inf, True, True),
+    "lr": (0.0, _FLOAT32_MAX, True, True),  # torch's float32 optimizers cannot take more
     "momentum": (0.0, 1.0, False, True),
-    "weight_decay": (0.0, math.inf, False, True),
+    "weight_decay": (0.0, _FLOAT32_MAX, False, True),
     "label_smoothing": (0.0, 1.0, False, True),
 }
 

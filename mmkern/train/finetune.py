@@ -36,7 +36,15 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from mmkern._validate import check_batch_size, check_float, check_int, check_positive, check_positive_int
+from mmkern._validate import (
+    check_batch_size,
+    check_choice,
+    check_float,
+    check_int,
+    check_positive,
+    check_positive_int,
+)
+from mmkern.train._errors import TrainingDiverged
 from mmkern.train._inputs import (
     as_labelled,
     device_of,
@@ -174,8 +182,8 @@ def fine_tune(
     TypeError
         Data that is not an ``(x, y)`` pair or an ArraySplit.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    batch_size = check_settings(method, epochs, lr, momentum, weight_decay, batch_size, margin,
+                                invariance_weight, seed)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     x, y = as_labelled(data, "data")
@@ -194,14 +202,6 @@ def fine_tune(
         _classifier(model)
     elif cue_data is not None:
         raise ValueError("cue_data is only used by method='cbft'")
-    check_positive_int(epochs, "epochs")
-    for value, name in ((lr, "lr"), (margin, "margin")):
-        check_positive(value, name)
-    for value, name in ((momentum, "momentum"), (weight_decay, "weight_decay"),
-                        (invariance_weight, "invariance_weight")):
-        check_float(value, name, low=0.0)
-    batch_size = check_batch_size(batch_size)
-    check_int(seed, "seed")
 
     settings = {"method": method, "epochs": epochs, "lr": lr, "momentum": momentum,
                 "weight_decay": weight_decay, "batch_size": batch_size, "seed": seed,
@@ -218,6 +218,21 @@ def fine_tune(
             history = _run(tuned, model, (x, y), cue, settings, device)
     tuned.eval()
     return tuned, {**settings, "history": history, "seconds": time.perf_counter() - started}
+
+
+def check_settings(method, epochs, lr, momentum, weight_decay, batch_size, margin, invariance_weight,
+                   seed) -> int:
+    """Validate :func:`fine_tune`'s settings (``TypeError``/``ValueError`` naming the first bad
+    one); returns the batch size."""
+    check_choice(method, "method", METHODS)
+    check_positive_int(epochs, "epochs")
+    for value, name in ((lr, "lr"), (margin, "margin")):
+        check_positive(value, name)
+    check_float(momentum, "momentum", low=0.0, high=1.0, high_open=True)
+    for value, name in ((weight_decay, "weight_decay"), (invariance_weight, "invariance_weight")):
+        check_float(value, name, low=0.0)
+    check_int(seed, "seed")
+    return check_batch_size(batch_size)
 
 
 def _batches(bounds: list[tuple[int, int]], generator: torch.Generator) -> list[torch.Tensor]:
@@ -289,6 +304,10 @@ def _run(tuned: nn.Module, original_model: nn.Module, clean, cue, settings: dict
                 ("barrier_loss", "interpolated_loss", "invariance_loss") if cue else ())
             entry.update({k: finite_or_none(sums[k] / len(batches)) for k in keys})
             history.append(entry)
+            if entry["loss"] is None or (cue is not None and entry["barrier_loss"] is None):
+                raise TrainingDiverged(f"fine-tuning diverged in epoch {epoch + 1} of {settings['epochs']}: "
+                                       f"the loss became non-finite (lr={settings['lr']}); lower the "
+                                       "learning rate")
     finally:
         if features is not None:
             features.remove()

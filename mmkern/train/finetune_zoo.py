@@ -27,11 +27,24 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from mmkern._io import atomic_write_text
+import warnings
+
+from mmkern._io import atomic_write_text, exclusive_lock, finite_json
+from mmkern._validate import check_int
+from mmkern.train._errors import MembersFailed, TrainingDiverged
 from mmkern.train.config import TrainConfig
-from mmkern.train.finetune import METHODS, fine_tune
+from mmkern.train.finetune import METHODS, check_settings, fine_tune
 from mmkern.train.recipes import member_dirname
-from mmkern.train.zoo import CHECKPOINT_FILE, RECORD_FILE, list_members, load_member, load_record
+from mmkern.train.zoo import (
+    LOCK_FILE,
+    RECORD_FILE,
+    checkpoint_problem,
+    list_members,
+    load_member,
+    load_record,
+    read_json,
+    save_finished,
+)
 
 __all__ = ["FINETUNE_DIR", "finetune_zoo", "load_finetuned", "summary_line"]
 
@@ -60,17 +73,19 @@ def _barriers(original, tuned, cued, alphas: int) -> dict[str, Any]:
     if "cue-none" in cued.ood:
         sets["cue-none"] = _tensors(cued.ood["cue-none"])
     curves = interpolation_curve(original, tuned, sets, alphas, bn_data=_tensors(cued.train))
-    return {name: {"alphas": c.alphas.tolist(), "loss": c.loss.tolist(),
-                   "accuracy": c.accuracy.tolist(), "loss_barrier": c.loss_barrier,
-                   "error_barrier": c.error_barrier}
-            for name, c in curves.items()}
+    # JSON has no infinity: an infinite loss (outputs not finite at some alpha) is written as null
+    return finite_json({name: {"alphas": c.alphas.tolist(), "loss": c.loss.tolist(),
+                               "accuracy": c.accuracy.tolist(), "loss_barrier": c.loss_barrier,
+                               "error_barrier": c.error_barrier}
+                        for name, c in curves.items()})
 
 
 def _check_settings(directory: str, settings: dict) -> None:
+    """Refuse a directory of other settings; write ``settings.json`` into a new one (the
+    settings are validated before this is called, so nothing invalid is ever written)."""
     path = os.path.join(directory, SETTINGS_FILE)
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            previous = json.load(f)
+        previous = read_json(path)
         if previous != settings:
             changed = sorted(k for k in set(previous) | set(settings)
                              if previous.get(k) != settings.get(k))
@@ -79,7 +94,7 @@ def _check_settings(directory: str, settings: dict) -> None:
                              f"or remove that directory")
     else:
         os.makedirs(directory, exist_ok=True)
-        atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(settings, indent=2, allow_nan=False) + "\n")
 
 
 def finetune_zoo(
@@ -134,11 +149,12 @@ def finetune_zoo(
         Not a spurious-cue zoo, no finished member, too few clean samples, or a directory of
         other settings.
     """
-    from mmkern.train.checkpoint import save_model
     from mmkern.train.trainer import DatasetCache, load_config_dataset
 
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    # every setting is checked before anything is read or written
+    check_settings(method, epochs, lr, 0.9, 1e-4, batch_size, margin, invariance_weight, seed)
+    check_int(clean_samples, "clean_samples", low=2)
+    check_int(alphas, "alphas", low=2)
     zoo_dir = os.fspath(zoo_dir)
     members = list_members(zoo_dir)
     if not members:
@@ -152,43 +168,80 @@ def finetune_zoo(
         if "spurious" not in config.dataset_options:
             raise ValueError(f"member {member_id!r} was not trained on a spurious-cue dataset "
                              f"(no dataset_options.spurious); fine-tuning away a cue needs one")
-    out = os.path.join(zoo_dir, FINETUNE_DIR, method)
-    _check_settings(out, settings)
     # members share their clean dataset, and often their cued one
     datasets = DatasetCache(lambda c: load_config_dataset(c, data_dir), size=3)
-    records = []
+
+    def clean_of(config):
+        clean_options = {k: v for k, v in config.dataset_options.items() if k not in _CUE_OPTIONS}
+        return datasets.get(config.replace(dataset_options=clean_options))
+
+    for member_id, config in configs.items():
+        available = len(clean_of(config).train)
+        if clean_samples > available:
+            raise ValueError(f"clean_samples must lie in [2, {available}] (the clean training set of "
+                             f"member {member_id!r}), got {clean_samples}")
+    out = os.path.join(zoo_dir, FINETUNE_DIR, method)
+    os.makedirs(out, exist_ok=True)
+    with exclusive_lock(os.path.join(out, LOCK_FILE), f"fine-tuning directory {out!r}"):
+        _check_settings(out, settings)
+        return _finetune_members(zoo_dir, out, configs, datasets, clean_of, settings, threads, progress)
+
+
+def _finished_record(directory: str, member_id: str) -> Optional[dict]:
+    """The record of a finished fine-tuned member, or None (also, with a warning, when its
+    checkpoint is damaged: it is then tuned again)."""
+    path = os.path.join(directory, RECORD_FILE)
+    if not os.path.isfile(path):
+        return None
+    record = read_json(path)
+    if not isinstance(record.get("checkpoint"), dict) or not isinstance(record["checkpoint"].get("sha256"), str):
+        raise ValueError(f"{path}: not a fine-tuning record (no 'checkpoint' table with its 'sha256'); "
+                         f"move {directory!r} away to tune the member again")
+    problem = checkpoint_problem(directory, record)
+    if problem:
+        warnings.warn(f"fine-tuned member {member_id!r}: {problem}; tuning it again", RuntimeWarning,
+                      stacklevel=3)
+        os.unlink(path)
+        return None
+    return record
+
+
+def _finetune_members(zoo_dir, out, configs, datasets, clean_of, settings, threads, progress):
+    method, seed = settings["method"], settings["seed"]
+    records, failures = [], {}
     for member_id, config in configs.items():
         directory = os.path.join(out, member_dirname(member_id))
-        record_path = os.path.join(directory, RECORD_FILE)
-        if os.path.isfile(record_path):
-            with open(record_path, encoding="utf-8") as f:
-                records.append(json.load(f))
+        done = _finished_record(directory, member_id)
+        if done is not None:
+            records.append(done)
             if progress:
-                print(f"{method} {member_id} (done before): {summary_line(records[-1])}",
-                      flush=True)
+                print(f"{method} {member_id} (done before): {summary_line(done)}", flush=True)
             continue
         model, _ = load_member(zoo_dir, member_id)
-        cued = datasets.get(config)
-        clean_options = {k: v for k, v in config.dataset_options.items() if k not in _CUE_OPTIONS}
-        clean = datasets.get(config.replace(dataset_options=clean_options))
-        if not 2 <= clean_samples <= len(clean.train):
-            raise ValueError(f"clean_samples must lie in [2, {len(clean.train)}] (the clean "
-                             f"training set), got {clean_samples}")
-        pick = np.random.default_rng(seed).choice(len(clean.train), clean_samples, replace=False)
-        tuned, finetune_record = fine_tune(
-            model, (clean.train.x[pick], clean.train.y[pick]), method=method,
-            cue_data=cued.train if method == "cbft" else None, epochs=epochs, lr=lr,
-            batch_size=batch_size, margin=margin, invariance_weight=invariance_weight,
-            seed=seed, threads=threads)
+        cued, clean = datasets.get(config), clean_of(config)
+        pick = np.random.default_rng(seed).choice(len(clean.train), settings["clean_samples"], replace=False)
+        try:
+            tuned, finetune_record = fine_tune(
+                model, (clean.train.x[pick], clean.train.y[pick]), method=method,
+                cue_data=cued.train if method == "cbft" else None, epochs=settings["epochs"],
+                lr=settings["lr"], batch_size=settings["batch_size"],
+                margin=settings.get("margin", 1.0), invariance_weight=settings.get("invariance_weight", 1.0),
+                seed=seed, threads=threads)
+        except TrainingDiverged as e:  # this member only: the others are still tuned
+            failures[member_id] = str(e)
+            if progress:
+                print(f"{method} {member_id}: FAILED: {e}", flush=True)
+            continue
         record = {"member": member_id, "finetune": finetune_record,
                   "metrics": {"original": _metrics(model, cued), "tuned": _metrics(tuned, cued)},
-                  "barriers": _barriers(model, tuned, cued, alphas)}
+                  "barriers": _barriers(model, tuned, cued, settings["alphas"])}
         os.makedirs(directory, exist_ok=True)
-        save_model(os.path.join(directory, CHECKPOINT_FILE), tuned)
-        atomic_write_text(record_path, json.dumps(record, indent=2, allow_nan=False) + "\n")
+        record = save_finished(directory, tuned, record)
         records.append(record)
         if progress:
             print(f"{method} {member_id}: {summary_line(record)}", flush=True)
+    if failures:
+        raise MembersFailed(f"fine-tuning {method!r} of zoo {zoo_dir!r}", failures, records)
     return records
 
 
@@ -200,7 +253,8 @@ def summary_line(record: dict) -> str:
             before = record["metrics"]["original"][name]["accuracy"]
             after = record["metrics"]["tuned"][name]["accuracy"]
             parts.append(f"{name} accuracy {before:.3f} -> {after:.3f}")
-    parts.append(f"loss barrier to the original {record['barriers']['test']['loss_barrier']:.3f}")
+    barrier = record["barriers"]["test"]["loss_barrier"]
+    parts.append(f"loss barrier to the original {'inf' if barrier is None else f'{barrier:.3f}'}")
     return ", ".join(parts)
 
 
@@ -221,8 +275,7 @@ def load_finetuned(zoo_dir: Union[str, os.PathLike]) -> dict[str, list[dict[str,
         for member_id in members:
             path = os.path.join(directory, member_dirname(member_id), RECORD_FILE)
             if os.path.isfile(path):
-                with open(path, encoding="utf-8") as f:
-                    records.append(json.load(f))
+                records.append(read_json(path))
         if records:
             found[method] = records
     return found

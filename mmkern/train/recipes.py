@@ -242,6 +242,8 @@ class Recipe:
                 data = tomllib.load(f)
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
                 raise ValueError(f"{path}: invalid TOML: {e}") from None
+            except RecursionError:
+                raise ValueError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
         return cls.from_dict(data, source=path)
 
     @classmethod

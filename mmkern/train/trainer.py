@@ -38,11 +38,12 @@ from mmkern.train._inputs import (
     resolve_device,
     torch_threads,
 )
+from mmkern.train._errors import TrainingDiverged
 from mmkern.train.augment import Augmenter
 from mmkern.train.config import TrainConfig
 from mmkern.train.models import ZooModel, build_model
 
-__all__ = ["evaluate", "init_model", "load_config_dataset", "train_model"]
+__all__ = ["TrainingDiverged", "evaluate", "init_model", "load_config_dataset", "train_model"]
 
 #: Format tag of the records :func:`train_model` returns.
 RECORD_FORMAT = "mmkern-train-record/1"
@@ -233,12 +234,18 @@ def train_model(
         (spec, parameter count, layer names), ``dataset`` (name, input shape, classes, sizes,
         OOD set names), ``metrics`` (``train``, ``test``: ``{"accuracy", "loss", "n"}``, and
         ``ood``: one such dict per OOD set), ``history`` (per epoch: mean training loss and
-        accuracy over the augmented batches, learning rate at the epoch's end, seconds),
-        ``diverged`` (training loss became non-finite: training stopped there), ``device``,
+        accuracy over the augmented batches, learning rate at the epoch's end, seconds), ``device``,
         ``train_seconds``, ``eval_seconds``, ``finished_at`` (UTC, ISO 8601), and versions.
     """
     with torch_threads(threads):
         return _train_model(as_config(config), dataset, data_dir, device, progress, callback)
+
+
+def _check_finite_weights(model: nn.Module, config: TrainConfig) -> None:
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise TrainingDiverged(f"training left non-finite values in {name!r} (lr={config.lr}); "
+                                   "lower the learning rate")
 
 
 def _train_model(config: TrainConfig, dataset, data_dir, device, progress: bool,
@@ -267,7 +274,6 @@ def _train_model(config: TrainConfig, dataset, data_dir, device, progress: bool,
     aug_gen = torch.Generator().manual_seed(config.aug_seed)
 
     history = []
-    diverged = False
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -311,11 +317,14 @@ def _train_model(config: TrainConfig, dataset, data_dir, device, progress: bool,
                 if callback is not None:
                     callback({**entry, "epochs": config.epochs})
                 if not math.isfinite(mean_loss):
-                    diverged = True
-                    break
+                    raise TrainingDiverged(
+                        f"training diverged in epoch {epoch + 1} of {config.epochs}: the mean training "
+                        f"loss became {mean_loss} (lr={config.lr}, optimizer={config.optimizer}); "
+                        "lower the learning rate")
     finally:
         if bar is not None:
             bar.close()
+    _check_finite_weights(model, config)
     train_seconds = time.perf_counter() - started
 
     eval_start = time.perf_counter()
@@ -340,7 +349,6 @@ def _train_model(config: TrainConfig, dataset, data_dir, device, progress: bool,
                     "info": getattr(dataset, "info", {})},
         "metrics": metrics,
         "history": history,
-        "diverged": diverged,
         "device": str(dev),
         "train_seconds": train_seconds,
         "eval_seconds": time.perf_counter() - eval_start,

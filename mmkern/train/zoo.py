@@ -14,11 +14,21 @@ itself, e.g. ``init_seed=3``).
 Resuming: a member is *finished* exactly when its ``record.json`` exists. The checkpoint is
 written first and the record last, both atomically (temporary file + rename), so an interrupted
 member leaves at most a checkpoint without a record (or a stray temporary file), and is trained
-again from scratch on the next run; finished members are never rewritten. Rerunning with a
-changed recipe of the same name is allowed (e.g. more seeds): members whose id is already
-finished must have the same config, otherwise :func:`train_zoo` refuses; so it does for a
-directory holding a zoo of another name. Two processes must not train the same directory at the
-same time.
+again from scratch on the next run; finished members are never rewritten, except that a finished
+member whose checkpoint is missing or does not match the SHA-256 in its record (a damaged file) is
+retrained, with a warning. Rerunning with a changed recipe of the same name is allowed (e.g. more
+seeds): members whose id is already finished must have the same config, otherwise
+:func:`train_zoo` refuses; so it does for a directory holding a zoo of another name.
+
+Before the first member trains, every member still to train is checked: its dataset loads and its
+model builds (on torch's meta device, so an absurd size costs no memory and is refused by its
+parameter count, :data:`MAX_PARAMETERS`). A member whose training diverges (non-finite loss or
+weights, :class:`~mmkern.train.TrainingDiverged`) is not saved; the run goes on with the others
+and ends with :class:`~mmkern.train.MembersFailed` naming each failed member and why.
+
+A lock file ``.lock`` in the zoo directory (an ``flock``, released by the kernel however the
+process ends) keeps two processes from training one zoo at once; the second is refused with the
+holder's process id and host.
 """
 
 from __future__ import annotations
@@ -29,8 +39,11 @@ import json
 import os
 from typing import Any, Callable, Optional, Union
 
-from mmkern._io import atomic_write_text
+import warnings
+
+from mmkern._io import atomic_write_text, exclusive_lock
 from mmkern._version import __version__
+from mmkern.train._errors import MembersFailed
 from mmkern.train.config import TrainConfig
 from mmkern.train.recipes import Member, load_recipe, member_dirname
 
@@ -51,7 +64,12 @@ ZOO_FILE = "zoo.json"
 MEMBERS_DIR = "members"
 CHECKPOINT_FILE = "model.safetensors"
 RECORD_FILE = "record.json"
+LOCK_FILE = ".lock"
 _DATASET_CACHE_SIZE = 2
+
+MAX_PARAMETERS = 2**31
+"""Zoo members with more parameters (8 GiB of float32 weights) are refused before training: far
+beyond the models these studies train, and almost always a typo (``width = 1e7``)."""
 
 
 def _dumps(data) -> str:
@@ -87,13 +105,16 @@ def load_zoo(out_dir: Union[str, os.PathLike]) -> dict[str, Any]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{os.fspath(out_dir)!r} is not a zoo directory: no {ZOO_FILE} "
                                 f"(create one with train_zoo / `mmkern train`)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            zoo = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON: {e}") from None
-    if not isinstance(zoo, dict) or zoo.get("format") != ZOO_FORMAT:
+    zoo = read_json(path)
+    if zoo.get("format") != ZOO_FORMAT:
         raise ValueError(f"{path}: not an mmkern zoo file (expected format {ZOO_FORMAT!r})")
+    for key, kind in (("recipe", dict), ("members", list), ("groups", list)):
+        if not isinstance(zoo.get(key), kind):
+            raise ValueError(f"{path}: {key!r} is missing or not a JSON {'object' if kind is dict else 'array'}")
+    for i, m in enumerate(zoo["members"]):
+        if not (isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"]
+                and isinstance(m.get("config"), dict)):
+            raise ValueError(f"{path}: members[{i}] is not a member (an object with an 'id' and a 'config')")
     return zoo
 
 
@@ -130,11 +151,52 @@ def load_record(out_dir: Union[str, os.PathLike], member_id: str) -> dict[str, A
                              f"{', '.join(known)}")
         raise ValueError(f"member {member_id!r} of zoo {os.fspath(out_dir)!r} is not finished "
                          f"(no {RECORD_FILE}); run train_zoo again to finish it")
+    record = read_json(path)
+    checkpoint = record.get("checkpoint")
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("sha256"), str):
+        raise ValueError(f"{path}: not a member record (no 'checkpoint' table with its 'sha256'); "
+                         f"move {os.path.dirname(path)!r} away to retrain the member")
+    return record
+
+
+def read_json(path: str, kind: type = dict) -> Any:
+    """The JSON value in ``path``, which must be a ``kind`` (a dict: an object); ``ValueError``
+    naming the file otherwise (invalid JSON, bad UTF-8, a list where an object belongs)."""
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON: {e}") from None
+            value = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"{path}: invalid JSON: {type(e).__name__}: {e}") from None
+    if not isinstance(value, kind):
+        want = "an object" if kind is dict else kind.__name__
+        raise ValueError(f"{path}: expected a JSON {want}, got {type(value).__name__}")
+    return value
+
+
+def checkpoint_problem(directory: str, record: dict) -> Optional[str]:
+    """Why the checkpoint in ``directory`` does not belong to ``record`` (missing, or its SHA-256
+    differs), or None when it does."""
+    from mmkern.train.checkpoint import file_sha256
+
+    path = os.path.join(directory, CHECKPOINT_FILE)
+    if not os.path.isfile(path):
+        return f"{path} is missing"
+    if file_sha256(path) != record["checkpoint"]["sha256"]:
+        return f"{path} does not match the SHA-256 in its record (modified, truncated or corrupt)"
+    return None
+
+
+def save_finished(directory: str, model, record: dict) -> dict:
+    """Write a finished member: its checkpoint, then its record with the checkpoint's SHA-256
+    (both atomically, the record last). Returns the record as written."""
+    from mmkern.train.checkpoint import file_sha256, save_model
+
+    checkpoint = os.path.join(directory, CHECKPOINT_FILE)
+    save_model(checkpoint, model)
+    record = {**record, "checkpoint": {"file": CHECKPOINT_FILE, "sha256": file_sha256(checkpoint),
+                                       "bytes": os.path.getsize(checkpoint)}}
+    atomic_write_text(os.path.join(directory, RECORD_FILE), _dumps(record))
+    return record
 
 
 def load_member(out_dir: Union[str, os.PathLike], member_id: str, *, device="cpu",
@@ -162,23 +224,25 @@ def load_member(out_dir: Union[str, os.PathLike], member_id: str, *, device="cpu
     ValueError
         Unknown or unfinished member, or a checkpoint that does not match its record.
     """
-    from mmkern.train.checkpoint import file_sha256, load_model
+    from mmkern.train.checkpoint import load_model
 
     record = load_record(out_dir, member_id)
-    path = os.path.join(member_dir(out_dir, member_id), CHECKPOINT_FILE)
+    directory = member_dir(out_dir, member_id)
+    path = os.path.join(directory, CHECKPOINT_FILE)
     if not os.path.isfile(path):
         raise ValueError(f"member {member_id!r}: {path} is missing although its record exists")
     if verify:
-        expected = record.get("checkpoint", {}).get("sha256")
-        if expected != file_sha256(path):
-            raise ValueError(f"member {member_id!r}: {path} does not match the SHA-256 in its "
-                             f"record (file modified or corrupt)")
+        problem = checkpoint_problem(directory, record)
+        if problem:
+            raise ValueError(f"member {member_id!r}: {problem}; rerun train_zoo to retrain it")
     return load_model(path, device=device), record
 
 
 def _check_finished(out_dir: str, member: Member) -> bool:
-    """Whether a member is finished, and that its record agrees with the recipe's config."""
-    path = os.path.join(member_dir(out_dir, member.id), RECORD_FILE)
+    """Whether a member is finished (its record agrees with the recipe's config; a damaged
+    checkpoint un-finishes it, with a warning, so that it is retrained)."""
+    directory = member_dir(out_dir, member.id)
+    path = os.path.join(directory, RECORD_FILE)
     if not os.path.isfile(path):
         return False
     record = load_record(out_dir, member.id)
@@ -191,7 +255,47 @@ def _check_finished(out_dir: str, member: Member) -> bool:
         raise ValueError(f"member {member.id!r} is already finished in {out_dir!r} with a "
                          f"different config than the recipe gives it; use another output "
                          f"directory (or delete {os.path.dirname(path)!r} to retrain it)")
+    problem = checkpoint_problem(directory, record)
+    if problem:
+        warnings.warn(f"member {member.id!r}: {problem}; retraining it", RuntimeWarning, stacklevel=3)
+        os.unlink(path)  # unfinished again: an interruption now leaves it to be retrained
+        return False
     return True
+
+
+def _check_members(members: list, datasets, dataset_given: bool) -> None:
+    """Fail before training anything: every member's dataset must load and its model build."""
+    import torch
+
+    from mmkern.data import dataset_names
+    from mmkern.train.trainer import init_model
+
+    for m in members:
+        config = m.config
+        if not dataset_given and config.dataset not in dataset_names():
+            raise ValueError(f"member {m.id!r}: unknown dataset {config.dataset!r}; valid datasets: "
+                             f"{', '.join(dataset_names())} (or pass dataset= to train_zoo)")
+        try:
+            data = datasets.get(config)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"member {m.id!r}: dataset {config.dataset!r} with options "
+                          f"{config.dataset_options}: {e}") from None
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"member {m.id!r}: {e}") from None
+        try:
+            with torch.device("meta"):  # no memory: options checked, parameters counted
+                model = init_model(config, tuple(data.input_shape), data.num_classes)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"member {m.id!r}: model {config.model!r} with width={config.width} and "
+                          f"options {config.model_options}: {e}") from None
+        except RuntimeError as e:  # torch: a tensor whose byte size overflows
+            raise ValueError(f"member {m.id!r}: model {config.model!r} with width={config.width} cannot "
+                             f"be built ({e}); check the recipe's width and model options") from None
+        count = sum(p.numel() for p in model.parameters())
+        if count > MAX_PARAMETERS:
+            raise ValueError(f"member {m.id!r}: model {config.model!r} with width={config.width} has "
+                             f"{count:.3g} parameters, more than MAX_PARAMETERS = {MAX_PARAMETERS:.3g}; "
+                             "check the recipe's width and model options")
 
 
 def _clean_stale(directory: str) -> None:
@@ -234,7 +338,8 @@ def train_zoo(
     callback : callable(dict) -> None, optional
         Called with ``{"event": "epoch", "member": id, ...epoch fields of train_model...}``
         after every epoch, ``{"event": "finished", "member": id, "record": record}`` after a
-        member is saved and ``{"event": "skipped", "member": id}`` for an already finished one.
+        member is saved, ``{"event": "skipped", "member": id}`` for an already finished one and
+        ``{"event": "failed", "member": id, "error": message}`` for one whose training diverged.
         An exception it raises stops training (finished members stay finished).
     threads : int, optional
         Torch intra-op threads while training (restored afterwards); default: leave torch's
@@ -250,31 +355,44 @@ def train_zoo(
 
     Raises
     ------
-    ValueError
-        Invalid recipe, or ``out_dir`` holds a finished member whose config differs from the
-        recipe's.
+    ValueError, TypeError
+        Invalid recipe, a member whose dataset or model options are invalid (before anything
+        trains), or ``out_dir`` holds a finished member whose config differs from the recipe's.
+    BlockingIOError
+        Another process is training ``out_dir``.
+    MembersFailed
+        Some members diverged (the others are saved); ``.failures`` says which and why.
     """
-    from mmkern.train.checkpoint import file_sha256, save_model
-    from mmkern.train.trainer import DatasetCache, load_config_dataset, train_model
+    from mmkern.train.trainer import DatasetCache, load_config_dataset
 
     recipe = load_recipe(recipe)
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"out_dir {out_dir!r} exists and is not a directory")
+    datasets = DatasetCache(
+        (lambda c: load_config_dataset(c, data_dir)) if dataset is None
+        else dataset if callable(dataset) else (lambda c: dataset), _DATASET_CACHE_SIZE)
+    checked = False
+    if not os.path.isdir(out_dir):  # a new zoo: nothing is written before every member checks out
+        _check_members(recipe.members, datasets, dataset is not None)
+        checked = True
+        os.makedirs(out_dir, exist_ok=True)
+    with exclusive_lock(os.path.join(out_dir, LOCK_FILE), f"zoo directory {out_dir!r}"):
+        return _train_zoo(recipe, out_dir, datasets, dataset is not None, checked, device, progress,
+                          callback, threads)
+
+
+def _train_zoo(recipe, out_dir, datasets, dataset_given, checked, device, progress, callback, threads):
+    from mmkern.train.trainer import TrainingDiverged, train_model
+
     zoo_path = os.path.join(out_dir, ZOO_FILE)
     previous = load_zoo(out_dir) if os.path.isfile(zoo_path) else None
     if previous is not None and previous["recipe"].get("name") != recipe.name:
         raise ValueError(f"{out_dir!r} holds the zoo {previous['recipe'].get('name')!r}, not "
                          f"{recipe.name!r}; use another output directory")
     finished = {m.id: _check_finished(out_dir, m) for m in recipe.members}
-    if dataset is None:  # fail before training anything, not at the first member that needs it
-        from mmkern.data import dataset_names
-
-        for m in recipe.members:
-            if not finished[m.id] and m.config.dataset not in dataset_names():
-                raise ValueError(f"member {m.id!r}: unknown dataset {m.config.dataset!r}; "
-                                 f"valid datasets: {', '.join(dataset_names())} (or pass "
-                                 f"dataset= to train_zoo)")
+    if not checked:
+        _check_members([m for m in recipe.members if not finished[m.id]], datasets, dataset_given)
     os.makedirs(os.path.join(out_dir, MEMBERS_DIR), exist_ok=True)
 
     zoo = {
@@ -297,10 +415,7 @@ def train_zoo(
         bar = tqdm(total=len(recipe.members), initial=sum(finished.values()),
                    desc=f"zoo {recipe.name}", unit="model",
                    disable=None)  # no bar when not a terminal: logs keep one line per member
-    datasets = DatasetCache(
-        (lambda c: load_config_dataset(c, data_dir)) if dataset is None
-        else dataset if callable(dataset) else (lambda c: dataset), _DATASET_CACHE_SIZE)
-    records = []
+    records, failures = [], {}
     try:
         for member in recipe.members:
             if finished[member.id]:
@@ -323,16 +438,21 @@ def train_zoo(
                 if callback is not None:
                     callback({"event": "epoch", "member": member_id, **info})
 
-            model, record = train_model(config, datasets.get(config), device=device,
-                                        callback=on_epoch, threads=threads)
-            record["dataset"]["source"] = "given" if dataset is not None else "load_dataset"
-            checkpoint = os.path.join(directory, CHECKPOINT_FILE)
-            save_model(checkpoint, model)
-            record = {"id": member.id, "dir": member.dirname, "varies": dict(member.varies),
-                      "factors": list(member.factors), "zoo": recipe.name, **record,
-                      "checkpoint": {"file": CHECKPOINT_FILE, "sha256": file_sha256(checkpoint),
-                                     "bytes": os.path.getsize(checkpoint)}}
-            atomic_write_text(os.path.join(directory, RECORD_FILE), _dumps(record))
+            try:
+                model, record = train_model(config, datasets.get(config), device=device,
+                                            callback=on_epoch, threads=threads)
+            except TrainingDiverged as e:  # this member only: the others still train
+                failures[member.id] = str(e)
+                if bar is not None:
+                    bar.update(1)
+                    bar.write(f"{member.id}: FAILED: {e}")
+                if callback is not None:
+                    callback({"event": "failed", "member": member.id, "error": str(e)})
+                continue
+            record["dataset"]["source"] = "given" if dataset_given else "load_dataset"
+            record = save_finished(directory, model, {
+                "id": member.id, "dir": member.dirname, "varies": dict(member.varies),
+                "factors": list(member.factors), "zoo": recipe.name, **record})
             records.append(record)
             if bar is not None:
                 bar.update(1)
@@ -344,4 +464,6 @@ def train_zoo(
     finally:
         if bar is not None:
             bar.close()
+    if failures:
+        raise MembersFailed(f"zoo {recipe.name!r} in {out_dir!r}", failures, records)
     return records
