@@ -43,8 +43,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib
+import codecs
 import io
+import math
 import os
 import pickle
 import zlib
@@ -54,7 +55,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from mmkern.data._arrays import ArraySplit, Dataset
-from mmkern._validate import check_bool
+from mmkern._validate import check_bool, check_choice
 from mmkern.data._checks import check_names, check_seed, check_severities
 from mmkern.data.corruptions import CORRUPTIONS, DEFAULT_SEVERITIES, corrupted_sets
 
@@ -144,15 +145,6 @@ def _read_bytes(path: Path, record: list[dict] | None) -> bytes:
     return data
 
 
-def _gunzip(data: bytes, path: Path) -> bytes:
-    if data[:2] != b"\x1f\x8b":
-        return data
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"{str(path)!r}: corrupt gzip data ({exc})") from None
-
-
 def _check_ood(ood: Any, ood_severities: Any) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Validate the OOD options before any file is read."""
     return check_names(ood, "ood", CORRUPTIONS), check_severities(ood_severities)
@@ -160,28 +152,48 @@ def _check_ood(ood: Any, ood_severities: Any) -> tuple[tuple[str, ...], tuple[in
 
 # --------------------------------------------------------------------------- IDX
 
-def _parse_idx(data: bytes, path: Path) -> np.ndarray:
+#: Deflate expands at most about 1032-fold: a gzipped IDX file whose header claims more data than
+#: that is refused before anything is decompressed.
+_GZIP_MAX_RATIO = 1032
+
+
+def _parse_idx(raw: bytes, path: Path) -> np.ndarray:
+    """An IDX array from a file's bytes (raw or gzip): the header is read first, and at most the
+    bytes it describes are decompressed (one more, to detect trailing data)."""
     where = repr(str(path))
-    if len(data) < 4:
-        raise ValueError(f"{where}: not an IDX file (only {len(data)} bytes, no header)")
-    if data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise ValueError(f"{where}: bad IDX magic number 0x{data[:4].hex()} (expected "
-                         "0x0000 then a type code 08/09/0B/0C/0D/0E and the number of dimensions)")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
-        raise ValueError(f"{where}: IDX header for {ndim} dimensions is truncated or empty")
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    dtype = np.dtype(_IDX_TYPES[data[2]])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    found = len(data) - header
-    if found < expected:
+    gz = raw[:2] == b"\x1f\x8b"
+    stream = gzip.GzipFile(fileobj=io.BytesIO(raw)) if gz else io.BytesIO(raw)
+    try:
+        head = stream.read(4)
+        if len(head) < 4:
+            raise ValueError(f"{where}: not an IDX file (only {len(head)} bytes, no header)")
+        if head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES:
+            raise ValueError(f"{where}: bad IDX magic number 0x{head.hex()} (expected 0x0000 then "
+                             "a type code 08/09/0B/0C/0D/0E and the number of dimensions)")
+        ndim = head[3]
+        sizes = stream.read(4 * ndim)
+        if ndim == 0 or len(sizes) < 4 * ndim:
+            raise ValueError(f"{where}: IDX header for {ndim} dimensions is truncated or empty")
+        dims = tuple(int(d) for d in np.frombuffer(sizes, dtype=">u4"))
+        dtype = np.dtype(_IDX_TYPES[head[2]])
+        expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow
+        if gz and expected > _GZIP_MAX_RATIO * len(raw):
+            raise ValueError(f"{where}: IDX dimensions {dims} describe {expected} bytes, more than "
+                             f"a {len(raw)}-byte gzip file can hold")
+        if not gz and expected > len(raw):
+            raise ValueError(f"{where}: truncated IDX data: dimensions {dims} need {expected} bytes, "
+                             f"found {len(raw) - 4 - 4 * ndim}")
+        data = stream.read(expected + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"{where}: corrupt gzip data ({type(exc).__name__}: {exc})") from None
+    if len(data) < expected:
         raise ValueError(f"{where}: truncated IDX data: dimensions {dims} need {expected} bytes, "
-                         f"found {found}")
-    if found > expected:
-        raise ValueError(f"{where}: IDX file has {found - expected} bytes beyond the "
-                         f"{expected} its dimensions {dims} describe")
-    arr = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header)
+                         f"found {len(data)}")
+    if len(data) > expected:
+        rest = len(data) - expected + len(stream.read(1 << 20))
+        raise ValueError(f"{where}: IDX file has {rest}{'+' if rest > 1 << 20 else ''} bytes "
+                         f"beyond the {expected} its dimensions {dims} describe")
+    arr = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize)
     return arr.reshape(dims).astype(dtype.newbyteorder("="), copy=True)
 
 
@@ -207,12 +219,12 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such IDX file {str(path)!r}")
-    return _parse_idx(_gunzip(path.read_bytes(), path), path)
+    return _parse_idx(path.read_bytes(), path)
 
 
 def _idx_file(folder: Path, base: str, dataset: str, record: list[dict]) -> np.ndarray:
     path = _require(folder, (base, base + ".gz"), dataset)
-    return _parse_idx(_gunzip(_read_bytes(path, record), path), path)
+    return _parse_idx(_read_bytes(path, record), path)
 
 
 def _load_idx_dataset(name: str, data_dir: Any, seed: int, ood: Any, ood_severities: Any,
@@ -251,16 +263,65 @@ def _load_idx_dataset(name: str, data_dir: Any, seed: int, ood: Any, ood_severit
 
 # --------------------------------------------------------------------------- CIFAR
 
+class _NDArrayName:
+    """What ``numpy.ndarray`` unpickles to: a name for :func:`_reconstruct`, never callable, so
+    a file cannot allocate an array of its choice (``numpy.ndarray(shape)`` is uninitialised
+    memory)."""
+
+
+def _array_dtype(spec: Any, *args: Any) -> np.dtype:
+    """``numpy.dtype`` for the unpickler: only integer dtypes (CIFAR's uint8 ``data``, and labels
+    re-saved as NumPy integers); never objects, whose pickled items could be anything."""
+    if isinstance(spec, bytes):  # Python 2 pickles
+        spec = spec.decode("latin1")
+    if not isinstance(spec, (str, np.dtype)):
+        raise pickle.UnpicklingError(f"refusing a dtype given as {type(spec).__name__}")
+    try:
+        dtype = np.dtype(spec, False, True)  # a copy: its pickled state must not touch NumPy's own
+    except TypeError:
+        raise pickle.UnpicklingError(f"refusing the dtype {spec!r}") from None
+    if dtype.kind not in "iu":
+        raise pickle.UnpicklingError(f"refusing a {dtype} array: CIFAR batches hold integers")
+    return dtype
+
+
+def _scalar(dtype: Any, data: Any) -> Any:
+    """A pickled NumPy integer scalar (a label), from the bytes the file holds."""
+    if not isinstance(dtype, np.dtype) or not isinstance(data, bytes) or len(data) != dtype.itemsize:
+        raise pickle.UnpicklingError("refusing a malformed NumPy scalar")
+    return np.frombuffer(data, dtype=dtype)[0]
+
+
+def _reconstruct(subtype: Any, shape: Any, code: Any) -> np.ndarray:
+    """The empty array of a pickled ndarray (protocol 2 to 4), filled by its state afterwards;
+    NumPy's ``__setstate__`` then checks that the file holds exactly its bytes."""
+    if subtype is not _NDArrayName or shape != (0,) or code not in (b"b", "b"):
+        raise pickle.UnpicklingError("refusing an array reconstruction other than NumPy's own")
+    return np.ndarray((0,), np.uint8)
+
+
+def _frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """A pickled ndarray of protocol 5: a copy of bytes the file holds (bounded by its size)."""
+    dtype = _array_dtype(dtype)
+    if not isinstance(buffer, (bytes, bytearray)) or not isinstance(shape, tuple) \
+            or not all(isinstance(d, int) and d >= 0 for d in shape) or order not in ("C", "F"):
+        raise pickle.UnpicklingError("refusing a malformed array")
+    if math.prod(shape) * dtype.itemsize != len(buffer):
+        raise pickle.UnpicklingError(f"array of shape {shape} does not match its {len(buffer)} bytes")
+    return np.frombuffer(bytes(buffer), dtype=dtype).reshape(shape, order=order).copy()
+
+
 class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Admits only the globals a pickled NumPy array needs; anything else is refused."""
+    """Admits only what real CIFAR python batches contain: dicts, lists, bytes, ints and integer
+    NumPy arrays and scalars whose bytes are in the file; any other global is refused."""
 
     _ALLOWED = {
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy._core.multiarray", "scalar"): _scalar,
+        ("numpy", "ndarray"): _NDArrayName,
+        ("numpy", "dtype"): _array_dtype,
+        ("_codecs", "encode"): codecs.encode,  # Python 2 byte strings in protocol 2
     }
 
     def find_class(self, module: str, name: str) -> Any:
@@ -268,10 +329,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
             if module.startswith("numpy.core") else module
         if (canonical, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
-        try:
-            return getattr(importlib.import_module(canonical), name)
-        except ImportError:  # NumPy < 2 has numpy.core only
-            return getattr(importlib.import_module(module), name)
+        return self._ALLOWED[(canonical, name)]
 
 
 def _unpickle(data: bytes, path: Path) -> dict:
@@ -311,7 +369,12 @@ def read_cifar_batch(path: str | os.PathLike, label_key: str = "labels",
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such CIFAR batch {str(path)!r}")
+    check_choice(label_key, "label_key", _CIFAR_CLASSES)
     return _cifar_arrays(_unpickle(path.read_bytes(), path), path, label_key)
+
+
+#: The label keys of CIFAR batches and their numbers of classes.
+_CIFAR_CLASSES = {"labels": 10, "fine_labels": 100, "coarse_labels": 20}
 
 
 def _cifar_arrays(batch: dict, path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -333,19 +396,20 @@ def _cifar_arrays(batch: dict, path: Path, label_key: str) -> tuple[np.ndarray, 
             len(labels) and not np.issubdtype(labels.dtype, np.integer)):
         raise ValueError(f"{where}: {label_key!r} must hold {len(data)} integer labels, got "
                          f"{labels.dtype} {labels.shape}")
+    classes = _CIFAR_CLASSES[label_key]
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        bad = labels.min() if labels.min() < 0 else labels.max()
+        raise ValueError(f"{where}: {label_key!r} holds the label {bad}, outside 0..{classes - 1}")
     return data.reshape(len(data), 3, 32, 32), labels.astype(np.int64)
 
 
-def _cifar_split(folder: Path, names: Sequence[str], label_key: str, num_classes: int,
-                 dataset: str, files: list[dict]) -> ArraySplit:
+def _cifar_split(folder: Path, names: Sequence[str], label_key: str, dataset: str,
+                 files: list[dict]) -> ArraySplit:
     xs, ys = [], []
     for name in names:
         path = _require(folder, (name,), dataset)
         images, labels = _cifar_arrays(_unpickle(_read_bytes(path, files), path), path,
                                        label_key)
-        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"{dataset}: {str(path)!r} has {label_key!r} outside "
-                             f"0..{num_classes - 1}")
         xs.append(images)
         ys.append(labels)
     x = np.concatenate(xs).astype(np.float32)
@@ -377,6 +441,9 @@ def _svhn_split(folder: Path, names: Sequence[str], files: list[dict]) -> ArrayS
             raise ValueError(f"svhn: {where}: 'X' must be uint8 (32, 32, 3, n), got "
                              f"{images.dtype} {images.shape}")
         n = images.shape[3]
+        if labels.dtype.kind not in "iuf":  # a MATLAB cell, struct, char or complex array
+            raise ValueError(f"svhn: {where}: 'y' must be a real numeric array (n, 1), got "
+                             f"{labels.dtype} {labels.shape}")
         if labels.size != n or (labels.ndim == 2 and 1 not in labels.shape) or labels.ndim > 2:
             raise ValueError(f"svhn: {where}: 'y' must hold {n} labels (n, 1), got {labels.shape}")
         labels = labels.reshape(-1)
@@ -489,9 +556,9 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, *, seed: int = 0,
     root = _data_root(data_dir, "cifar10")
     folder = _find(root, "cifar10", ("data_batch_1",))
     files: list[dict] = []
-    train = _cifar_split(folder, [f"data_batch_{i}" for i in range(1, 6)], "labels", 10,
+    train = _cifar_split(folder, [f"data_batch_{i}" for i in range(1, 6)], "labels",
                          "cifar10", files)
-    test = _cifar_split(folder, ["test_batch"], "labels", 10, "cifar10", files)
+    test = _cifar_split(folder, ["test_batch"], "labels", "cifar10", files)
     return _finish("cifar10", train, test, 10, seed, ood, ood_severities, files,
                    {"source": "CIFAR-10 (Krizhevsky 2009), local python batches",
                     "format": "CIFAR python pickle", "folder": str(folder.resolve())})
@@ -530,8 +597,8 @@ def load_cifar100(data_dir: str | os.PathLike | None = None, *, seed: int = 0,
     root = _data_root(data_dir, "cifar100")
     folder = _find(root, "cifar100", ("train",))
     files: list[dict] = []
-    train = _cifar_split(folder, ["train"], key, num_classes, "cifar100", files)
-    test = _cifar_split(folder, ["test"], key, num_classes, "cifar100", files)
+    train = _cifar_split(folder, ["train"], key, "cifar100", files)
+    test = _cifar_split(folder, ["test"], key, "cifar100", files)
     return _finish("cifar100", train, test, num_classes, seed, ood, ood_severities, files,
                    {"source": "CIFAR-100 (Krizhevsky 2009), local python files",
                     "format": "CIFAR python pickle", "labels": labels,
