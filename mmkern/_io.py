@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import glob
 import math
 import os
 import socket
@@ -32,20 +33,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         Destination file.
     write : callable (binary file) -> None
         Writes the content into the open temporary file.
+
+    Raises
+    ------
+    OSError
+        The write failed (e.g. a full disk or quota, a folder that cannot be written): the same
+        kind of ``OSError``, naming ``path``; the temporary file is removed and ``path`` is left
+        as it was.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from other users
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:  # a full disk, a quota, no permission
+            raise type(e)(e.errno, f"cannot write {path!r}: {e.strerror}") from e
         raise
 
 
@@ -68,7 +79,14 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
     BlockingIOError
         Another live process holds the lock; the message names ``what``, the holder and the file.
     """
-    path = os.fspath(path)
+    path = os.path.abspath(os.fspath(path))
+    if path in _HELD:  # re-entry in this process (analyze collects outputs under its lock)
+        _HELD[path] += 1
+        try:
+            yield
+        finally:
+            _HELD[path] -= 1
+        return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
     try:
         try:
@@ -81,13 +99,25 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
                   f"{datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}")
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.encode("utf-8"), 0)
+        _HELD[path] = 1
         try:
             yield
         finally:
+            del _HELD[path]
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+_HELD: dict[str, int] = {}  # lock files this process holds, with their re-entry depth
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> None:
+    """Remove the temporary files interrupted :func:`atomic_write` calls left in ``directory``
+    (only safe while holding the directory's :func:`exclusive_lock`)."""
+    for path in glob.glob(os.path.join(glob.escape(os.fspath(directory)), ".*.tmp")):
+        os.unlink(path)
 
 
 def finite_json(value: Any) -> Any:
@@ -100,3 +130,21 @@ def finite_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [finite_json(v) for v in value]
     return value
+
+
+def check_writable(path: str | os.PathLike, what: str) -> None:
+    """Fail early, before a long job, when ``path`` cannot be written: ``FileNotFoundError`` or
+    ``PermissionError`` naming ``what`` and the folder (probed by creating and removing a
+    temporary file there, as :func:`atomic_write` will)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path!r} is a folder; give a file name")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{what} {path!r}: the folder {directory!r} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise PermissionError(f"{what} {path!r}: cannot write in {directory!r} ({e.strerror})") from None
+    os.close(fd)
+    os.unlink(tmp)

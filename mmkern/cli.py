@@ -24,7 +24,8 @@ class _CleanErrors(click.Group):
         try:
             return super().invoke(ctx)
         except (ValueError, TypeError, OSError, ResultMismatch, TrainingDiverged, MembersFailed) as e:
-            raise click.ClickException(str(e)) from e
+            named = isinstance(e, OSError) and e.errno is not None and e.strerror and e.filename is None
+            raise click.ClickException(e.strerror if named else str(e)) from e  # no "[Errno 27]"
 
 
 @click.group(cls=_CleanErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,7 +47,7 @@ def info() -> None:
 @click.option("--quick", is_flag=True, help="Small sizes: a smoke run of seconds.")
 @click.option("--repeat", default=3, show_default=True, type=click.IntRange(1),
               help="Timed runs of mmkern per case (the best counts).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Also write the rows as JSON to this file.")
 def bench(suite: str, quick: bool, repeat: int, json_path: str | None) -> None:
     """Time mmkern against its reference implementations on the same data, in one run.
@@ -56,7 +57,10 @@ def bench(suite: str, quick: bool, repeat: int, json_path: str | None) -> None:
     """
     from mmkern.bench import format_table, run_case, suite_cases
     from mmkern._config import config
+    from mmkern._io import atomic_write_text, check_writable, finite_json
 
+    if json_path:
+        check_writable(json_path, "--json")  # before the benchmark, not after it
     info = config()
     click.echo(f"mmkern {info['version']} bench {suite}{' --quick' if quick else ''}: "
                f"{info['openmp_threads']} OpenMP threads, BLAS via SciPy {info['scipy']}")
@@ -65,12 +69,10 @@ def bench(suite: str, quick: bool, repeat: int, json_path: str | None) -> None:
         rows.append(run_case(case, repeat=repeat, progress=lambda msg: click.echo(f"  .. {msg}", err=True)))
     click.echo(format_table(rows))
     if json_path:
-        from mmkern._io import atomic_write_text
-
         payload = [dict(name=r.name, reference_s=r.reference_s, mmkern_s=r.mmkern_s, speedup=r.speedup,
                         target=r.target, meets_target=r.meets_target, max_rel_diff=r.max_rel_diff,
                         notes=r.notes, skipped=r.skipped) for r in rows]
-        atomic_write_text(json_path, json.dumps(payload, indent=2))
+        atomic_write_text(json_path, json.dumps(finite_json(payload), indent=2, allow_nan=False))
     missed = [r.name for r in rows if r.meets_target is False]
     if missed:
         click.echo(f"targets missed: {', '.join(missed)}", err=True)

@@ -22,7 +22,7 @@ import json
 import os
 from typing import Optional, Sequence, Union
 
-from mmkern._io import atomic_write_text, finite_json
+from mmkern._io import atomic_write_text, finite_json, remove_stale_temporaries
 from mmkern._version import __version__
 from mmkern.analysis.outputs import N_SAMPLES, collect_outputs, zoo_dataset
 
@@ -106,6 +106,13 @@ def analyze_zoo(
     str
         Path of the written ``report.md``.
     """
+    from mmkern.train.zoo import zoo_lock
+
+    with zoo_lock(zoo_dir):
+        return _analyze(zoo_dir, alphas, barriers, n_samples, reduce, layers, data_dir, device, progress)
+
+
+def _analyze(zoo_dir, alphas, barriers, n_samples, reduce, layers, data_dir, device, progress) -> str:
     from mmkern.analysis import figures as fig
     from mmkern.analysis.metrics import analyze_groups
     from mmkern.analysis.report import render
@@ -135,6 +142,8 @@ def analyze_zoo(
     out_dir = os.path.join(os.fspath(zoo_dir), ANALYSIS_DIR)
     figure_dir = os.path.join(out_dir, "figures")
     os.makedirs(figure_dir, exist_ok=True)
+    remove_stale_temporaries(out_dir)
+    remove_stale_temporaries(figure_dir)
     atomic_write_text(os.path.join(out_dir, "results.json"),
                       json.dumps(finite_json(results), indent=1, allow_nan=False))
     figures = {}

@@ -19,8 +19,10 @@ disagreement) on each set summarises how the two kinds of multiplicity move toge
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Optional, Sequence, Union
+import re
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -39,21 +41,41 @@ def _off_diagonal_mean(matrix: np.ndarray) -> float:
     return float((matrix.sum() - np.trace(matrix)) / (m * (m - 1)))
 
 
-def representational(acts: dict) -> dict:
-    """``{layer: {"svcca": (M, M) list, "mean_svcca": float, "rm": float}}``."""
+@contextlib.contextmanager
+def _about(what: str, members: Sequence[str], argument: str) -> Iterator[None]:
+    """Errors of a metric over the members' arrays say which members and what they measure:
+    ``acts[1]`` becomes ``member 'init_seed=1'``, prefixed by ``what``."""
+    try:
+        yield
+    except ValueError as e:
+        def member(match):
+            i = int(match.group(1))
+            return f"member {members[i]!r}" if i < len(members) else match.group(0)
+
+        message = re.sub(re.escape(argument) + r"\[(\d+)\]", member, str(e))
+        raise ValueError(f"{what} of members {', '.join(members)}: {message}") from None
+
+
+def representational(acts: dict, members: Optional[Sequence[str]] = None) -> dict:
+    """``{layer: {"svcca": (M, M) list, "mean_svcca": float, "rm": float}}``; ``members`` (the
+    ids, for error messages) default to the indices."""
     out = {}
     for layer, arrays in acts.items():
-        matrix = mmkern.pairwise_svcca(arrays)
+        names = list(members) if members is not None else [str(i) for i in range(len(arrays))]
+        with _about(f"SVCCA of layer {layer!r}", names, "acts"):
+            matrix = mmkern.pairwise_svcca(arrays)
         mean = _off_diagonal_mean(matrix)
         out[layer] = {"svcca": matrix.tolist(), "mean_svcca": mean, "rm": 1.0 - mean}
     return out
 
 
-def predictive(preds: dict, labels: dict) -> dict:
+def predictive(preds: dict, labels: dict, members: Optional[Sequence[str]] = None) -> dict:
     """``{set: population figures and the (M, M) disagreement matrix}``."""
     out = {}
     for name, probs in preds.items():
-        pm = mmkern.predictive_multiplicity(probs, labels[name])
+        names = list(members) if members is not None else [str(i) for i in range(len(probs))]
+        with _about(f"predictive multiplicity on {name!r}", names, "probs"):
+            pm = mmkern.predictive_multiplicity(probs, labels[name])
         out[name] = {
             "disagreement": np.asarray(pm.disagreement).tolist(),
             "mean_disagreement": pm.mean_disagreement,
@@ -158,8 +180,8 @@ def analyze_groups(
         acts, preds = load_outputs(zoo_dir, members)
         result = {"name": group["name"], "factor": group["factor"], "members": members,
                   "fixed": group.get("fixed", {}),
-                  "representational": representational(acts),
-                  "predictive": predictive(preds, labels)}
+                  "representational": representational(acts, members),
+                  "predictive": predictive(preds, labels, members)}
         if barriers:
             models = [load_member(zoo_dir, m, device=device)[0] for m in members]
             result["connectivity"] = connectivity(models, test, bn_data, alphas)

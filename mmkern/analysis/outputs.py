@@ -27,7 +27,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from mmkern._io import atomic_write_text
+from mmkern._io import atomic_write_text, remove_stale_temporaries
 
 ACTIVATIONS_FILE = "activations.npz"
 PREDICTIONS_FILE = "predictions.npz"
@@ -116,11 +116,8 @@ def collect_outputs(
     list of str
         The ids of the members whose outputs were computed now (the others were up to date).
     """
-    from tqdm.auto import tqdm
-
-    from mmkern.train import capture_activations, list_members, load_member, member_dir, predict
-    from mmkern.train.activations import save_activations
-    from mmkern.train.checkpoint import file_sha256
+    from mmkern.train import list_members
+    from mmkern.train.zoo import zoo_lock
 
     if reduce not in ("mean", "flatten"):
         raise ValueError(f"reduce must be 'mean' or 'flatten', got {reduce!r}")
@@ -131,12 +128,24 @@ def collect_outputs(
         raise ValueError(f"zoo {os.fspath(zoo_dir)!r} has no finished member: train it first")
     dataset = zoo_dataset(zoo_dir, data_dir) if dataset is None else dataset
     settings = _settings(dataset, layers, reduce, n_samples)
+    with zoo_lock(zoo_dir):
+        return _collect(zoo_dir, members, dataset, settings, layers, reduce, device, progress)
+
+
+def _collect(zoo_dir, members, dataset, settings, layers, reduce, device, progress) -> list[str]:
+    from tqdm.auto import tqdm
+
+    from mmkern.train import capture_activations, load_member, member_dir, predict
+    from mmkern.train.activations import save_activations
+    from mmkern.train.checkpoint import file_sha256
+
     subset = dataset.test.x[:settings["n_samples"]]
     computed = []
     for member_id in tqdm(members, desc="outputs", unit="model", disable=None if progress else True):
         directory = member_dir(zoo_dir, member_id)
         if _done(directory, settings):
             continue
+        remove_stale_temporaries(directory)
         model, _ = load_member(zoo_dir, member_id, device=device)
         acts = capture_activations(model, subset, layers, reduce=reduce)
         save_activations(os.path.join(directory, ACTIVATIONS_FILE), acts)

@@ -29,7 +29,7 @@ import torch
 
 import warnings
 
-from mmkern._io import atomic_write_text, exclusive_lock, finite_json
+from mmkern._io import atomic_write_text, exclusive_lock, finite_json, remove_stale_temporaries
 from mmkern._validate import check_int
 from mmkern.train._errors import MembersFailed, TrainingDiverged
 from mmkern.train.config import TrainConfig
@@ -183,6 +183,7 @@ def finetune_zoo(
     out = os.path.join(zoo_dir, FINETUNE_DIR, method)
     os.makedirs(out, exist_ok=True)
     with exclusive_lock(os.path.join(out, LOCK_FILE), f"fine-tuning directory {out!r}"):
+        remove_stale_temporaries(out)
         _check_settings(out, settings)
         return _finetune_members(zoo_dir, out, configs, datasets, clean_of, settings, threads, progress)
 
@@ -217,6 +218,8 @@ def _finetune_members(zoo_dir, out, configs, datasets, clean_of, settings, threa
             if progress:
                 print(f"{method} {member_id} (done before): {summary_line(done)}", flush=True)
             continue
+        if os.path.isdir(directory):
+            remove_stale_temporaries(directory)
         model, _ = load_member(zoo_dir, member_id)
         cued, clean = datasets.get(config), clean_of(config)
         pick = np.random.default_rng(seed).choice(len(clean.train), settings["clean_samples"], replace=False)

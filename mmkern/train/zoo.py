@@ -34,14 +34,13 @@ holder's process id and host.
 from __future__ import annotations
 
 import datetime
-import glob
 import json
 import os
 from typing import Any, Callable, Optional, Union
 
 import warnings
 
-from mmkern._io import atomic_write_text, exclusive_lock
+from mmkern._io import atomic_write_text, exclusive_lock, remove_stale_temporaries
 from mmkern._version import __version__
 from mmkern.train._errors import MembersFailed
 from mmkern.train.config import TrainConfig
@@ -74,6 +73,13 @@ beyond the models these studies train, and almost always a typo (``width = 1e7``
 
 def _dumps(data) -> str:
     return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+def zoo_lock(out_dir: Union[str, os.PathLike]):
+    """The lock a process holds while it writes into a zoo directory (training, collecting
+    outputs, analysing): a context manager; ``BlockingIOError`` naming the holder if taken."""
+    out_dir = os.fspath(out_dir)
+    return exclusive_lock(os.path.join(out_dir, LOCK_FILE), f"zoo directory {out_dir!r}")
 
 
 def member_dir(out_dir: Union[str, os.PathLike], member_id: str) -> str:
@@ -298,12 +304,6 @@ def _check_members(members: list, datasets, dataset_given: bool) -> None:
                              "check the recipe's width and model options")
 
 
-def _clean_stale(directory: str) -> None:
-    """Remove temporary files an interrupted atomic write may have left in a member directory."""
-    for path in glob.glob(os.path.join(directory, ".*.tmp")):
-        os.unlink(path)
-
-
 def train_zoo(
     recipe,
     out_dir: Union[str, os.PathLike],
@@ -377,7 +377,8 @@ def train_zoo(
         _check_members(recipe.members, datasets, dataset is not None)
         checked = True
         os.makedirs(out_dir, exist_ok=True)
-    with exclusive_lock(os.path.join(out_dir, LOCK_FILE), f"zoo directory {out_dir!r}"):
+    with zoo_lock(out_dir):
+        remove_stale_temporaries(out_dir)
         return _train_zoo(recipe, out_dir, datasets, dataset is not None, checked, device, progress,
                           callback, threads)
 
@@ -425,7 +426,7 @@ def _train_zoo(recipe, out_dir, datasets, dataset_given, checked, device, progre
                 continue
             directory = member_dir(out_dir, member.id)
             os.makedirs(directory, exist_ok=True)
-            _clean_stale(directory)
+            remove_stale_temporaries(directory)
             config = member.config
             if bar is not None:
                 bar.set_postfix_str(member.id)
