@@ -44,10 +44,20 @@ def _structure(model: nn.Module) -> dict[str, str]:
     return out
 
 
+def check_finite_weights(model: nn.Module, name: str) -> None:
+    """``ValueError`` naming the model and the entry when a floating parameter or buffer holds a
+    NaN or infinity (0 * NaN is NaN: it would spoil every interpolated model)."""
+    for entry, t in entries(model).items():
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name}: {entry!r} contains NaN or infinity; the weights of the models "
+                             "must be finite")
+
+
 def check_same_architecture(model_a: nn.Module, model_b: nn.Module) -> None:
     """Raise ValueError naming the first difference of module structure (submodule classes and
     their settings, e.g. ReLU vs Tanh or a different stride), parameter and buffer names, shapes
-    or dtypes. The interpolated models run ``model_a``'s forward, so the two must share it."""
+    or dtypes, or a non-finite weight (which would make every interpolated model non-finite).
+    The interpolated models run ``model_a``'s forward, so the two must share it."""
     check_model(model_a, "model_a")
     check_model(model_b, "model_b")
     entries_a = entries(model_a)
@@ -65,6 +75,8 @@ def check_same_architecture(model_a: nn.Module, model_b: nn.Module) -> None:
     for name in entries_b:
         if name not in entries_a:
             raise ValueError(f"model_a has no entry {name!r} (the models' architectures differ)")
+    check_finite_weights(model_a, "model_a")
+    check_finite_weights(model_b, "model_b")
     structure_a, structure_b = _structure(model_a), _structure(model_b)
     if structure_a != structure_b:
         for name in [*structure_a, *structure_b]:
@@ -162,6 +174,7 @@ def check_models(models) -> list:
         raise ValueError(f"models must hold at least 2 models, got {len(models)}")
     for i, model in enumerate(models):
         check_model(model, f"models[{i}]")
+        check_finite_weights(model, f"models[{i}]")
     for j in range(1, len(models)):
         try:
             check_same_architecture(models[0], models[j])
