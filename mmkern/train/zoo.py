@@ -174,7 +174,7 @@ def read_json(path: str, kind: type = dict) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ValueError(f"{path}: invalid JSON: {type(e).__name__}: {e}") from None
     if not isinstance(value, kind):
-        want = "an object" if kind is dict else kind.__name__
+        want = "object" if kind is dict else kind.__name__
         raise ValueError(f"{path}: expected a JSON {want}, got {type(value).__name__}")
     return value
 
