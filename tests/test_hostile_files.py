@@ -443,3 +443,32 @@ def test_bad_member_of_a_resumed_zoo_fails_before_training(copy):
         train_zoo(recipe, copy, dataset=toy_dataset(), progress=False)
     assert sorted(p.name for p in (copy / "members").iterdir()) == before
     assert not Path(copy / "members" / "init_seed=5").exists()
+
+
+CHECKPOINT_HEADERS = {
+    "spec a list": ({"format": "mmkern-model/1", "spec": [1]}, "architecture spec is not a table"),
+    "spec without name": ({"format": "mmkern-model/1", "spec": {"input_shape": [1, 12], "options": {}}},
+                          "architecture spec is not a table"),
+    "unknown architecture": ({"format": "mmkern-model/1", "spec": {"name": "transformer", "input_shape": [1, 12],
+                                                                 "num_classes": 3, "options": {}}},
+                             "architecture spec does not build"),
+    "bad option": ({"format": "mmkern-model/1", "spec": {"name": "mlp", "input_shape": [1, 12],
+                                                       "num_classes": 3, "options": {"width": -1}}},
+                   "architecture spec does not build"),
+    "other format": ({"format": "mmkern-model/9", "spec": {}}, "not an mmkern model checkpoint"),
+    "header a list": ([1, 2], "not an mmkern model checkpoint"),
+}
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_HEADERS)
+def test_checkpoints_with_a_damaged_header_are_named(tmp_path, case):
+    import torch
+    from safetensors.torch import save_file
+
+    from mmkern.train import load_model
+
+    header, message = CHECKPOINT_HEADERS[case]
+    path = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"mmkern": json.dumps(header)})
+    with pytest.raises(ValueError, match=rf"^{path}: .*{message}"):
+        load_model(path)

@@ -89,12 +89,20 @@ def load_model(path: Union[str, os.PathLike], *, device="cpu") -> ZooModel:
         spec = header["spec"]
         if header["format"] != CHECKPOINT_FORMAT:
             raise ValueError(header["format"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, RecursionError):
         raise ValueError(f"{path}: not an mmkern model checkpoint (no 'mmkern' metadata of "
                          f"format {CHECKPOINT_FORMAT!r})") from None
-    with torch.random.fork_rng(devices=[]):
-        model = build_model(spec["name"], tuple(spec["input_shape"]), spec["num_classes"],
-                            **spec["options"])
+    if not (isinstance(spec, dict) and isinstance(spec.get("name"), str)
+            and isinstance(spec.get("input_shape"), list) and isinstance(spec.get("options"), dict)
+            and all(isinstance(d, int) for d in spec["input_shape"])):
+        raise ValueError(f"{path}: the checkpoint's architecture spec is not a table of 'name', "
+                         f"'input_shape', 'num_classes' and 'options': {spec!r:.200}")
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(spec["name"], tuple(spec["input_shape"]), spec.get("num_classes"),
+                                **spec["options"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: the checkpoint's architecture spec does not build: {e}") from None
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

@@ -188,16 +188,25 @@ def finetune_zoo(
         return _finetune_members(zoo_dir, out, configs, datasets, clean_of, settings, threads, progress)
 
 
+def _check_record(record: dict, path: str) -> dict:
+    """A fine-tuning record with the tables its readers use, or ``ValueError`` naming the file."""
+    for key in ("finetune", "metrics", "barriers", "checkpoint"):
+        if not isinstance(record.get(key), dict):
+            raise ValueError(f"{path}: not a fine-tuning record ({key!r} is not a JSON object); move "
+                             f"{os.path.dirname(path)!r} away to tune the member again")
+    if not isinstance(record["checkpoint"].get("sha256"), str):
+        raise ValueError(f"{path}: not a fine-tuning record (no 'sha256' of its checkpoint); move "
+                         f"{os.path.dirname(path)!r} away to tune the member again")
+    return record
+
+
 def _finished_record(directory: str, member_id: str) -> Optional[dict]:
     """The record of a finished fine-tuned member, or None (also, with a warning, when its
     checkpoint is damaged: it is then tuned again)."""
     path = os.path.join(directory, RECORD_FILE)
     if not os.path.isfile(path):
         return None
-    record = read_json(path)
-    if not isinstance(record.get("checkpoint"), dict) or not isinstance(record["checkpoint"].get("sha256"), str):
-        raise ValueError(f"{path}: not a fine-tuning record (no 'checkpoint' table with its 'sha256'); "
-                         f"move {directory!r} away to tune the member again")
+    record = _check_record(read_json(path), path)
     problem = checkpoint_problem(directory, record)
     if problem:
         warnings.warn(f"fine-tuned member {member_id!r}: {problem}; tuning it again", RuntimeWarning,
@@ -278,7 +287,7 @@ def load_finetuned(zoo_dir: Union[str, os.PathLike]) -> dict[str, list[dict[str,
         for member_id in members:
             path = os.path.join(directory, member_dirname(member_id), RECORD_FILE)
             if os.path.isfile(path):
-                records.append(read_json(path))
+                records.append(_check_record(read_json(path), path))
         if records:
             found[method] = records
     return found

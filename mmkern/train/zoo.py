@@ -162,6 +162,10 @@ def load_record(out_dir: Union[str, os.PathLike], member_id: str) -> dict[str, A
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("sha256"), str):
         raise ValueError(f"{path}: not a member record (no 'checkpoint' table with its 'sha256'); "
                          f"move {os.path.dirname(path)!r} away to retrain the member")
+    for key in ("config", "metrics"):
+        if not isinstance(record.get(key), dict):
+            raise ValueError(f"{path}: not a member record ({key!r} is not a JSON object); move "
+                             f"{os.path.dirname(path)!r} away to retrain the member")
     return record
 
 
