@@ -51,29 +51,40 @@ bool column_sums_view(const MatrixView& v, double* out, double* max_abs) {
       overflow = overflow || !std::isfinite(s);
     }
   } else {
+    // Per thread and column: partial sums and largest magnitudes (element-wise, so both loops
+    // vectorise; the magnitudes are reduced over columns once at the end).
     const int nt = max_threads();
     std::vector<double> partial(static_cast<size_t>(nt) * v.cols, 0.0);
-#pragma omp parallel reduction(max : mx)
+    std::vector<double> largest(static_cast<size_t>(nt) * v.cols, 0.0);
+#pragma omp parallel
     {
-      double* acc = partial.data() + static_cast<size_t>(thread_id()) * v.cols;
+      const size_t at = static_cast<size_t>(thread_id()) * v.cols;
+      double* acc = partial.data() + at;
+      double* big = largest.data() + at;
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < v.rows; ++r) {
         const T* row = p + r * v.row_stride;
-        if (v.col_stride == 1) {  // contiguous rows (C order): loops the compiler vectorises
-          for (int64_t c = 0; c < v.cols; ++c) acc[c] += static_cast<double>(row[c]);
-          for (int64_t c = 0; c < v.cols; ++c) mx = std::max(mx, std::fabs(static_cast<double>(row[c])));
+        if (v.col_stride == 1) {  // contiguous rows (C order)
+          for (int64_t c = 0; c < v.cols; ++c) {
+            const double x = static_cast<double>(row[c]);
+            acc[c] += x;
+            big[c] = std::max(big[c], std::fabs(x));
+          }
         } else {
           for (int64_t c = 0; c < v.cols; ++c) {
             const double x = static_cast<double>(row[c * v.col_stride]);
             acc[c] += x;
-            mx = std::max(mx, std::fabs(x));
+            big[c] = std::max(big[c], std::fabs(x));
           }
         }
       }
     }
     for (int64_t c = 0; c < v.cols; ++c) {
       double s = 0.0;
-      for (int t = 0; t < nt; ++t) s += partial[static_cast<size_t>(t) * v.cols + c];
+      for (int t = 0; t < nt; ++t) {
+        s += partial[static_cast<size_t>(t) * v.cols + c];
+        mx = std::max(mx, largest[static_cast<size_t>(t) * v.cols + c]);
+      }
       out[c] = s;
       overflow = overflow || !std::isfinite(s);
     }
