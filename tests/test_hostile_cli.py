@@ -173,3 +173,10 @@ def test_command_line_mistakes_are_one_line(tmp_path, args, fragment, code):
     (tmp_path / "a-file").write_text("x")
     args = [str(a).format(tmp=tmp_path, file=tmp_path / "a-file") for a in args]
     _one_line_error(run(*args), fragment, code=code)
+
+
+def test_analyze_errors_name_the_layer_and_the_members(zoo):
+    """50 samples of 64-unit layers: SVCCA is undefined, and the message says where."""
+    result = run("analyze", zoo, "--samples", 50, "--no-barriers")
+    _one_line_error(result, "SVCCA of layer 'fc1' of members base, init_seed=1: member 'base' has "
+                            "n_samples=50 <= n_features=64")
