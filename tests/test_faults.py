@@ -41,11 +41,17 @@ def _steps(zoo_dir, upto: str) -> None:
             run_step(step, str(zoo_dir))
 
 
+def _env() -> dict:
+    """The child's environment: the tests folder importable, and never the source tree (the
+    children run outside it, so the installed mmkern is the one imported)."""
+    paths = [os.path.dirname(__file__), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
 def _driver(step, zoo_dir, kill_point="none", nth=1, **kwargs):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__),
-                                                        os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, DRIVER, step, str(zoo_dir), kill_point, str(nth)],
-                          capture_output=True, text=True, env=env, timeout=600, **kwargs)
+                          capture_output=True, text=True, env=_env(), cwd=os.path.dirname(zoo_dir),
+                          timeout=600, **kwargs)
 
 
 def _checkpoints(zoo_dir) -> dict:
@@ -142,7 +148,7 @@ def test_full_quota_is_one_clear_error_and_nothing_half_written(tmp_path):
     # 128 KiB: zoo.json and records fit, a 340 KB checkpoint does not (EFBIG, as a full quota)
     result = subprocess.run([sys.executable, "-m", "mmkern", "train", str(recipe), "--out", str(out),
                              "--threads", "1"], capture_output=True, text=True, timeout=600,
-                            preexec_fn=_limit_file_size(128 * 1024))
+                            cwd=tmp_path, preexec_fn=_limit_file_size(128 * 1024))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"Error: cannot write {str(out / 'members' / 'base' / 'model.safetensors')!r}: File too large")
@@ -152,7 +158,7 @@ def test_full_quota_is_one_clear_error_and_nothing_half_written(tmp_path):
     assert list_members(out) == []
     # with room again, the same command finishes the zoo
     again = subprocess.run([sys.executable, "-m", "mmkern", "train", str(recipe), "--out", str(out),
-                            "--threads", "1"], capture_output=True, text=True, timeout=600)
+                            "--threads", "1"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert list_members(out) == ["base"]
 
@@ -174,9 +180,9 @@ def _toml(recipe: dict) -> str:
 def test_a_second_trainer_of_one_zoo_is_refused(tmp_path):
     zoo = tmp_path / "zoo"
     release = tmp_path / "release"
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(__file__)}
     holder = subprocess.Popen([sys.executable, DRIVER, "hold", str(zoo), "none", "0", str(release)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              env=_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
     try:
         lock = zoo / ".lock"
         deadline = time.monotonic() + 120
@@ -187,7 +193,7 @@ def test_a_second_trainer_of_one_zoo_is_refused(tmp_path):
         recipe.write_text(_toml(RECIPE))
         before = tree_fingerprint(str(zoo))
         second = subprocess.run([sys.executable, "-m", "mmkern", "train", str(recipe), "--out",
-                                 str(zoo)], capture_output=True, text=True, timeout=600)
+                                 str(zoo)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
         assert second.returncode == 1
         assert f"is in use by process {holder.pid} on " in second.stderr
         assert f"lock file {str(lock)}" in second.stderr and "Traceback" not in second.stderr
