@@ -72,8 +72,12 @@ __all__ = [
 
 #: Names of :mod:`mmkern.connectivity`, re-exported lazily (they need torch).
 _CONNECTIVITY_NAMES = (
+    "Alignment",
     "InterpolationCurve",
     "PairwiseBarriers",
+    "PermutationSpec",
+    "align",
+    "permutation_spec",
     "interpolate",
     "interpolation_curve",
     "pairwise_barriers",

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmkern._validate import check_batch_size, check_bool, check_positive_int
+from mmkern._validate import check_batch_size, check_bool, check_choice, check_int, check_positive_int
 from mmkern.connectivity._checks import (
     alpha_grid,
     BN_BATCH_SIZE,
@@ -47,6 +47,7 @@ from mmkern.connectivity._checks import (
     check_models,
     check_same_architecture,
     check_sets,
+    check_source,
     DataSource,
     set_name,
     LossFn,
@@ -60,19 +61,27 @@ from mmkern.connectivity._results import (
     PairwiseBarriers,
     per_set,
 )
+from mmkern.connectivity._align import Alignment, align_models, check_spec, first_inputs
 from mmkern.connectivity._engine import CurveEngine, float32_precision
+from mmkern.connectivity._permutation import PermutationSpec, permutation_spec
 from mmkern.connectivity._lerp import lerp_many
 from mmkern.connectivity._weight_layout import WeightLayout
 
 __all__ = [
     "EVAL_BATCH_SIZE",
     "MEMORY_BUDGET",
+    "Alignment",
     "InterpolationCurve",
     "PairwiseBarriers",
+    "PermutationSpec",
+    "align",
     "interpolate",
     "interpolation_curve",
     "pairwise_barriers",
+    "permutation_spec",
 ]
+
+ALIGN_METHODS = ("weights", "activations")
 
 #: Default micro-batch of the evaluation passes: activations of a few MiB stay in cache
 #: (benchmarks/NOTES.md).
@@ -133,6 +142,66 @@ def _progress(total: int, enabled: bool, desc: str):
             pass
 
     return _Silent()
+
+
+def align(model_a: nn.Module, model_b: nn.Module, method: str = "weights", data=None, *,
+          spec: Optional[PermutationSpec] = None, seed: int = 0, batch_size: int = BN_BATCH_SIZE,
+          max_sweeps: int = 100, example_input: Optional[torch.Tensor] = None) -> Alignment:
+    """Permute ``model_b``'s hidden units to match ``model_a``'s (Ainsworth et al. 2023).
+
+    Parameters
+    ----------
+    model_a, model_b : torch.nn.Module
+        Two models of the same architecture. Neither is modified.
+    method : {"weights", "activations"}, default "weights"
+        Weight matching (coordinate descent over the permutation groups, each step one linear
+        assignment, groups in a random order from ``seed``, until no group improves) or
+        activation matching (correlations of the units' activations on ``data``, accumulated in
+        float64 over batches; one assignment per group). See :mod:`mmkern.connectivity._align`.
+    data : DataLoader or (x, y) pair of tensors, optional
+        The inputs of activation matching (labels unused); required for ``"activations"``.
+    spec : PermutationSpec, optional
+        The permutation groups; default :func:`permutation_spec` of ``model_a``.
+    seed : int, default 0
+        The order of the groups in weight matching's sweeps (results are deterministic).
+    batch_size : int, default 256
+        Batches of an ``(x, y)`` pair.
+    max_sweeps : int, default 100
+        Bound on weight matching's sweeps (it usually stops far earlier).
+    example_input : torch.Tensor, optional
+        A batch to trace the model with, for models without ``input_shape``.
+
+    Returns
+    -------
+    Alignment
+        ``model`` (the permuted copy of ``model_b``: the same function, buffers permuted too),
+        ``perms`` (``{group: (n,) int64}``), ``spec`` and ``objective``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Models of different architectures, an unknown method, activation matching without data,
+        a layer the permutation rules do not cover (naming it), a spec that does not fit.
+    """
+    check_same_architecture(model_a, model_b)
+    method = check_choice(method, "method", ALIGN_METHODS)
+    seed = check_int(seed, "seed")
+    max_sweeps = check_positive_int(max_sweeps, "max_sweeps")
+    batch_size = check_batch_size(batch_size)
+    if method == "activations":
+        if data is None:
+            raise ValueError("method='activations' needs data: inputs to compare the activations on")
+        check_source(data, "data")
+    elif data is not None:
+        raise ValueError("data is only used by method='activations'")
+    if spec is None:
+        if example_input is None and data is not None and not hasattr(model_a, "input_shape"):
+            example_input = next(first_inputs(data, batch_size), None)
+        spec = permutation_spec(model_a, example_input)
+    else:
+        spec = check_spec(spec, model_a)
+    batches = first_inputs(data, batch_size) if method == "activations" else None
+    return align_models(model_a, model_b, spec, method, batches, seed, max_sweeps)
 
 
 def interpolate(model_a: nn.Module, model_b: nn.Module, alpha: float) -> nn.Module:
@@ -293,6 +362,7 @@ def pairwise_barriers(
     memory_budget: int = MEMORY_BUDGET,
     progress: bool = False,
     allow_tf32: bool = False,
+    align: Optional[str] = None,
 ):
     """The four barriers between every pair of ``M`` models.
 
@@ -309,6 +379,11 @@ def pairwise_barriers(
         As in :func:`interpolation_curve`; ``alphas`` must contain both 0 and 1.
     progress : bool, default False
         Show a progress bar over all evaluated weight sets (needs tqdm).
+    align : {None, "weights", "activations"}, default None
+        Align each pair first: for ``i < j``, ``models[j]`` is permuted to match ``models[i]``
+        (:func:`align`, once per pair; activation matching reads ``bn_data`` if given, else the
+        evaluation data) and the barrier is that of the line from ``models[i]`` to the aligned
+        model. Its endpoints are the models' own metrics (alignment does not change the function).
 
     Returns
     -------
@@ -329,6 +404,19 @@ def pairwise_barriers(
     eval_batch_size, memory_budget = _check_options(eval_batch_size, memory_budget)
     allow_tf32 = check_bool(allow_tf32, "allow_tf32")
     has_batchnorm = check_bn_data(models[0], bn_data)
+    if align is not None:
+        align = check_choice(align, "align", ALIGN_METHODS)
+        align_data = bn_data if bn_data is not None else next(iter(sets.values()))
+        spec = permutation_spec(models[0], next(first_inputs(align_data, batch_size), None))
+
+    def partner(i: int, j: int) -> list:
+        """The flat weights of models[j], aligned to models[i] when asked."""
+        if align is None:
+            return flats[j]
+        matched = align_models(models[i], models[j], spec, align,
+                               first_inputs(align_data, batch_size) if align == "activations" else None,
+                               0, 100)
+        return layout.flatten(matched.model)
 
     m = len(models)
     layout = WeightLayout(models[0])
@@ -361,9 +449,10 @@ def pairwise_barriers(
             diverged = {key: np.zeros(grid.size, dtype=bool) for key in sets}  # alphas, any pair
             for i in range(m):
                 for j in range(i + 1, m):
+                    flat_j = partner(i, j)
                     loss, acc = _evaluate_in_chunks(
                         engine_for(i), interior.size,
-                        lambda part: _lerp_rows(flats[i], flats[j], interior[part]), chunk, sets,
+                        lambda part: _lerp_rows(flats[i], flat_j, interior[part]), chunk, sets,
                         bar)
                     for key in sets:
                         curve_loss, curve_acc = loss[key], acc[key]

@@ -306,6 +306,7 @@ def pairwise_barriers(
     bn_data: Optional[DataSource] = None,
     loss_fn: Optional[LossFn] = None,
     batch_size: int = BN_BATCH_SIZE,
+    align: Optional[str] = None,
 ):
     """The four barriers between every pair of models.
 
@@ -319,6 +320,9 @@ def pairwise_barriers(
     data, alphas, bn_data, loss_fn, batch_size
         As in :func:`interpolation_curve`; ``alphas`` must contain both 0 and 1 (the barriers
         need both endpoints).
+    align : {None, "weights", "activations"}, optional
+        Permute ``models[j]`` to match ``models[i]`` first (:func:`mmkern.connectivity.align`,
+        activation matching on ``bn_data`` if given, else on ``data``), then evaluate the line.
 
     Returns
     -------
@@ -342,9 +346,17 @@ def pairwise_barriers(
     }
     for i in range(m):
         for j in range(i + 1, m):
+            partner = models[j]
+            if align is not None:
+                from mmkern.connectivity import align as align_models
+
+                source = bn_data if bn_data is not None else next(iter(sets.values()))
+                partner = align_models(models[i], models[j], align,
+                                       source if align == "activations" else None,
+                                       batch_size=batch_size).model
             try:
                 curves = interpolation_curve(
-                    models[i], models[j], sets, grid, bn_data=bn_data, loss_fn=loss_fn,
+                    models[i], partner, sets, grid, bn_data=bn_data, loss_fn=loss_fn,
                     batch_size=batch_size,
                 )
             except ValueError as exc:  # name the pair's models as the fast path does

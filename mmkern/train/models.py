@@ -91,6 +91,8 @@ class ZooModel(nn.Module):
         self.spec: dict = {}
 
     def _check_input(self, x: torch.Tensor) -> None:
+        if isinstance(x, torch.fx.Proxy):  # traced (mmkern.connectivity.permutation_spec)
+            return
         if tuple(x.shape[1:]) != self.input_shape:
             expected = ", ".join(map(str, self.input_shape))
             raise ValueError(f"{type(self).__name__} expects inputs of shape (n, {expected}), got "
