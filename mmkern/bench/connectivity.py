@@ -13,6 +13,11 @@ times the pairwise barrier matrix of four models. Timing depends on the architec
 the weights' values, so the models are freshly initialised from fixed seeds. A CUDA row times
 the tensor curve on the GPU against mmkern on the CPU (TF32 off, the default; skipped without a
 GPU).
+
+Alignment rows: weight matching of two bundled CIFAR ResNet-18s with random weights (target: under
+10 s on 2 cores; no baseline here, git-re-basin's own code is JAX), activation matching of two
+small CNNs over 5000 images (the time is reported), and the pairwise barriers after weight
+matching against the reference's per-alpha loop on the same alignments.
 """
 
 from __future__ import annotations
@@ -100,7 +105,38 @@ def cases(quick: bool = False) -> list[Case]:
         return curve_inputs(), to_cuda(curve_inputs())
 
     size = f"n_eval={n_eval} n_bn={n_bn} conv {width}-{2 * width}-{4 * width} BN, 3x32x32"
+    resnet_width = 0.25 if quick else 1.0
+
+    def resnets():
+        import torch
+
+        from mmkern.train import build_model
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return build_model("resnet18", (3, 32, 32), 10, width=resnet_width), \
+                build_model("resnet18", (3, 32, 32), 10, width=resnet_width)
+
+    def weight_matching(a, b):
+        return mmkern.align(a, b).objective[-1]
+
+    def activation_inputs():
+        return small_bn_cnn(1, width), small_bn_cnn(2, width), image_set(n_eval, 3)
+
+    def activation_matching(a, b, data):
+        return mmkern.align(a, b, "activations", data, example_input=data[0][:2]).objective[-1]
+
+    def aligned_barriers(impl):
+        return lambda models, data, bn: _barrier_values(
+            impl.pairwise_barriers(models, data, k_pairs, bn_data=bn, align="weights"))
+
     return [
+        Case(f"align weights ResNet-18 width={resnet_width} 3x32x32 (random), target under 10 s", resnets,
+             None, weight_matching),
+        Case(f"align activations conv {width}-{2 * width}-{4 * width} BN, n={n_eval} 3x32x32",
+             activation_inputs, None, activation_matching),
+        Case(f"pairwise_barriers align=weights M={m} K={k_pairs} {size}", pairwise_inputs,
+             aligned_barriers(reference), aligned_barriers(mmkern), rtol=1e-5, floor=1.0),
         Case(f"interpolation_curve K={k} {size}, DataLoaders", loader_inputs,
              curve(reference), curve(mmkern), target=None if quick else 3, rtol=1e-5, floor=1.0,
              reference_repeat=1 if quick else 2),

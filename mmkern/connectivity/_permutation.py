@@ -167,9 +167,10 @@ def permutation_spec(model: nn.Module, example_input: Optional[torch.Tensor] = N
     except Exception as e:  # torch.fx raises assorted errors for untraceable code
         raise ValueError(f"{type(model).__name__}'s forward cannot be traced by torch.fx ({type(e).__name__}: "
                          f"{e}); supply a PermutationSpec") from None
+    example = _example(model, example_input)
     try:
         with torch.no_grad():
-            ShapeProp(gm).propagate(_example(model, example_input))
+            ShapeProp(gm).propagate(example)
     except Exception as e:  # the model's own error on the example input, wrapped by torch.fx
         raise ValueError(f"{type(model).__name__} cannot run on the example input "
                          f"({type(e).__name__}: {str(e).splitlines()[0]}); pass example_input") from None

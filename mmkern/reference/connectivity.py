@@ -349,11 +349,13 @@ def pairwise_barriers(
             partner = models[j]
             if align is not None:
                 from mmkern.connectivity import align as align_models
+                from mmkern.connectivity._align import first_inputs
 
                 source = bn_data if bn_data is not None else next(iter(sets.values()))
                 partner = align_models(models[i], models[j], align,
                                        source if align == "activations" else None,
-                                       batch_size=batch_size).model
+                                       batch_size=batch_size,
+                                       example_input=next(first_inputs(source, batch_size))).model
             try:
                 curves = interpolation_curve(
                     models[i], partner, sets, grid, bn_data=bn_data, loss_fn=loss_fn,
