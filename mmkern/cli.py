@@ -155,11 +155,13 @@ def activations(zoo_dir: str, samples: int, reduce: str, device: str,
 @click.option("--alphas", default=11, show_default=True, type=click.IntRange(2),
               help="Points of each interpolation curve.")
 @click.option("--no-barriers", is_flag=True, help="Skip interpolation curves and barriers.")
+@click.option("--align", type=click.Choice(["weights", "activations"]), default=None,
+              help="Also the barriers after permutation alignment (Git Re-Basin) of every pair.")
 @click.option("--samples", default=2000, show_default=True, type=click.IntRange(2),
               help="i.i.d. test samples whose activations are compared.")
 @_DEVICE
 @_DATA_DIR
-def analyze(zoo_dir: str, alphas: int, no_barriers: bool, samples: int, device: str,
+def analyze(zoo_dir: str, alphas: int, no_barriers: bool, align: str | None, samples: int, device: str,
             data_dir: str | None) -> None:
     """Measure ZOO_DIR: SVCCA (RM), multiplicity on i.i.d. and OOD sets (PM), barriers.
 
@@ -168,7 +170,8 @@ def analyze(zoo_dir: str, alphas: int, no_barriers: bool, samples: int, device: 
     from mmkern.analysis import analyze_zoo
 
     report = analyze_zoo(_zoo_dir(zoo_dir), alphas=alphas, barriers=not no_barriers,
-                         n_samples=samples, data_dir=data_dir, device=_resolve_device(device))
+                         n_samples=samples, data_dir=data_dir, device=_resolve_device(device),
+                         align=align)
     click.echo(f"report: {report}")
 
 

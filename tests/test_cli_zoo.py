@@ -93,6 +93,28 @@ def test_train_then_analyze_writes_results_figures_and_report(zoo):
         assert (zoo / "analysis" / "figures" / name).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.parametrize("method", ["weights", "activations"])
+def test_analyze_with_alignment_adds_the_aligned_barriers(zoo, method):
+    result = run("analyze", str(zoo), "--alphas", "3", "--samples", "100", "--align", method)
+    assert result.exit_code == 0, result.output
+    results = json.loads((zoo / "analysis" / "results.json").read_text())
+    for group in results["groups"]:
+        raw, aligned = group["connectivity"], group["connectivity"]["aligned"]
+        assert aligned["method"] == method and len(aligned["curves"]) == len(raw["curves"])
+        matrix = np.array(aligned["loss_barrier"])
+        assert matrix.shape == (len(group["members"]),) * 2 and np.allclose(matrix, matrix.T)
+        # the aligned curves start and end at the raw curves' endpoints (the same functions)
+        for a, r in zip(aligned["curves"], raw["curves"]):
+            assert a["loss"][0] == pytest.approx(r["loss"][0], rel=1e-6)
+            assert a["loss"][-1] == pytest.approx(r["loss"][-1], rel=1e-5)
+    assert f"after {method} matching" in (zoo / "analysis" / "report.md").read_text()
+
+
+def test_analyze_align_needs_barriers(zoo):
+    result = run("analyze", str(zoo), "--no-barriers", "--align", "weights")
+    assert result.exit_code == 1 and "align compares barriers" in result.output
+
+
 def test_activations_step_resumes(zoo):
     result = run("activations", str(zoo), "--samples", "100")
     assert result.exit_code == 0

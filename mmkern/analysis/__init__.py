@@ -79,6 +79,7 @@ def analyze_zoo(
     data_dir=None,
     device: str = "cpu",
     progress: bool = True,
+    align: Optional[str] = None,
 ) -> str:
     """Measure a trained zoo and write ``results.json``, figures and ``report.md``.
 
@@ -100,19 +101,29 @@ def analyze_zoo(
         For zoos trained on local data files.
     device : str, default "cpu"
     progress : bool, default True
+    align : {None, "weights", "activations"}, default None
+        Also the barrier matrices and curves after permutation alignment of every pair
+        (:func:`mmkern.align`), beside the raw ones.
 
     Returns
     -------
     str
         Path of the written ``report.md``.
     """
+    from mmkern._validate import check_choice
     from mmkern.train.zoo import zoo_lock
 
+    if align is not None:
+        check_choice(align, "align", ("weights", "activations"))
+        if not barriers:
+            raise ValueError("align compares barriers: it needs barriers=True (no --no-barriers)")
     with zoo_lock(zoo_dir):
-        return _analyze(zoo_dir, alphas, barriers, n_samples, reduce, layers, data_dir, device, progress)
+        return _analyze(zoo_dir, alphas, barriers, n_samples, reduce, layers, data_dir, device, progress,
+                        align)
 
 
-def _analyze(zoo_dir, alphas, barriers, n_samples, reduce, layers, data_dir, device, progress) -> str:
+def _analyze(zoo_dir, alphas, barriers, n_samples, reduce, layers, data_dir, device, progress,
+             align) -> str:
     from mmkern.analysis import figures as fig
     from mmkern.analysis.metrics import analyze_groups
     from mmkern.analysis.report import render
@@ -123,7 +134,7 @@ def _analyze(zoo_dir, alphas, barriers, n_samples, reduce, layers, data_dir, dev
     collect_outputs(zoo_dir, layers=layers, reduce=reduce, n_samples=n_samples,
                     data_dir=data_dir, device=device, progress=progress, dataset=dataset)
     results = analyze_groups(zoo_dir, dataset, alphas=alphas, barriers=barriers, device=device,
-                             progress=progress)
+                             progress=progress, align=align)
     recipe = zoo["recipe"]
     results = {
         "format": "mmkern-analysis/1",

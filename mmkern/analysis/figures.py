@@ -61,6 +61,9 @@ def group_matrices(group: dict, out_dir: str) -> str:
     panels.append((f"disagreement ({IID})", group["predictive"][IID]["disagreement"], 0.0, None))
     if "connectivity" in group:
         panels.append(("loss barrier", group["connectivity"]["loss_barrier"], 0.0, None))
+        if "aligned" in group["connectivity"]:
+            aligned = group["connectivity"]["aligned"]
+            panels.append((f"loss barrier ({aligned['method']} aligned)", aligned["loss_barrier"], 0.0, None))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
     for ax, (title, matrix, vmin, vmax) in zip(axes[0], panels):
         _heatmap(ax, matrix, labels, title, vmin, vmax)
@@ -73,15 +76,21 @@ def group_curves(group: dict, out_dir: str) -> str:
     plt = _pyplot()
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(9, 3.4))
     members = group["members"]
-    for curve in group["connectivity"]["curves"]:
+    aligned = group["connectivity"].get("aligned", {}).get("curves", [])
+    for k, curve in enumerate(group["connectivity"]["curves"]):
         i, j = curve["pair"]
         label = f"{members[i]} - {members[j]}"
-        ax_loss.plot(curve["alphas"], curve["loss"], marker=".", label=label)
-        ax_err.plot(curve["alphas"], 1.0 - np.asarray(curve["accuracy"]), marker=".")
+        line, = ax_loss.plot(curve["alphas"], curve["loss"], marker=".", label=label)
+        ax_err.plot(curve["alphas"], 1.0 - np.asarray(curve["accuracy"]), marker=".", color=line.get_color())
+        if aligned:  # dashed: after permutation alignment
+            ax_loss.plot(aligned[k]["alphas"], aligned[k]["loss"], ls="--", color=line.get_color())
+            ax_err.plot(aligned[k]["alphas"], 1.0 - np.asarray(aligned[k]["accuracy"]), ls="--",
+                        color=line.get_color())
     ax_loss.set(xlabel="alpha", ylabel="test loss", title="loss along the line")
     ax_err.set(xlabel="alpha", ylabel="test error", title="error along the line")
     ax_loss.legend(fontsize=6)
-    fig.suptitle(f"{group['name']}: linear interpolation between members", fontsize=10)
+    suffix = f" (dashed: {group['connectivity']['aligned']['method']} aligned)" if aligned else ""
+    fig.suptitle(f"{group['name']}: linear interpolation between members{suffix}", fontsize=10)
     return _save(fig, os.path.join(out_dir, f"curves_{slug(group['name'])}.png"))
 
 

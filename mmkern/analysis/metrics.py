@@ -89,14 +89,29 @@ def predictive(preds: dict, labels: dict, members: Optional[Sequence[str]] = Non
     return out
 
 
-def connectivity(models: list, data, bn_data, alphas: int, progress: bool = False) -> dict:
-    """Curves of every pair ``i < j`` and the four ``(M, M)`` barrier matrices built from them."""
+def connectivity(models: list, data, bn_data, alphas: int, progress: bool = False,
+                 align: Optional[str] = None) -> dict:
+    """Curves of every pair ``i < j`` and the four ``(M, M)`` barrier matrices built from them;
+    with ``align`` ("weights" or "activations", :func:`mmkern.align`), also ``"aligned"``: the
+    same after permuting ``models[j]`` to match ``models[i]`` (activation matching on
+    ``bn_data``)."""
+    out = _curves(models, lambda i, j: models[j], data, bn_data, alphas, progress)
+    if align is not None:
+        def aligned(i, j):
+            source = bn_data if align == "activations" else None
+            return mmkern.align(models[i], models[j], align, source).model
+
+        out["aligned"] = {"method": align, **_curves(models, aligned, data, bn_data, alphas, progress)}
+    return out
+
+
+def _curves(models: list, partner, data, bn_data, alphas: int, progress: bool) -> dict:
     m = len(models)
     matrices = {f: np.zeros((m, m)) for f in BARRIER_FIELDS}
     curves = []
     for i in range(m):
         for j in range(i + 1, m):
-            curve = mmkern.interpolation_curve(models[i], models[j], data, alphas,
+            curve = mmkern.interpolation_curve(models[i], partner(i, j), data, alphas,
                                                bn_data=bn_data, progress=progress)
             curves.append({"pair": [i, j], "alphas": curve.alphas.tolist(),
                            "loss": curve.loss.tolist(), "accuracy": curve.accuracy.tolist()})
@@ -131,6 +146,7 @@ def analyze_groups(
     bn_samples: int = BN_SAMPLES,
     device: str = "cpu",
     progress: bool = True,
+    align: Optional[str] = None,
 ) -> dict:
     """RM, PM and connectivity of every factor group of a zoo whose outputs were collected.
 
@@ -149,6 +165,8 @@ def analyze_groups(
         re-estimation.
     device : str, default "cpu"
     progress : bool, default True
+    align : {None, "weights", "activations"}, default None
+        Also the barriers and curves after permutation alignment (``connectivity["aligned"]``).
 
     Returns
     -------
@@ -184,7 +202,7 @@ def analyze_groups(
                   "predictive": predictive(preds, labels, members)}
         if barriers:
             models = [load_member(zoo_dir, m, device=device)[0] for m in members]
-            result["connectivity"] = connectivity(models, test, bn_data, alphas)
+            result["connectivity"] = connectivity(models, test, bn_data, alphas, align=align)
         groups.append(result)
     out = {"groups": groups, "skipped": skipped}
     if groups:

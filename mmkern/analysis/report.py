@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mmkern.analysis.outputs import IID
+from mmkern.connectivity._results import BARRIER_FIELDS
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -85,10 +86,12 @@ def render(results: dict, figures: dict) -> str:
                          "Rashomon capacity", "accuracy (spread)"], rows)
         if "connectivity" in g:
             c = g["connectivity"]
-            lines += _table(["loss barrier", "loss barrier (mean endpoints)", "error barrier",
-                             "error barrier (mean endpoints)"],
-                            [[_fmt(c["mean_loss_barrier"]), _fmt(c["mean_loss_barrier_mean"]),
-                              _fmt(c["mean_error_barrier"]), _fmt(c["mean_error_barrier_mean"])]])
+            rows = [["raw weights", *(_fmt(c[f"mean_{f}"]) for f in BARRIER_FIELDS)]]
+            if "aligned" in c:
+                rows.append([f"after {c['aligned']['method']} matching",
+                             *(_fmt(c["aligned"][f"mean_{f}"]) for f in BARRIER_FIELDS)])
+            lines += _table(["mean over pairs", "loss barrier", "loss barrier (mean endpoints)",
+                             "error barrier", "error barrier (mean endpoints)"], rows)
         lines += [f"![matrices]({figures[('matrices', g['name'])]})", ""]
         if ("curves", g["name"]) in figures:
             lines += [f"![curves]({figures[('curves', g['name'])]})", ""]
