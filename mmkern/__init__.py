@@ -74,9 +74,11 @@ __all__ = [
 _CONNECTIVITY_NAMES = (
     "Alignment",
     "InterpolationCurve",
+    "LossPlane",
     "PairwiseBarriers",
     "PermutationSpec",
     "align",
+    "loss_plane",
     "permutation_spec",
     "interpolate",
     "interpolation_curve",

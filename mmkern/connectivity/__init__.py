@@ -37,13 +37,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmkern._validate import check_batch_size, check_bool, check_choice, check_int, check_positive_int
+from mmkern._validate import (
+    check_batch_size,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_positive,
+    check_positive_int,
+)
 from mmkern.connectivity._checks import (
     alpha_grid,
     BN_BATCH_SIZE,
     check_alpha,
     check_barrier_grid,
     check_bn_data,
+    check_finite_weights,
+    check_model,
     check_models,
     check_same_architecture,
     check_sets,
@@ -64,6 +74,7 @@ from mmkern.connectivity._results import (
 from mmkern.connectivity._align import Alignment, align_models, check_spec, first_inputs
 from mmkern.connectivity._engine import CurveEngine, float32_precision
 from mmkern.connectivity._permutation import PermutationSpec, permutation_spec
+from mmkern.connectivity._plane import LossPlane, coordinates, grid_axes, model_plane, random_plane
 from mmkern.connectivity._lerp import lerp_many
 from mmkern.connectivity._weight_layout import WeightLayout
 
@@ -73,8 +84,10 @@ __all__ = [
     "Alignment",
     "InterpolationCurve",
     "PairwiseBarriers",
+    "LossPlane",
     "PermutationSpec",
     "align",
+    "loss_plane",
     "interpolate",
     "interpolation_curve",
     "pairwise_barriers",
@@ -202,6 +215,132 @@ def align(model_a: nn.Module, model_b: nn.Module, method: str = "weights", data=
         spec = check_spec(spec, model_a)
     batches = first_inputs(data, batch_size) if method == "activations" else None
     return align_models(model_a, model_b, spec, method, batches, seed, max_sweeps)
+
+
+def check_plane_args(models, directions, grid, margin, extent, seed):
+    """The validated (models, directions, (nx, ny), margin, extent, seed) of a loss plane (shared
+    with the reference)."""
+    directions = check_choice(directions, "directions", ("models", "random"))
+    if directions == "models":
+        models = check_models(models)
+        if len(models) != 3:
+            raise ValueError(f"directions='models' spans the plane through exactly 3 models, got {len(models)}")
+    else:
+        models = [models] if isinstance(models, nn.Module) else list(check_models_or_one(models))
+        check_model(models[0], "model")
+        check_finite_weights(models[0], "model")
+    if isinstance(grid, (tuple, list)) and len(grid) == 2:
+        n = (check_int(grid[0], "grid[0]", low=2), check_int(grid[1], "grid[1]", low=2))
+    else:
+        size = check_int(grid, "grid", low=2)
+        n = (size, size)
+    return (models, directions, n, check_float(margin, "margin", low=0.0), check_positive(extent, "extent"),
+            check_int(seed, "seed"))
+
+
+def check_models_or_one(models):
+    if isinstance(models, (list, tuple)) and len(models) == 1:
+        return models
+    raise ValueError("directions='random' takes one model (the plane's center)")
+
+
+def plane_of(models, directions, seed):
+    """(base, D1, D2, points) of the plane (see :mod:`mmkern.connectivity._plane`)."""
+    if directions == "models":
+        return model_plane(models, tuple(f"models[{i}]" for i in range(3)))
+    return random_plane(models[0], seed)
+
+
+def loss_plane(models, data, grid=11, directions: str = "models", bn_data: Optional[DataSource] = None,
+               loss_fn: Optional[LossFn] = None, batch_size: int = BN_BATCH_SIZE, *, margin: float = 0.2,
+               extent: float = 1.0, seed: int = 0, eval_batch_size: int = EVAL_BATCH_SIZE,
+               memory_budget: int = MEMORY_BUDGET, progress: bool = False, allow_tf32: bool = False):
+    """Loss and accuracy on a grid of a two-dimensional plane of weights.
+
+    Parameters
+    ----------
+    models : sequence of torch.nn.Module, or one module
+        ``directions="models"``: three models of one architecture, the plane through them
+        (Garipov et al. 2018). ``directions="random"``: one model, the plane's center. None is
+        modified.
+    data, bn_data, loss_fn, batch_size, eval_batch_size, memory_budget, allow_tf32
+        As in :func:`interpolation_curve`: BatchNorm statistics are re-estimated on ``bn_data``
+        at every grid point.
+    grid : int or (int, int), default 11
+        Grid points along x and y (at least 2 each).
+    directions : {"models", "random"}, default "models"
+        The plane's basis: Gram-Schmidt of the three models' differences, or two
+        filter-normalised random directions (Li et al. 2018); see
+        :mod:`mmkern.connectivity._plane` for the exact definitions.
+    margin : float, default 0.2
+        ``"models"``: the grid extends this fraction of the models' extent beyond them.
+    extent : float, default 1.0
+        ``"random"``: the grid spans ``[-extent, extent]`` in both directions.
+    seed : int, default 0
+        ``"random"``: the directions' seed.
+    progress : bool, default False
+        A progress bar over the grid points (needs tqdm).
+
+    Returns
+    -------
+    LossPlane or dict
+        ``x``, ``y``, ``loss`` and ``accuracy`` ``(ny, nx)``, the models' ``points``; a dict of
+        them by set name for a dict of evaluation sets. Points where the model's outputs are not
+        finite have loss ``inf`` and accuracy 0 (with a ``RuntimeWarning``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad models (not three of one architecture, non-finite weights), grids below 2 points,
+        three models on one line, or the data errors of :func:`interpolation_curve`.
+    """
+    models, directions, n, margin, extent, seed = check_plane_args(models, directions, grid, margin, extent,
+                                                                   seed)
+    sets = check_sets(data)
+    batch_size = check_batch_size(batch_size)
+    eval_batch_size, memory_budget = _check_options(eval_batch_size, memory_budget)
+    allow_tf32 = check_bool(allow_tf32, "allow_tf32")
+    has_batchnorm = check_bn_data(models[0], bn_data)
+
+    base, d1, d2, points = plane_of(models, directions, seed)
+    xs, ys = grid_axes(points, n, margin, extent, directions)
+    layout = WeightLayout(models[0])
+    flat = [layout.flatten_values(part) for part in (base, d1, d2)]
+    cx, cy = (torch.as_tensor(c) for c in coordinates(xs, ys, points))
+
+    def rows_for(part: slice) -> list:
+        out = []
+        for g, (device, dtype) in enumerate(layout.groups):
+            x, y = cx[part, None].to(device), cy[part, None].to(device)
+            out.append((flat[0][g] + x * flat[1][g] + y * flat[2][g]).to(dtype))
+        return out
+
+    total = int(cx.shape[0])
+    chunk = max(1, _chunk_size(layout, memory_budget, total) // 2)  # the float64 rows double a set
+    bar = _progress(total, progress, "loss plane")
+    try:
+        with float32_precision(allow_tf32):
+            engine = CurveEngine(models[0], layout, sets, bn_data if has_batchnorm else None, loss_fn,
+                                 batch_size, eval_batch_size)
+            loss, accuracy = _evaluate_in_chunks(engine, total, rows_for, chunk, sets, bar)
+    finally:
+        bar.close()
+    return per_set({key: plane_result(xs, ys, loss[key], accuracy[key], points, directions, set_name(key))
+                    for key in sets}, data)
+
+
+def plane_result(xs, ys, loss, accuracy, points, directions, set_label) -> LossPlane:
+    """The :class:`LossPlane` of the values at :func:`~mmkern.connectivity._plane.coordinates`
+    (the grid row by row, then the points), with the warning for diverged points."""
+    loss, accuracy = np.asarray(loss, dtype=np.float64), np.asarray(accuracy, dtype=np.float64)
+    if not np.isfinite(loss).all():
+        warnings.warn(f"the model's outputs are not finite at {int((~np.isfinite(loss)).sum())} points of the "
+                      f"plane on {set_label}: loss inf and accuracy 0 there", RuntimeWarning, stacklevel=3)
+    k = len(xs) * len(ys)
+    return LossPlane(x=np.asarray(xs, dtype=np.float64), y=np.asarray(ys, dtype=np.float64),
+                     loss=loss[:k].reshape(len(ys), len(xs)), accuracy=accuracy[:k].reshape(len(ys), len(xs)),
+                     points=dict(points), point_loss=dict(zip(points, loss[k:].tolist())),
+                     point_accuracy=dict(zip(points, accuracy[k:].tolist())), directions=directions)
 
 
 def interpolate(model_a: nn.Module, model_b: nn.Module, alpha: float) -> nn.Module:

@@ -94,6 +94,18 @@ class WeightLayout:
         return [torch.cat(p) if p else torch.empty(0, dtype=g[1], device=g[0])
                 for p, g in zip(parts, self.groups)]
 
+    def flatten_values(self, values: dict) -> list[torch.Tensor]:
+        """Real float64 tensors by entry name (e.g. a direction in weight space) as one float64
+        vector per group, on the group's device (entries not given are 0)."""
+        parts: list[list[torch.Tensor]] = [[] for _ in self.groups]
+        for slot in self.slots:
+            device, _ = self.groups[slot.group]
+            value = values.get(slot.name)
+            parts[slot.group].append(torch.zeros(slot.numel, dtype=torch.float64, device=device) if value is None
+                                     else value.reshape(-1).to(device, torch.float64))
+        return [torch.cat(p) if p else torch.empty(0, dtype=torch.float64, device=g[0])
+                for p, g in zip(parts, self.groups)]
+
     def load(self, model: nn.Module, rows: list[torch.Tensor]) -> None:
         """Copy one flat vector per group into the floating entries of ``model``, in place.
 

@@ -70,6 +70,7 @@ _CONNECTIVITY_NAMES = (
     "interpolate",
     "interpolation_curve",
     "pairwise_barriers",
+    "loss_plane",
     "reset_and_estimate_batchnorm",
 )
 

@@ -84,6 +84,7 @@ __all__ = [
     "PairwiseBarriers",
     "interpolate",
     "interpolation_curve",
+    "loss_plane",
     "pairwise_barriers",
     "reset_and_estimate_batchnorm",
 ]
@@ -368,3 +369,49 @@ def pairwise_barriers(
                 for f in BARRIER_FIELDS:
                     matrices[key][f][i, j] = matrices[key][f][j, i] = getattr(curve, f)
     return per_set({key: PairwiseBarriers(**matrices[key]) for key in sets}, data)
+
+
+def loss_plane(models, data, grid=11, directions: str = "models", bn_data: Optional[DataSource] = None,
+               loss_fn: Optional[LossFn] = None, batch_size: int = BN_BATCH_SIZE, *, margin: float = 0.2,
+               extent: float = 1.0, seed: int = 0):
+    """Loss and accuracy on a plane of weights, one model per grid point.
+
+    Reference for :func:`mmkern.loss_plane`: the same plane (the definitions of
+    :mod:`mmkern.connectivity._plane`), then for every grid point ``(x, y)`` (rows of ``y``,
+    columns of ``x``) a deep copy of the first model whose floating entries are ``base + x D1 +
+    y D2`` computed in float64 and rounded once to each entry's dtype, its BatchNorm statistics
+    re-estimated on ``bn_data`` (:func:`reset_and_estimate_batchnorm`), evaluated on every set;
+    then the same at the models' own points.
+
+    Returns
+    -------
+    LossPlane or dict
+        As :func:`mmkern.loss_plane`.
+    """
+    from mmkern.connectivity import check_plane_args, plane_of, plane_result
+    from mmkern.connectivity._plane import coordinates, grid_axes, point_state
+
+    models, directions, n, margin, extent, seed = check_plane_args(models, directions, grid, margin, extent,
+                                                                   seed)
+    sets = check_sets(data)
+    batch_size = check_batch_size(batch_size)
+    has_batchnorm = check_bn_data(models[0], bn_data)
+    base, d1, d2, points = plane_of(models, directions, seed)
+    xs, ys = grid_axes(points, n, margin, extent, directions)
+    cx, cy = coordinates(xs, ys, points)  # the grid row by row, then the models' own points
+    loss = {key: np.empty(cx.size) for key in sets}
+    accuracy = {key: np.empty(cx.size) for key in sets}
+    for k, (x, y) in enumerate(zip(cx.tolist(), cy.tolist())):
+        model = copy.deepcopy(models[0])
+        state = point_state(base, d1, d2, x, y)
+        with torch.no_grad():
+            for name, tensor in entries(model).items():
+                if name in state:
+                    tensor.copy_(state[name].to(tensor.dtype))
+        if has_batchnorm:
+            reset_and_estimate_batchnorm(model, bn_data, batch_size)
+        model.eval()
+        for key, source in sets.items():
+            loss[key][k], accuracy[key][k] = _evaluate(model, source, loss_fn, batch_size, set_name(key))
+    return per_set({key: plane_result(xs, ys, loss[key], accuracy[key], points, directions, set_name(key))
+                    for key in sets}, data)
