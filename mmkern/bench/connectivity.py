@@ -17,7 +17,9 @@ GPU).
 Alignment rows: weight matching of two bundled CIFAR ResNet-18s with random weights (target: under
 10 s on 2 cores; no baseline here, git-re-basin's own code is JAX), activation matching of two
 small CNNs over 5000 images (the time is reported), and the pairwise barriers after weight
-matching against the reference's per-alpha loop on the same alignments.
+matching against the reference's per-alpha loop on the same alignments. The loss-plane row: a 9x9
+grid through three of the small CNNs (plus the three models' own points), BatchNorm re-estimated
+at every point, against the reference's one model per point (target: at least 1.5x).
 """
 
 from __future__ import annotations
@@ -126,6 +128,14 @@ def cases(quick: bool = False) -> list[Case]:
     def activation_matching(a, b, data):
         return mmkern.align(a, b, "activations", data, example_input=data[0][:2]).objective[-1]
 
+    plane_n = 3 if quick else 9
+
+    def plane_inputs():
+        return [small_bn_cnn(s, width) for s in (1, 2, 3)], image_set(n_eval, 3), image_set(n_bn, 4)
+
+    def plane(impl):
+        return lambda models, data, bn: impl.loss_plane(models, data, grid=plane_n, bn_data=bn).loss
+
     def aligned_barriers(impl):
         return lambda models, data, bn: _barrier_values(
             impl.pairwise_barriers(models, data, k_pairs, bn_data=bn, align="weights"))
@@ -135,6 +145,8 @@ def cases(quick: bool = False) -> list[Case]:
              None, weight_matching),
         Case(f"align activations conv {width}-{2 * width}-{4 * width} BN, n={n_eval} 3x32x32",
              activation_inputs, None, activation_matching),
+        Case(f"loss_plane {plane_n}x{plane_n} through 3 models {size}", plane_inputs, plane(reference),
+             plane(mmkern), target=None if quick else 1.5, rtol=1e-5, floor=1.0),
         Case(f"pairwise_barriers align=weights M={m} K={k_pairs} {size}", pairwise_inputs,
              aligned_barriers(reference), aligned_barriers(mmkern), rtol=1e-5, floor=1.0),
         Case(f"interpolation_curve K={k} {size}, DataLoaders", loader_inputs,
