@@ -157,12 +157,14 @@ def activations(zoo_dir: str, samples: int, reduce: str, device: str,
 @click.option("--no-barriers", is_flag=True, help="Skip interpolation curves and barriers.")
 @click.option("--align", type=click.Choice(["weights", "activations"]), default=None,
               help="Also the barriers after permutation alignment (Git Re-Basin) of every pair.")
+@click.option("--plane", default=0, show_default=True, type=click.IntRange(0),
+              help="N >= 2: also an N x N loss plane through the first three members of each group.")
 @click.option("--samples", default=2000, show_default=True, type=click.IntRange(2),
               help="i.i.d. test samples whose activations are compared.")
 @_DEVICE
 @_DATA_DIR
-def analyze(zoo_dir: str, alphas: int, no_barriers: bool, align: str | None, samples: int, device: str,
-            data_dir: str | None) -> None:
+def analyze(zoo_dir: str, alphas: int, no_barriers: bool, align: str | None, plane: int, samples: int,
+            device: str, data_dir: str | None) -> None:
     """Measure ZOO_DIR: SVCCA (RM), multiplicity on i.i.d. and OOD sets (PM), barriers.
 
     Writes analysis/results.json, PNG figures and analysis/report.md inside ZOO_DIR.
@@ -171,7 +173,7 @@ def analyze(zoo_dir: str, alphas: int, no_barriers: bool, align: str | None, sam
 
     report = analyze_zoo(_zoo_dir(zoo_dir), alphas=alphas, barriers=not no_barriers,
                          n_samples=samples, data_dir=data_dir, device=_resolve_device(device),
-                         align=align)
+                         align=align, plane=plane)
     click.echo(f"report: {report}")
 
 

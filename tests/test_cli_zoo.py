@@ -110,6 +110,23 @@ def test_analyze_with_alignment_adds_the_aligned_barriers(zoo, method):
     assert f"after {method} matching" in (zoo / "analysis" / "report.md").read_text()
 
 
+def test_analyze_with_a_plane_adds_it_for_groups_of_three(zoo):
+    result = run("analyze", str(zoo), "--alphas", "3", "--samples", "100", "--plane", "3")
+    assert result.exit_code == 0, result.output
+    results = json.loads((zoo / "analysis" / "results.json").read_text())
+    init, order = results["groups"]
+    assert "plane" not in init  # two members span no plane
+    plane = order["plane"]
+    assert plane["members"] == ["base", "order_seed=1", "order_seed=2"]
+    assert np.array(plane["loss"]).shape == (3, 3) and set(plane["points"]) == {"models[0]", "models[1]", "models[2]"}
+    # the members' own points have their own test losses (first 2000 test samples: all 400 here)
+    curves = {tuple(c["pair"]): c for c in order["connectivity"]["curves"]}
+    assert plane["point_loss"]["models[0]"] == pytest.approx(curves[(0, 1)]["loss"][0], rel=1e-5)
+    assert plane["point_loss"]["models[2]"] == pytest.approx(curves[(0, 2)]["loss"][-1], rel=1e-5)
+    assert (zoo / "analysis" / "figures" / "plane_order_seed.png").read_bytes()[:4] == b"\x89PNG"
+    assert "(figures/plane_order_seed.png)" in (zoo / "analysis" / "report.md").read_text()
+
+
 def test_analyze_align_needs_barriers(zoo):
     result = run("analyze", str(zoo), "--no-barriers", "--align", "weights")
     assert result.exit_code == 1 and "align compares barriers" in result.output

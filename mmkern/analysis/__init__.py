@@ -80,6 +80,7 @@ def analyze_zoo(
     device: str = "cpu",
     progress: bool = True,
     align: Optional[str] = None,
+    plane: int = 0,
 ) -> str:
     """Measure a trained zoo and write ``results.json``, figures and ``report.md``.
 
@@ -104,26 +105,31 @@ def analyze_zoo(
     align : {None, "weights", "activations"}, default None
         Also the barrier matrices and curves after permutation alignment of every pair
         (:func:`mmkern.align`), beside the raw ones.
+    plane : int, default 0
+        ``n >= 2``: also an ``n x n`` loss plane through the first three members of every
+        factor group of at least three, and its figure.
 
     Returns
     -------
     str
         Path of the written ``report.md``.
     """
-    from mmkern._validate import check_choice
+    from mmkern._validate import check_choice, check_int
     from mmkern.train.zoo import zoo_lock
 
     if align is not None:
         check_choice(align, "align", ("weights", "activations"))
         if not barriers:
             raise ValueError("align compares barriers: it needs barriers=True (no --no-barriers)")
+    if plane != 0:
+        check_int(plane, "plane", low=2)
     with zoo_lock(zoo_dir):
         return _analyze(zoo_dir, alphas, barriers, n_samples, reduce, layers, data_dir, device, progress,
-                        align)
+                        align, plane)
 
 
 def _analyze(zoo_dir, alphas, barriers, n_samples, reduce, layers, data_dir, device, progress,
-             align) -> str:
+             align, plane) -> str:
     from mmkern.analysis import figures as fig
     from mmkern.analysis.metrics import analyze_groups
     from mmkern.analysis.report import render
@@ -134,7 +140,7 @@ def _analyze(zoo_dir, alphas, barriers, n_samples, reduce, layers, data_dir, dev
     collect_outputs(zoo_dir, layers=layers, reduce=reduce, n_samples=n_samples,
                     data_dir=data_dir, device=device, progress=progress, dataset=dataset)
     results = analyze_groups(zoo_dir, dataset, alphas=alphas, barriers=barriers, device=device,
-                             progress=progress, align=align)
+                             progress=progress, align=align, plane=plane)
     recipe = zoo["recipe"]
     results = {
         "format": "mmkern-analysis/1",
@@ -167,6 +173,10 @@ def _analyze(zoo_dir, alphas, barriers, n_samples, reduce, layers, data_dir, dev
             if "connectivity" in group:
                 figures[("curves", group["name"])] = "figures/" + fig.group_curves(group,
                                                                                  figure_dir)
+            if "plane" in group:
+                figures[("plane", group["name"])] = "figures/" + fig.loss_plane(
+                    group["plane"], f"{group['name']}: loss plane through {', '.join(group['plane']['members'])}",
+                    os.path.join(figure_dir, f"plane_{fig.slug(group['name'])}.png"))
     report = os.path.join(out_dir, "report.md")
     atomic_write_text(report, render(results, figures))
     return report

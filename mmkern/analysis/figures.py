@@ -127,3 +127,32 @@ def pm_by_set(results: dict, out_dir: str) -> str:
     ax.set(ylabel="mean disagreement", title="predictive multiplicity per test set")
     ax.legend(fontsize=7)
     return _save(fig, os.path.join(out_dir, "pm_by_set.png"))
+
+
+def loss_plane(plane: dict, title: str, path: str) -> str:
+    """Contours of the loss on a plane of weights, the models marked and labelled.
+
+    ``plane`` holds ``x``, ``y``, ``loss`` (``(ny, nx)``) and ``points`` (``{label: (x, y)}``),
+    as a :class:`mmkern.connectivity.LossPlane` or its JSON form in the analysis results.
+    Non-finite losses are left blank.
+    """
+    plt = _pyplot()
+    loss = np.asarray(plane["loss"], dtype=float)
+    finite = np.where(np.isfinite(loss), loss, np.nan)
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    levels = np.linspace(np.nanmin(finite), np.nanmax(finite), 16) if np.isfinite(finite).any() else 16
+    contours = ax.contourf(plane["x"], plane["y"], finite, levels=levels, cmap="viridis")
+    fig.colorbar(contours, ax=ax, label="loss")
+    for label, (x, y) in plane["points"].items():
+        ax.plot([x], [y], marker="o", color="w", markeredgecolor="k")
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color="w")
+    ax.set(xlabel="x", ylabel="y", title=title)
+    ax.set_aspect("equal", adjustable="box")
+    return _save(fig, path)
+
+
+def as_plane(plane) -> dict:
+    """A :class:`~mmkern.connectivity.LossPlane` as the JSON-ready dict the results store."""
+    return {"x": plane.x.tolist(), "y": plane.y.tolist(), "loss": plane.loss.tolist(),
+            "accuracy": plane.accuracy.tolist(), "points": {k: list(v) for k, v in plane.points.items()},
+            "point_loss": plane.point_loss, "directions": plane.directions}

@@ -147,6 +147,7 @@ def analyze_groups(
     device: str = "cpu",
     progress: bool = True,
     align: Optional[str] = None,
+    plane: int = 0,
 ) -> dict:
     """RM, PM and connectivity of every factor group of a zoo whose outputs were collected.
 
@@ -167,6 +168,10 @@ def analyze_groups(
     progress : bool, default True
     align : {None, "weights", "activations"}, default None
         Also the barriers and curves after permutation alignment (``connectivity["aligned"]``).
+    plane : int, default 0
+        With ``plane = n >= 2``, also the ``n x n`` loss plane through the first three members of
+        every group of at least three (``"plane"``: :func:`mmkern.loss_plane` on the i.i.d. test
+        samples, BatchNorm re-estimated on the training samples).
 
     Returns
     -------
@@ -200,9 +205,15 @@ def analyze_groups(
                   "fixed": group.get("fixed", {}),
                   "representational": representational(acts, members),
                   "predictive": predictive(preds, labels, members)}
-        if barriers:
+        if barriers or (plane and len(members) >= 3):
             models = [load_member(zoo_dir, m, device=device)[0] for m in members]
+        if barriers:
             result["connectivity"] = connectivity(models, test, bn_data, alphas, align=align)
+        if plane and len(members) >= 3:
+            from mmkern.analysis.figures import as_plane
+
+            result["plane"] = {"members": members[:3],
+                               **as_plane(mmkern.loss_plane(models[:3], test, plane, bn_data=bn_data))}
         groups.append(result)
     out = {"groups": groups, "skipped": skipped}
     if groups:

@@ -95,6 +95,10 @@ def render(results: dict, figures: dict) -> str:
         lines += [f"![matrices]({figures[('matrices', g['name'])]})", ""]
         if ("curves", g["name"]) in figures:
             lines += [f"![curves]({figures[('curves', g['name'])]})", ""]
+        if ("plane", g["name"]) in figures:
+            lines += [f"Loss plane through {', '.join(f'`{m}`' for m in g['plane']['members'])} "
+                      "(Garipov et al.'s basis; BatchNorm re-estimated at every point):", "",
+                      f"![loss plane]({figures[('plane', g['name'])]})", ""]
     for s in results.get("skipped", []):
         lines += [f"Skipped factor group `{s['name']}`: fewer than two finished members.", ""]
     return "\n".join(lines + _finetune_section(results))
