@@ -153,18 +153,19 @@ def test_alignment_is_deterministic_given_the_seed():
 
 @pytest.fixture(scope="module")
 def trained_pair():
-    """Two MLPs trained on MNIST-1D from different seeds, and the data."""
+    """Two BatchNorm-free MLPs (4 hidden layers) trained on MNIST-1D from different seeds, and the
+    data (a BatchNorm sample of 2000 training images)."""
     from mmkern.data import load_dataset
     from mmkern.train import TrainConfig, train_model
 
-    data = load_dataset("mnist1d", num_samples=2000, ood=None)
+    data = load_dataset("mnist1d", num_samples=4000, ood=None)
     models = []
     for seed in (0, 1):
-        config = TrainConfig(dataset="mnist1d", model="mlp", width=0.5, epochs=10, lr=0.05, batch_size=64,
-                             init_seed=seed, order_seed=seed)
-        models.append(train_model(config, data, threads=1)[0])
-    as_pair = lambda split: (torch.from_numpy(split.x), torch.from_numpy(split.y))  # noqa: E731
-    return models, as_pair(data.test), as_pair(data.train)
+        config = TrainConfig(dataset="mnist1d", model="mlp", width=0.5, epochs=20, lr=0.05, batch_size=64,
+                             init_seed=seed, order_seed=seed, model_options={"depth": 4})
+        models.append(train_model(config, data, threads=2)[0])
+    as_pair = lambda split, n=None: (torch.from_numpy(split.x[:n]), torch.from_numpy(split.y[:n]))  # noqa: E731
+    return models, as_pair(data.test), as_pair(data.train, 2000)
 
 
 def test_alignment_lowers_the_barrier_of_independently_trained_networks(trained_pair):
@@ -182,6 +183,59 @@ def test_alignment_lowers_the_barrier_of_independently_trained_networks(trained_
     assert weights.loss_barrier[0, 1] == pytest.approx(curve.loss_barrier, rel=1e-6)
     ref = reference.pairwise_barriers(models, test, alphas=11, align="weights")
     np.testing.assert_allclose(ref.loss_barrier, weights.loss_barrier, rtol=1e-6, atol=1e-9)
+
+
+def test_repair_lowers_the_barrier_further(trained_pair):
+    """Jordan et al. 2023 on a BatchNorm-free MLP: REPAIR lowers the raw barrier and, after weight
+    matching, the aligned one."""
+    models, test, train = trained_pair
+    raw = mmkern.interpolation_curve(*models, test, 11, bn_data=train)
+    raw_repaired = mmkern.interpolation_curve(*models, test, 11, bn_data=train, repair=True)
+    both = mmkern.pairwise_barriers(models, test, 11, bn_data=train, align="weights", repair=True)
+    aligned = mmkern.pairwise_barriers(models, test, 11, bn_data=train, align="weights")
+    assert raw_repaired.loss_barrier < raw.loss_barrier / 1.5
+    assert both.loss_barrier[0, 1] < aligned.loss_barrier[0, 1] / 1.5
+    assert both.error_barrier[0, 1] < aligned.error_barrier[0, 1]
+    ref = reference.interpolation_curve(*models, test, 5, bn_data=train, repair=True)
+    fast = mmkern.interpolation_curve(*models, test, 5, bn_data=train, repair=True)
+    np.testing.assert_allclose(fast.loss, ref.loss, rtol=1e-5)
+
+
+def test_repair_restores_the_interpolated_channel_statistics():
+    """Halfway between two random MLPs, each hidden channel's standard deviation and mean on the
+    data are the averages of the endpoints' (and they are not without REPAIR)."""
+    from mmkern.connectivity._repair import repaired
+    from mmkern.reference.connectivity import reset_and_estimate_batchnorm
+
+    a, b = build_model("mlp", (1, 40), 5, width=0.25), build_model("mlp", (1, 40), 5, width=0.25)
+    x = torch.randn(2000, 1, 40, generator=torch.Generator().manual_seed(0))
+    data = (x, torch.zeros(2000, dtype=torch.long))
+
+    def hidden(model):  # the first hidden layer's output: fc1's Linear
+        with torch.no_grad():
+            return model.fc1[1](model.fc1[0](x))
+
+    middle = reset_and_estimate_batchnorm(mmkern.interpolate(repaired(a, data, 256), repaired(b, data, 256), 0.5),
+                                          data, 256)
+    with torch.no_grad():
+        linear = middle.get_submodule("fc1.1")  # the GraphModule keeps the module paths
+        corrected = middle.repair_0(linear(middle.get_submodule("fc1.0")(x)))
+    goal_std = (hidden(a).std(0) + hidden(b).std(0)) / 2
+    goal_mean = (hidden(a).mean(0) + hidden(b).mean(0)) / 2
+    torch.testing.assert_close(corrected.std(0), goal_std, rtol=0.05, atol=1e-3)
+    torch.testing.assert_close(corrected.mean(0), goal_mean, rtol=0.05, atol=1e-2)
+    collapsed = hidden(mmkern.interpolate(a, b, 0.5)).std(0)
+    assert float((collapsed / goal_std).mean()) < 0.9  # the variance collapse REPAIR undoes
+
+
+def test_repair_needs_bn_data():
+    with pytest.raises(ValueError, match="repair=True measures and corrects"):
+        mmkern.interpolation_curve(build_model("mlp", (1, 40), 5, width=0.25),
+                                   build_model("mlp", (1, 40), 5, width=0.25),
+                                   (torch.zeros(4, 1, 40), torch.zeros(4, dtype=torch.long)), repair=True)
+    with pytest.raises(TypeError, match="repair must be a bool"):
+        mmkern.pairwise_barriers([build_model("mlp", (1, 40), 5, width=0.25)] * 2,
+                                 (torch.zeros(4, 1, 40), torch.zeros(4, dtype=torch.long)), repair="yes")
 
 
 def test_user_models_without_input_shape_are_traced_from_the_data():

@@ -75,6 +75,7 @@ from mmkern.connectivity._align import Alignment, align_models, check_spec, firs
 from mmkern.connectivity._engine import CurveEngine, float32_precision
 from mmkern.connectivity._permutation import PermutationSpec, permutation_spec
 from mmkern.connectivity._plane import LossPlane, coordinates, grid_axes, model_plane, random_plane
+from mmkern.connectivity._repair import repaired
 from mmkern.connectivity._lerp import lerp_many
 from mmkern.connectivity._weight_layout import WeightLayout
 
@@ -215,6 +216,15 @@ def align(model_a: nn.Module, model_b: nn.Module, method: str = "weights", data=
         spec = check_spec(spec, model_a)
     batches = first_inputs(data, batch_size) if method == "activations" else None
     return align_models(model_a, model_b, spec, method, batches, seed, max_sweeps)
+
+
+def check_repair(repair, bn_data) -> bool:
+    """``repair`` as a bool; REPAIR needs ``bn_data`` to measure and correct the channels on."""
+    repair = check_bool(repair, "repair")
+    if repair and bn_data is None:
+        raise ValueError("repair=True measures and corrects the channels' statistics on bn_data: give "
+                         "bn_data (usually the training data)")
+    return repair
 
 
 def check_plane_args(models, directions, grid, margin, extent, seed):
@@ -394,6 +404,7 @@ def interpolation_curve(
     memory_budget: int = MEMORY_BUDGET,
     progress: bool = False,
     allow_tf32: bool = False,
+    repair: bool = False,
 ):
     """Loss, accuracy and barriers along the straight line from ``model_a`` to ``model_b``.
 
@@ -432,6 +443,13 @@ def interpolation_curve(
         Let float32 models on CUDA use TF32 tensor cores for their products and convolutions
         (faster, with ~1e-3 relative error). Off by default, so curves on a GPU match the CPU's
         to float32 rounding; torch's own settings are restored after the call.
+    repair : bool, default False
+        REPAIR (Jordan et al. 2023): at every alpha, each hidden channel's mean and standard
+        deviation on ``bn_data`` are set to the interpolation of the endpoints' (required:
+        ``bn_data``). BatchNorm networks are corrected at their BatchNorms (the re-estimation),
+        others after each hidden Linear or convolution; see :mod:`mmkern.connectivity._repair`.
+        The endpoints are then the corrected models, equal to the given ones up to the
+        difference between batch-averaged and exact channel statistics.
 
     Returns
     -------
@@ -460,6 +478,8 @@ def interpolation_curve(
     batch_size = check_batch_size(batch_size)
     eval_batch_size, memory_budget = _check_options(eval_batch_size, memory_budget)
     allow_tf32 = check_bool(allow_tf32, "allow_tf32")
+    if check_repair(repair, bn_data):
+        model_a, model_b = repaired(model_a, bn_data, batch_size), repaired(model_b, bn_data, batch_size)
     has_batchnorm = check_bn_data(model_a, bn_data)
 
     layout = WeightLayout(model_a)
@@ -502,6 +522,7 @@ def pairwise_barriers(
     progress: bool = False,
     allow_tf32: bool = False,
     align: Optional[str] = None,
+    repair: bool = False,
 ):
     """The four barriers between every pair of ``M`` models.
 
@@ -523,6 +544,9 @@ def pairwise_barriers(
         (:func:`align`, once per pair; activation matching reads ``bn_data`` if given, else the
         evaluation data) and the barrier is that of the line from ``models[i]`` to the aligned
         model. Its endpoints are the models' own metrics (alignment does not change the function).
+    repair : bool, default False
+        REPAIR every line (:func:`interpolation_curve`'s ``repair``; needs ``bn_data``): each
+        model is corrected once, an aligned one after its alignment.
 
     Returns
     -------
@@ -542,20 +566,24 @@ def pairwise_barriers(
     batch_size = check_batch_size(batch_size)
     eval_batch_size, memory_budget = _check_options(eval_batch_size, memory_budget)
     allow_tf32 = check_bool(allow_tf32, "allow_tf32")
+    repair = check_repair(repair, bn_data)
+    originals = models
+    if repair:
+        models = [repaired(model, bn_data, batch_size) for model in models]
     has_batchnorm = check_bn_data(models[0], bn_data)
     if align is not None:
         align = check_choice(align, "align", ALIGN_METHODS)
         align_data = bn_data if bn_data is not None else next(iter(sets.values()))
-        spec = permutation_spec(models[0], next(first_inputs(align_data, batch_size), None))
+        spec = permutation_spec(originals[0], next(first_inputs(align_data, batch_size), None))
 
     def partner(i: int, j: int) -> list:
         """The flat weights of models[j], aligned to models[i] when asked."""
         if align is None:
             return flats[j]
-        matched = align_models(models[i], models[j], spec, align,
+        matched = align_models(originals[i], originals[j], spec, align,
                                first_inputs(align_data, batch_size) if align == "activations" else None,
-                               0, 100)
-        return layout.flatten(matched.model)
+                               0, 100).model
+        return layout.flatten(repaired(matched, bn_data, batch_size) if repair else matched)
 
     m = len(models)
     layout = WeightLayout(models[0])

@@ -232,6 +232,7 @@ def interpolation_curve(
     bn_data: Optional[DataSource] = None,
     loss_fn: Optional[LossFn] = None,
     batch_size: int = BN_BATCH_SIZE,
+    repair: bool = False,
 ):
     """Loss, accuracy and barriers along the straight line from ``model_a`` to ``model_b``.
 
@@ -283,6 +284,11 @@ def interpolation_curve(
     grid = alpha_grid(alphas)
     sets = check_sets(data)
     batch_size = check_batch_size(batch_size)
+    from mmkern.connectivity import check_repair
+    from mmkern.connectivity._repair import repaired
+
+    if check_repair(repair, bn_data):  # the corrected endpoints (mmkern.connectivity._repair)
+        model_a, model_b = repaired(model_a, bn_data, batch_size), repaired(model_b, bn_data, batch_size)
     has_batchnorm = check_bn_data(model_a, bn_data)
 
     loss = {key: np.empty(grid.size, dtype=np.float64) for key in sets}
