@@ -76,6 +76,7 @@ from mmkern.connectivity._engine import CurveEngine, float32_precision
 from mmkern.connectivity._permutation import PermutationSpec, permutation_spec
 from mmkern.connectivity._plane import LossPlane, coordinates, grid_axes, model_plane, random_plane
 from mmkern.connectivity._repair import repaired
+from mmkern.connectivity._path import KINDS as PATH_KINDS, Path, coefficients, fingerprint, fit_path
 from mmkern.connectivity._lerp import lerp_many
 from mmkern.connectivity._weight_layout import WeightLayout
 
@@ -86,8 +87,10 @@ __all__ = [
     "InterpolationCurve",
     "PairwiseBarriers",
     "LossPlane",
+    "Path",
     "PermutationSpec",
     "align",
+    "fit_curve",
     "loss_plane",
     "interpolate",
     "interpolation_curve",
@@ -216,6 +219,86 @@ def align(model_a: nn.Module, model_b: nn.Module, method: str = "weights", data=
         spec = check_spec(spec, model_a)
     batches = first_inputs(data, batch_size) if method == "activations" else None
     return align_models(model_a, model_b, spec, method, batches, seed, max_sweeps)
+
+
+def check_path(path, model_a, model_b, grid, repair: bool) -> None:
+    """A fitted :class:`Path` between exactly these two models, evaluated on t in [0, 1]."""
+    if not isinstance(path, Path):
+        raise TypeError(f"path must be a Path from fit_curve, got {type(path).__name__}")
+    if repair:
+        raise ValueError("repair applies to straight lines; a path is evaluated as fitted")
+    if path.endpoints != (fingerprint(model_a), fingerprint(model_b)):
+        raise ValueError("path was fitted between other models than model_a and model_b (their weights "
+                         "differ from its endpoints')")
+    if grid.min() < 0.0 or grid.max() > 1.0:
+        raise ValueError(f"a path is defined for t in [0, 1], got alphas from {grid.min()} to {grid.max()}")
+
+
+def _path_rows(layout: WeightLayout, path: Path, flat_a, flat_b, grid):
+    """Rows of the path's points: c_a theta_a + c_bend theta_bend + c_b theta_b, in float64."""
+    flat_bend = [f.double() for f in layout.flatten(path.bend)]
+    coeffs = torch.tensor([coefficients(path.kind, float(t)) for t in grid], dtype=torch.float64)
+
+    def rows_for(part: slice) -> list:
+        c = coeffs[part]
+        return [(c[:, :1].to(a.device) * a + c[:, 1:2].to(a.device) * m + c[:, 2:].to(a.device) * b).to(dtype)
+                for a, m, b, (_, dtype) in zip(flat_a, flat_bend, flat_b, layout.groups)]
+
+    return rows_for
+
+
+def fit_curve(model_a: nn.Module, model_b: nn.Module, train_data, kind: str = "bezier", *, epochs: int = 10,
+              lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 0.0, batch_size: int = 128,
+              seed: int = 0) -> Path:
+    """Train a low-loss curved path between two models (Garipov et al. 2018).
+
+    Parameters
+    ----------
+    model_a, model_b : torch.nn.Module
+        The endpoints, of one architecture. Neither is modified.
+    train_data : (x, y) pair of tensors
+        The data the bend is trained on (usually the models' training set).
+    kind : {"bezier", "polychain"}, default "bezier"
+        A quadratic Bezier curve, or two line segments through the bend.
+    epochs, lr, momentum, weight_decay, batch_size, seed
+        SGD on the bend (cosine schedule from ``lr``); ``seed`` draws the batch order and one
+        path point t per batch.
+
+    Returns
+    -------
+    Path
+        The bend and the endpoints' fingerprints: evaluate it with
+        ``interpolation_curve(model_a, model_b, data, alphas, path=path)``. See
+        :mod:`mmkern.connectivity._path` for the exact definitions.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Models of different architectures or with non-finite weights, bad options, data that
+        is not an (x, y) pair or whose labels fall outside the models' outputs.
+    mmkern.train.TrainingDiverged
+        The training loss became non-finite.
+    """
+    from mmkern.connectivity._data import batches
+
+    check_same_architecture(model_a, model_b)
+    kind = check_choice(kind, "kind", PATH_KINDS)
+    epochs = check_positive_int(epochs, "epochs")
+    lr = check_positive(lr, "lr")
+    momentum = check_float(momentum, "momentum", low=0.0, high=1.0, high_open=True)
+    weight_decay = check_float(weight_decay, "weight_decay", low=0.0)
+    batch_size = check_batch_size(batch_size)
+    seed = check_int(seed, "seed")
+    check_source(train_data, "train_data")
+    if not isinstance(train_data, (tuple, list)):
+        raise TypeError("train_data must be an (x, y) pair of tensors")
+    x, y = train_data
+    top = next(batches(train_data, x.shape[0], "train_data"))[2]
+    with torch.no_grad():
+        outputs = copy.deepcopy(model_a).eval()(x[:2].to(next(model_a.parameters()).device)).shape[1]
+    if top >= outputs:
+        raise ValueError(f"train_data: y holds the label {top}, but the model has {outputs} outputs")
+    return fit_path(model_a, model_b, x, y.long(), kind, epochs, lr, momentum, weight_decay, batch_size, seed)
 
 
 def check_repair(repair, bn_data) -> bool:
@@ -405,6 +488,7 @@ def interpolation_curve(
     progress: bool = False,
     allow_tf32: bool = False,
     repair: bool = False,
+    path: Optional[Path] = None,
 ):
     """Loss, accuracy and barriers along the straight line from ``model_a`` to ``model_b``.
 
@@ -450,6 +534,9 @@ def interpolation_curve(
         others after each hidden Linear or convolution; see :mod:`mmkern.connectivity._repair`.
         The endpoints are then the corrected models, equal to the given ones up to the
         difference between batch-averaged and exact channel statistics.
+    path : Path, optional
+        Evaluate a curved path fitted between these two models (:func:`fit_curve`) instead of
+        the line: ``alphas`` are then the path parameter t in [0, 1]. Not with ``repair``.
 
     Returns
     -------
@@ -478,21 +565,25 @@ def interpolation_curve(
     batch_size = check_batch_size(batch_size)
     eval_batch_size, memory_budget = _check_options(eval_batch_size, memory_budget)
     allow_tf32 = check_bool(allow_tf32, "allow_tf32")
-    if check_repair(repair, bn_data):
+    repair = check_repair(repair, bn_data)
+    if path is not None:
+        check_path(path, model_a, model_b, grid, repair)
+    if repair:
         model_a, model_b = repaired(model_a, bn_data, batch_size), repaired(model_b, bn_data, batch_size)
     has_batchnorm = check_bn_data(model_a, bn_data)
 
     layout = WeightLayout(model_a)
     flat_a, flat_b = layout.flatten(model_a), layout.flatten(model_b)
+    rows_for = lambda part: _lerp_rows(flat_a, flat_b, grid[part])  # noqa: E731
+    if path is not None:
+        rows_for = _path_rows(layout, path, [f.double() for f in flat_a], [f.double() for f in flat_b], grid)
     chunk = _chunk_size(layout, memory_budget, grid.size)
     bar = _progress(grid.size, progress, "interpolation curve")
     try:
         with float32_precision(allow_tf32):
             engine = CurveEngine(model_a, layout, sets, bn_data if has_batchnorm else None, loss_fn,
                                  batch_size, eval_batch_size)
-            loss, accuracy = _evaluate_in_chunks(
-                engine, grid.size, lambda part: _lerp_rows(flat_a, flat_b, grid[part]), chunk,
-                sets, bar)
+            loss, accuracy = _evaluate_in_chunks(engine, grid.size, rows_for, chunk, sets, bar)
     finally:
         bar.close()
     curves = {key: make_curve(grid.copy(), loss[key], accuracy[key], set_label=set_name(key)) for key in sets}

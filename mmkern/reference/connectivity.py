@@ -233,6 +233,7 @@ def interpolation_curve(
     loss_fn: Optional[LossFn] = None,
     batch_size: int = BN_BATCH_SIZE,
     repair: bool = False,
+    path=None,
 ):
     """Loss, accuracy and barriers along the straight line from ``model_a`` to ``model_b``.
 
@@ -284,17 +285,31 @@ def interpolation_curve(
     grid = alpha_grid(alphas)
     sets = check_sets(data)
     batch_size = check_batch_size(batch_size)
-    from mmkern.connectivity import check_repair
+    from mmkern.connectivity import check_path, check_repair
+    from mmkern.connectivity._path import coefficients, path_entries
     from mmkern.connectivity._repair import repaired
 
-    if check_repair(repair, bn_data):  # the corrected endpoints (mmkern.connectivity._repair)
+    repair = check_repair(repair, bn_data)
+    if path is not None:
+        check_path(path, model_a, model_b, grid, repair)
+        states = path_entries(model_a, path.bend, model_b)
+    if repair:  # the corrected endpoints (mmkern.connectivity._repair)
         model_a, model_b = repaired(model_a, bn_data, batch_size), repaired(model_b, bn_data, batch_size)
     has_batchnorm = check_bn_data(model_a, bn_data)
 
     loss = {key: np.empty(grid.size, dtype=np.float64) for key in sets}
     accuracy = {key: np.empty(grid.size, dtype=np.float64) for key in sets}
     for k, alpha in enumerate(grid):
-        model = interpolate(model_a, model_b, float(alpha))
+        if path is None:
+            model = interpolate(model_a, model_b, float(alpha))
+        else:  # the path's point: c_a theta_a + c_bend theta_bend + c_b theta_b, rounded once
+            c = coefficients(path.kind, float(alpha))
+            model = copy.deepcopy(model_a)
+            with torch.no_grad():
+                for name, tensor in entries(model).items():
+                    if name in states[0]:
+                        tensor.copy_((c[0] * states[0][name] + c[1] * states[1][name]
+                                      + c[2] * states[2][name]).to(tensor.dtype))
         if has_batchnorm:
             reset_and_estimate_batchnorm(model, bn_data, batch_size)
         model.eval()
