@@ -160,6 +160,12 @@ def cases(quick: bool = False) -> list[Case]:
              lambda models, data, bn: _barrier_values(
                  mmkern.pairwise_barriers(models, data, k_pairs, bn_data=bn)),
              target=None, rtol=1e-5, floor=1.0),
+        Case(f"align weights ResNet-18 width={resnet_width}, CUDA (baseline: mmkern CPU)",
+             lambda: (resnets(), to_cuda(resnets())), lambda host, device: weight_matching(*host),
+             lambda host, device: weight_matching(*device), rtol=1e-6, skip=cuda_skip()),
+        Case(f"loss_plane {plane_n}x{plane_n} {size}, CUDA (baseline: mmkern CPU)",
+             lambda: (plane_inputs(), to_cuda(plane_inputs())), lambda host, device: plane(mmkern)(*host),
+             lambda host, device: plane(mmkern)(*device), rtol=1e-4, floor=1.0, skip=cuda_skip()),
         Case(f"interpolation_curve K={k} {size}, tensors, CUDA (baseline: mmkern CPU)", cuda_inputs,
              lambda host, device: curve(mmkern)(*host), lambda host, device: curve(mmkern)(*device),
              rtol=1e-4, floor=1.0, skip=cuda_skip()),
