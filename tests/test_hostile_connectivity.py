@@ -241,6 +241,19 @@ ARGUMENTS = [
      ValueError, "give bn_data"),
     ("one model", lambda: mmkern.pairwise_barriers([mlp(1)], DATA), ValueError, "at least 2 models"),
     ("not a module", lambda: mmkern.interpolate(mlp(1), "mlp", 0.5), TypeError, "^model_b must be a torch"),
+    ("inputs of the wrong shape", lambda: mmkern.interpolation_curve(mlp(1), mlp(2), (torch.zeros(4, 7), DATA[1][:4])),
+     ValueError, r"^data: the model cannot run on inputs of shape \(4, 7\)"),
+    ("reference inputs of the wrong shape", lambda: reference.interpolation_curve(
+        mlp(1), mlp(2), {"ood": (torch.zeros(4, 7), DATA[1][:4])}),
+     ValueError, r"^data\['ood'\]: the model cannot run on inputs of shape \(4, 7\)"),
+    ("bn_data of the wrong shape", lambda: mmkern.interpolation_curve(
+        cnn_batchnorm(1), cnn_batchnorm(2), image_data(8, 0), bn_data=(torch.zeros(8, 2, 6, 6), DATA[1][:8])),
+     ValueError, r"^bn_data: the model cannot run on inputs of shape \(8, 2, 6, 6\)"),
+    ("align data of the wrong shape", lambda: mmkern.align(mlp(1), mlp(2), "activations", (torch.zeros(4, 7), DATA[1][:4]),
+                                                           example_input=DATA[0][:2]),
+     ValueError, r"^data: the model cannot run on inputs of shape \(4, 7\)"),
+    ("plane data of the wrong shape", lambda: mmkern.loss_plane([mlp(1), mlp(2), mlp(3)], (torch.zeros(4, 7), DATA[1][:4])),
+     ValueError, r"^data: the model cannot run on inputs of shape \(4, 7\)"),
     ("lerp int arrays", lambda: mmkern.connectivity.lerp_many(np.zeros(3, int), np.zeros(3, int), [0.5]),
      TypeError, "float32 or float64"),
 ]

@@ -23,6 +23,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import fx, nn
 
+from mmkern.connectivity._data import running_on
 from mmkern.connectivity._permutation import PermutationSpec, block_index, permute
 
 _F64 = torch.float64
@@ -146,8 +147,9 @@ def activation_matching(spec: PermutationSpec, model_a: nn.Module, model_b: nn.M
     with torch.no_grad():
         for x in batches:
             recorders = [_Recorder(gm, keep) for gm in gms]
-            for rec in recorders:
-                rec.run(x.to(device))
+            with running_on("data", x):
+                for rec in recorders:
+                    rec.run(x.to(device))
             for node in keep:
                 za, zb = (_samples(r.values[node]).cpu() for r in recorders)
                 s = stats.setdefault(node, [0, 0.0, 0.0, 0.0, 0.0, 0.0])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Iterator, Optional
 
 import torch
@@ -52,6 +53,20 @@ def batches(data, batch_size: int, name: str, labels: bool = True) -> Iterator[t
         x, y = batch
         _check_finite(x, name)
         yield x, y, _label_bounds(y, name) if labels else -1
+
+
+@contextlib.contextmanager
+def running_on(name: str, x: torch.Tensor) -> Iterator[None]:
+    """A model's own error on a batch (wrong input shape or dtype) as a ``ValueError`` naming the
+    data source; out-of-memory errors pass unchanged."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{name}: the model cannot run on inputs of shape {tuple(x.shape)} and dtype "
+                         f"{x.dtype} ({first})") from None
 
 
 def batch_metrics(

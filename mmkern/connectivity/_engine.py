@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from mmkern.connectivity._checks import LossFn, set_name
-from mmkern.connectivity._data import batch_metrics, batches
+from mmkern.connectivity._data import batch_metrics, batches, running_on
 from mmkern.connectivity._models import batchnorm_estimation, device_of, tracking_batchnorms
 from mmkern.connectivity._batchnorm_pass import batchnorm_pass_module
 from mmkern.connectivity._inference_graph import FoldedBatchNorm, make_relus_inplace
@@ -159,8 +159,9 @@ class CurveEngine:
                 if x.shape[0] == 0:
                     continue
                 x = self._to_device(x)
-                for bn_pass in self._bn_pass[:len(models)]:
-                    bn_pass(x)
+                with running_on("bn_data", x):
+                    for bn_pass in self._bn_pass[:len(models)]:
+                        bn_pass(x)
                 n_samples += x.shape[0]
         if n_samples == 0:
             raise ValueError("bn_data is empty (0 samples)")
@@ -183,7 +184,9 @@ class CurveEngine:
                 for start in range(0, x.shape[0], step):
                     xs, ys = x[start:start + step], y[start:start + step]
                     for j, model in enumerate(models):
-                        batch_loss, batch_correct = batch_metrics(model(xs), ys, self.loss_fn, top, name)
+                        with running_on(name, xs):
+                            logits = model(xs)
+                        batch_loss, batch_correct = batch_metrics(logits, ys, self.loss_fn, top, name)
                         loss_sum[j] += batch_loss
                         n_correct[j] += batch_correct
                 n_samples += y.shape[0]

@@ -63,7 +63,7 @@ from mmkern.connectivity._checks import (
     LossFn,
     set_name,
 )
-from mmkern.connectivity._data import batch_metrics, batches
+from mmkern.connectivity._data import batch_metrics, batches, running_on
 from mmkern.connectivity._models import (
     batchnorm_estimation,
     device_of,
@@ -190,7 +190,8 @@ def reset_and_estimate_batchnorm(
         for x, _, _ in batches(bn_data, batch_size, "bn_data", labels=False):
             if x.shape[0] == 0:
                 continue
-            model(x.to(device))
+            with running_on("bn_data", x):
+                model(x.to(device))
             n_samples += x.shape[0]
     if n_samples == 0:
         raise ValueError("bn_data is empty (0 samples)")
@@ -215,7 +216,9 @@ def _evaluate(
             if x.shape[0] == 0:
                 continue
             y = y.to(device=device, dtype=torch.long)
-            batch_loss, batch_correct = batch_metrics(model(x.to(device)), y, loss_fn, top, name)
+            with running_on(name, x):
+                logits = model(x.to(device))
+            batch_loss, batch_correct = batch_metrics(logits, y, loss_fn, top, name)
             loss_sum += float(batch_loss)
             n_correct += int(batch_correct)
             n_samples += y.shape[0]
