@@ -118,8 +118,13 @@ def recipes() -> None:
 @_DATA_DIR
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="Torch threads per model (default: torch's; 1 is fastest for small models).")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Train the models in parallel on a local Dask cluster of N worker processes.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Train on an existing Dask cluster (its scheduler address, e.g. tcp://host:8786); "
+                   "the --out folder must be on a file system every worker sees.")
 def train(recipe: str, out_dir: str, device: str, data_dir: str | None,
-          threads: int | None) -> None:
+          threads: int | None, workers: int | None, scheduler: str | None) -> None:
     """Train every model of RECIPE (a bundled name, see `mmkern recipes`, or a TOML file).
 
     Finished models are kept and skipped on a rerun; checkpoints are safetensors files with a
@@ -127,8 +132,16 @@ def train(recipe: str, out_dir: str, device: str, data_dir: str | None,
     """
     from mmkern.train import train_zoo
 
-    records = train_zoo(recipe, out_dir, data_dir=data_dir, device=_resolve_device(device),
-                        threads=threads)
+    if workers is not None and scheduler is not None:
+        raise click.UsageError("give --workers or --scheduler, not both")
+    kwargs = dict(data_dir=data_dir, device=_resolve_device(device), threads=threads)
+    if scheduler is not None:
+        from mmkern.train._cluster import cluster_client
+
+        with cluster_client(scheduler=scheduler) as client:
+            records = train_zoo(recipe, out_dir, client=client, **kwargs)
+    else:
+        records = train_zoo(recipe, out_dir, workers=workers, **kwargs)
     click.echo(f"{len(records)} models in {out_dir}")
 
 

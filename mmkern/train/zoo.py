@@ -41,6 +41,7 @@ from typing import Any, Callable, Optional, Union
 import warnings
 
 from mmkern._io import atomic_write_text, exclusive_lock, remove_stale_temporaries
+from mmkern._validate import check_positive_int
 from mmkern._version import __version__
 from mmkern.train._errors import MembersFailed
 from mmkern.train.config import TrainConfig
@@ -318,6 +319,8 @@ def train_zoo(
     progress: bool = True,
     callback: Optional[Callable[[dict], None]] = None,
     threads: Optional[int] = None,
+    client=None,
+    workers: Optional[int] = None,
 ) -> list[dict[str, Any]]:
     """Train every member of a recipe into ``out_dir``, skipping finished members.
 
@@ -349,6 +352,14 @@ def train_zoo(
         Torch intra-op threads while training (restored afterwards); default: leave torch's
         setting. On a shared machine one thread per process is often faster and always steadier;
         bit-identical retraining needs the same number of threads.
+    client : distributed.Client, optional
+        Train the members as tasks on this Dask cluster (see :mod:`mmkern.train._cluster`):
+        ``out_dir`` must be on a file system every worker sees (checked first). Epoch events are
+        not sent back; ``threads`` defaults to 1 per task.
+    workers : int, optional
+        Start a ``LocalCluster`` of this many single-threaded worker processes for the call and
+        train on it (the members run in parallel; results are bitwise those of a serial run with
+        ``threads=1``).
 
     Returns
     -------
@@ -371,6 +382,10 @@ def train_zoo(
 
     recipe = load_recipe(recipe)
     out_dir = os.fspath(out_dir)
+    if workers is not None:
+        workers = check_positive_int(workers, "workers")
+        if client is not None:
+            raise ValueError("give client or workers, not both")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"out_dir {out_dir!r} exists and is not a directory")
     datasets = DatasetCache(
@@ -383,12 +398,51 @@ def train_zoo(
         os.makedirs(out_dir, exist_ok=True)
     with zoo_lock(out_dir):
         remove_stale_temporaries(out_dir)
+        cluster = {"client": client, "workers": workers, "dataset": dataset, "data_dir": data_dir} \
+            if client is not None or workers is not None else None
         return _train_zoo(recipe, out_dir, datasets, dataset is not None, checked, device, progress,
-                          callback, threads)
+                          callback, threads, cluster)
 
 
-def _train_zoo(recipe, out_dir, datasets, dataset_given, checked, device, progress, callback, threads):
-    from mmkern.train.trainer import TrainingDiverged, train_model
+def _on_cluster(recipe, out_dir, finished, cluster, device, threads, bar, callback) -> list:
+    """The members still to train as tasks on a cluster (:mod:`mmkern.train._cluster`)."""
+    from mmkern.train._cluster import check_shared, cluster_client, run_members
+
+    pending = [m for m in recipe.members if not finished[m.id]]
+    for member in recipe.members:
+        if finished[member.id] and callback is not None:
+            callback({"event": "skipped", "member": member.id})
+    with cluster_client(cluster["client"], cluster["workers"]) as client:
+        check_shared(client, out_dir)
+        done, failures = run_members(client, pending, recipe.name, out_dir, cluster["dataset"],
+                                     cluster["data_dir"], device, threads, bar, callback)
+    records = [done[m.id] if m.id in done else load_record(out_dir, m.id)
+               for m in recipe.members if m.id in done or finished[m.id]]
+    if failures:
+        raise MembersFailed(f"zoo {recipe.name!r} in {out_dir!r}",
+                            {m.id: failures[m.id] for m in recipe.members if m.id in failures}, records)
+    return records
+
+
+def train_member(member: Member, zoo_name: str, out_dir: str, dataset, dataset_given: bool, device, threads,
+                 on_epoch=None) -> dict:
+    """Train one member on ``dataset`` and save it as finished (checkpoint, then record); returns
+    the record. Raises :class:`~mmkern.train.TrainingDiverged` (nothing saved) on divergence."""
+    from mmkern.train.trainer import train_model
+
+    directory = member_dir(out_dir, member.id)
+    os.makedirs(directory, exist_ok=True)
+    remove_stale_temporaries(directory)
+    model, record = train_model(member.config, dataset, device=device, callback=on_epoch, threads=threads)
+    record["dataset"]["source"] = "given" if dataset_given else "load_dataset"
+    return save_finished(directory, model, {
+        "id": member.id, "dir": member.dirname, "varies": dict(member.varies),
+        "factors": list(member.factors), "zoo": zoo_name, **record})
+
+
+def _train_zoo(recipe, out_dir, datasets, dataset_given, checked, device, progress, callback, threads,
+               cluster=None):
+    from mmkern.train.trainer import TrainingDiverged
 
     zoo_path = os.path.join(out_dir, ZOO_FILE)
     previous = load_zoo(out_dir) if os.path.isfile(zoo_path) else None
@@ -421,6 +475,12 @@ def _train_zoo(recipe, out_dir, datasets, dataset_given, checked, device, progre
                    desc=f"zoo {recipe.name}", unit="model",
                    disable=None)  # no bar when not a terminal: logs keep one line per member
     records, failures = [], {}
+    if cluster is not None:
+        try:
+            return _on_cluster(recipe, out_dir, finished, cluster, device, threads, bar, callback)
+        finally:
+            if bar is not None:
+                bar.close()
     try:
         for member in recipe.members:
             if finished[member.id]:
@@ -428,9 +488,6 @@ def _train_zoo(recipe, out_dir, datasets, dataset_given, checked, device, progre
                 if callback is not None:
                     callback({"event": "skipped", "member": member.id})
                 continue
-            directory = member_dir(out_dir, member.id)
-            os.makedirs(directory, exist_ok=True)
-            remove_stale_temporaries(directory)
             config = member.config
             if bar is not None:
                 bar.set_postfix_str(member.id)
@@ -444,8 +501,8 @@ def _train_zoo(recipe, out_dir, datasets, dataset_given, checked, device, progre
                     callback({"event": "epoch", "member": member_id, **info})
 
             try:
-                model, record = train_model(config, datasets.get(config), device=device,
-                                            callback=on_epoch, threads=threads)
+                record = train_member(member, recipe.name, out_dir, datasets.get(config), dataset_given,
+                                      device, threads, on_epoch)
             except TrainingDiverged as e:  # this member only: the others still train
                 failures[member.id] = str(e)
                 if bar is not None:
@@ -454,10 +511,6 @@ def _train_zoo(recipe, out_dir, datasets, dataset_given, checked, device, progre
                 if callback is not None:
                     callback({"event": "failed", "member": member.id, "error": str(e)})
                 continue
-            record["dataset"]["source"] = "given" if dataset_given else "load_dataset"
-            record = save_finished(directory, model, {
-                "id": member.id, "dir": member.dirname, "varies": dict(member.varies),
-                "factors": list(member.factors), "zoo": recipe.name, **record})
             records.append(record)
             if bar is not None:
                 bar.update(1)

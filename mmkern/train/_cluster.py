@@ -1,0 +1,153 @@
+"""Zoo members as tasks on a Dask distributed cluster.
+
+Each unfinished member is one task that trains the member and writes its checkpoint and record
+atomically into the zoo directory, which every worker must see (a shared file system: checked up
+front by a probe file that a worker writes and the driver reads). Dask's ``retries`` reschedule
+the task of a worker that dies (killed, out of memory) on another worker, up to a limit; a task
+whose member is already finished (its record exists: the worker died after writing it) returns
+that record instead of training again, so finished members are never rewritten. A member whose
+training diverges is reported, not retried (it would diverge again). The driver holds the zoo's
+lock for the whole run.
+
+``dask`` is imported only here, and only when a cluster is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from typing import Iterator, Optional
+
+#: Seconds to wait for a scheduler before giving up with one clear line.
+CONNECT_TIMEOUT = 10
+
+#: Times a member's task is rescheduled after its worker died.
+RETRIES = 2
+
+_DATASETS: dict = {}  # per worker process: the last datasets loaded, by config
+
+
+def require_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError("running on a cluster needs Dask distributed: pip install 'mmkern[distributed]'") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def cluster_client(client=None, workers: Optional[int] = None, scheduler: Optional[str] = None) -> Iterator:
+    """A ``distributed.Client``: the one given, one connected to ``scheduler`` (an address), or
+    one of a ``LocalCluster`` of ``workers`` single-threaded processes started for the block."""
+    distributed = require_distributed()
+    if client is not None:
+        if not isinstance(client, distributed.Client):
+            raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}")
+        yield client
+        return
+    if scheduler is not None:
+        try:
+            own = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, ValueError) as e:
+            raise OSError(f"cannot reach the Dask scheduler at {scheduler!r} within {CONNECT_TIMEOUT} s "
+                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        with own:
+            yield own
+        return
+    import logging
+
+    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0", silence_logs=logging.ERROR)
+    try:
+        with distributed.Client(cluster) as own:
+            yield own
+    finally:
+        cluster.close()
+
+
+def _write_probe(path: str, token: str) -> str:
+    from mmkern._io import atomic_write_text
+
+    atomic_write_text(path, token)
+    return os.uname().nodename
+
+
+def check_shared(client, out_dir: str) -> None:
+    """``OSError`` unless a worker can write into ``out_dir`` where the driver reads it."""
+    token = uuid.uuid4().hex
+    path = os.path.join(os.path.abspath(out_dir), f".probe-{token}")
+    try:
+        host = client.submit(_write_probe, path, token, pure=False).result()
+        with open(path, encoding="utf-8") as f:
+            seen = f.read()
+    except FileNotFoundError:
+        raise OSError(f"{out_dir!r} is not shared with the workers: a file a worker wrote there is not "
+                      "visible to this process (the zoo directory must be on a file system every "
+                      "worker and the driver see)") from None
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+    if seen != token:
+        raise OSError(f"{out_dir!r}: the probe file a worker on {host} wrote differs from what this "
+                      "process reads")
+
+
+def member_task(member, zoo_name: str, out_dir: str, dataset, data_dir, device, threads) -> tuple[str, object]:
+    """One member, on a worker: ``("finished", record)`` or ``("failed", message)``."""
+    from mmkern.train._errors import TrainingDiverged
+    from mmkern.train.trainer import load_config_dataset
+    from mmkern.train.zoo import RECORD_FILE, load_record, member_dir, train_member
+
+    if os.path.isfile(os.path.join(member_dir(out_dir, member.id), RECORD_FILE)):
+        return "finished", load_record(out_dir, member.id)  # finished by an attempt that then died
+    if dataset is None:
+        key = (str(data_dir), member.config.dataset, repr(sorted(member.config.dataset_options.items())),
+               member.config.data_seed)
+        if key not in _DATASETS:
+            _DATASETS.clear()
+            _DATASETS[key] = load_config_dataset(member.config, data_dir)
+        data = _DATASETS[key]
+    else:
+        data = dataset(member.config) if callable(dataset) else dataset
+    try:
+        return "finished", train_member(member, zoo_name, out_dir, data, dataset is not None, device, threads)
+    except TrainingDiverged as e:
+        return "failed", str(e)
+
+
+def run_members(client, members: list, zoo_name: str, out_dir: str, dataset, data_dir, device, threads,
+                bar=None, callback=None) -> tuple[dict, dict]:
+    """Train ``members`` as tasks; returns ({id: record}, {id: failure message})."""
+    distributed = require_distributed()
+    run = uuid.uuid4().hex[:8]
+    futures = {client.submit(member_task, m, zoo_name, out_dir, dataset, data_dir, device, threads or 1,
+                             key=f"mmkern-train-{m.dirname}-{run}", retries=RETRIES, pure=False): m
+               for m in members}
+    records, failures = {}, {}
+    try:
+        for future in distributed.as_completed(futures):
+            member = futures[future]
+            if future.status == "error":
+                error = future.exception()
+                failures[member.id] = f"{type(error).__name__}: {error}"
+            else:
+                state, value = future.result()
+                (records if state == "finished" else failures)[member.id] = value
+            if bar is not None:
+                bar.update(1)
+                done = len(records) + len(failures)
+                bar.set_postfix_str(f"{len(futures) - done} pending or running, {len(failures)} failed")
+                if member.id in failures:
+                    bar.write(f"{member.id}: FAILED: {failures[member.id]}")
+                else:
+                    bar.write(f"{member.id}: test accuracy {records[member.id]['metrics']['test']['accuracy']:.4f}")
+            if callback is not None:
+                if member.id in failures:
+                    callback({"event": "failed", "member": member.id, "error": failures[member.id]})
+                else:
+                    callback({"event": "finished", "member": member.id, "record": records[member.id]})
+    except BaseException:  # Ctrl-C or a callback's exception: nothing more is started
+        client.cancel(list(futures))
+        raise
+    return records, failures

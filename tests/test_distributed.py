@@ -1,0 +1,132 @@
+"""Zoos on a Dask distributed cluster: a real LocalCluster of worker processes.
+
+The results must be bitwise those of the serial run (one torch thread per model), a worker killed
+while it trains a member must not cost the zoo anything, and cluster mistakes are one clear line.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("torch")
+distributed = pytest.importorskip("distributed")
+
+from _train_helpers import tiny_recipe, toy_dataset, tree_fingerprint  # noqa: E402
+
+from mmkern.train import list_members, train_zoo  # noqa: E402
+
+SLOW = dict(tiny_recipe(), base={**tiny_recipe()["base"], "epochs": 60})  # ~1 s per member
+
+
+def _checkpoints(zoo) -> dict:
+    return {os.path.relpath(p, zoo): hashlib.sha256(open(p, "rb").read()).hexdigest()
+            for p in glob.glob(os.path.join(zoo, "members", "*", "model.safetensors"))}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial")
+    train_zoo(SLOW, out, dataset=toy_dataset(), progress=False, threads=1)
+    return out
+
+
+def test_a_zoo_on_a_cluster_is_the_serial_zoo(cluster, serial, tmp_path):
+    events = []
+    records = train_zoo(SLOW, tmp_path, dataset=toy_dataset(), progress=False, client=cluster,
+                        callback=events.append)
+    assert [r["id"] for r in records] == list_members(tmp_path) == list_members(serial)
+    assert _checkpoints(tmp_path) == _checkpoints(serial)  # bitwise, with one thread per model
+    assert sorted(e["member"] for e in events if e["event"] == "finished") == sorted(list_members(serial))
+    before = tree_fingerprint(str(tmp_path))
+    again = train_zoo(SLOW, tmp_path, dataset=toy_dataset(), progress=False, client=cluster)
+    assert tree_fingerprint(str(tmp_path)) == before and len(again) == 4  # nothing rerun
+
+
+def test_a_killed_worker_costs_the_zoo_nothing(cluster, serial, tmp_path):
+    pids = cluster.run(os.getpid)
+    result: dict = {}
+
+    def drive():
+        try:
+            result["records"] = train_zoo(SLOW, tmp_path, dataset=toy_dataset(), progress=False, client=cluster)
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            result["error"] = e
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline:
+        for address, keys in cluster.processing().items():
+            if any(str(k).startswith("mmkern-train-") for k in keys) and address in pids:
+                os.kill(pids[address], signal.SIGKILL)  # mid-member: the nanny starts a new worker
+                killed = address
+                break
+        time.sleep(0.05)
+    driver.join(timeout=600)
+    assert killed is not None, "no member was seen running"
+    assert "error" not in result, result.get("error")
+    assert list_members(tmp_path) == list_members(serial)
+    assert _checkpoints(tmp_path) == _checkpoints(serial)
+    assert not glob.glob(os.path.join(tmp_path, "**", ".*.tmp"), recursive=True)
+    cluster.wait_for_workers(2, timeout=60)
+
+
+def test_a_workers_argument_starts_and_closes_a_local_cluster(serial, tmp_path):
+    train_zoo(SLOW, tmp_path, dataset=toy_dataset(), progress=False, workers=2)
+    assert _checkpoints(tmp_path) == _checkpoints(serial)
+
+
+def test_a_directory_the_workers_do_not_see_is_refused(tmp_path, monkeypatch):
+    from mmkern.train import _cluster
+
+    monkeypatch.setattr(_cluster, "_write_probe", lambda path, token: os.uname().nodename)  # writes nothing
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as client:
+        with pytest.raises(OSError, match="is not shared with the workers"):
+            train_zoo(SLOW, tmp_path, dataset=toy_dataset(), progress=False, client=client)
+    assert list_members(tmp_path) == []
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from mmkern.cli import main
+    from mmkern.train import _cluster
+
+    monkeypatch.setattr(_cluster, "CONNECT_TIMEOUT", 2)
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["train", "digits-spurious", "--out", str(tmp_path / "z"), "--scheduler",
+                                       "tcp://127.0.0.1:1"], catch_exceptions=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot reach the Dask scheduler at 'tcp://127.0.0.1:1' within 2 s" in result.output
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "z").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "give --workers or --scheduler, not both"),
+    (["--workers", "0"], "Invalid value for '--workers'"),
+])
+def test_cluster_options_are_checked(tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from mmkern.cli import main
+
+    result = CliRunner().invoke(main, ["train", "digits-spurious", "--out", str(tmp_path / "z"), *args],
+                                catch_exceptions=False)
+    assert result.exit_code == 2 and message in result.output
