@@ -1,4 +1,5 @@
-"""The README's Python examples run exactly as written."""
+"""The README's Python examples run exactly as written (```python blocks; ```py blocks need what
+no test machine has, such as a Slurm cluster, and are shown only)."""
 
 from __future__ import annotations
 

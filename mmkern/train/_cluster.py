@@ -121,6 +121,8 @@ def run_members(client, members: list, zoo_name: str, out_dir: str, dataset, dat
     """Train ``members`` as tasks; returns ({id: record}, {id: failure message})."""
     distributed = require_distributed()
     run = uuid.uuid4().hex[:8]
+    if dataset is not None and not callable(dataset):  # sent to every worker once, not per task
+        dataset = client.scatter(dataset, broadcast=True)
     futures = {client.submit(member_task, m, zoo_name, out_dir, dataset, data_dir, device, threads or 1,
                              key=f"mmkern-train-{m.dirname}-{run}", retries=RETRIES, pure=False): m
                for m in members}
