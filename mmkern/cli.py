@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -93,6 +94,31 @@ def _resolve_device(device: str) -> str:
     return str(resolve_device(device))
 
 
+def _CLUSTER_OPTIONS(command):
+    """--workers N and --scheduler ADDRESS: run the command's per-model work on a Dask cluster."""
+    command = click.option(
+        "--scheduler", default=None, metavar="ADDRESS",
+        help="Run on an existing Dask cluster (its scheduler address, e.g. tcp://host:8786); the zoo "
+             "folder must be on a file system every worker sees.")(command)
+    return click.option("--workers", type=click.IntRange(1), default=None,
+                        help="Run the models in parallel on a local Dask cluster of N worker processes."
+                        )(command)
+
+
+@contextlib.contextmanager
+def _cluster(workers, scheduler):
+    """The cluster keyword arguments of the library call: {}, {"workers": N} or {"client": ...}."""
+    if workers is not None and scheduler is not None:
+        raise click.UsageError("give --workers or --scheduler, not both")
+    if scheduler is None:
+        yield {} if workers is None else {"workers": workers}
+        return
+    from mmkern.train._cluster import cluster_client
+
+    with cluster_client(scheduler=scheduler) as client:
+        yield {"client": client}
+
+
 def _zoo_dir(path: str) -> str:
     from mmkern.train import load_zoo
 
@@ -118,11 +144,7 @@ def recipes() -> None:
 @_DATA_DIR
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="Torch threads per model (default: torch's; 1 is fastest for small models).")
-@click.option("--workers", type=click.IntRange(1), default=None,
-              help="Train the models in parallel on a local Dask cluster of N worker processes.")
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Train on an existing Dask cluster (its scheduler address, e.g. tcp://host:8786); "
-                   "the --out folder must be on a file system every worker sees.")
+@_CLUSTER_OPTIONS
 def train(recipe: str, out_dir: str, device: str, data_dir: str | None,
           threads: int | None, workers: int | None, scheduler: str | None) -> None:
     """Train every model of RECIPE (a bundled name, see `mmkern recipes`, or a TOML file).
@@ -132,16 +154,9 @@ def train(recipe: str, out_dir: str, device: str, data_dir: str | None,
     """
     from mmkern.train import train_zoo
 
-    if workers is not None and scheduler is not None:
-        raise click.UsageError("give --workers or --scheduler, not both")
-    kwargs = dict(data_dir=data_dir, device=_resolve_device(device), threads=threads)
-    if scheduler is not None:
-        from mmkern.train._cluster import cluster_client
-
-        with cluster_client(scheduler=scheduler) as client:
-            records = train_zoo(recipe, out_dir, client=client, **kwargs)
-    else:
-        records = train_zoo(recipe, out_dir, workers=workers, **kwargs)
+    with _cluster(workers, scheduler) as cluster:
+        records = train_zoo(recipe, out_dir, data_dir=data_dir, device=_resolve_device(device),
+                            threads=threads, **cluster)
     click.echo(f"{len(records)} models in {out_dir}")
 
 
@@ -153,13 +168,16 @@ def train(recipe: str, out_dir: str, device: str, data_dir: str | None,
               show_default=True, help="Convolution outputs: averaged over positions or flattened.")
 @_DEVICE
 @_DATA_DIR
+@_CLUSTER_OPTIONS
 def activations(zoo_dir: str, samples: int, reduce: str, device: str,
-                data_dir: str | None) -> None:
+                data_dir: str | None, workers: int | None, scheduler: str | None) -> None:
     """Capture activations and predictions of every trained model of ZOO_DIR (resumable)."""
     from mmkern.analysis import collect_outputs
 
-    done = collect_outputs(_zoo_dir(zoo_dir), n_samples=samples, reduce=reduce,
-                           data_dir=data_dir, device=_resolve_device(device))
+    zoo_dir = _zoo_dir(zoo_dir)
+    with _cluster(workers, scheduler) as cluster:
+        done = collect_outputs(zoo_dir, n_samples=samples, reduce=reduce,
+                               data_dir=data_dir, device=_resolve_device(device), **cluster)
     click.echo(f"outputs of {len(done)} models written (others were up to date)")
 
 
@@ -223,7 +241,8 @@ def finetune(zoo_dir: str, method: str, clean_samples: int, epochs: int, lr: flo
 @click.option("--out", "out_dir", default="mmkern-demo", show_default=True,
               type=click.Path(file_okay=False), help="Where the zoo and its report go.")
 @_DEVICE
-def demo(out_dir: str, device: str) -> None:
+@_CLUSTER_OPTIONS
+def demo(out_dir: str, device: str, workers: int | None, scheduler: str | None) -> None:
     """Train the bundled demo population (MNIST-1D), analyze it and write its report.
 
     A few minutes on two CPU cores; rerunning resumes and reuses finished models.
@@ -238,7 +257,8 @@ def demo(out_dir: str, device: str) -> None:
     click.echo(f"mmkern demo: {len(recipe.members)} models -- {recipe.description.strip()}")
     # The demo's small models train faster on one thread than on two: their operations are too
     # small to split (benchmarks/NOTES.md).
-    train_zoo(recipe, out_dir, device=_resolve_device(device), threads=1)
+    with _cluster(workers, scheduler) as cluster:
+        train_zoo(recipe, out_dir, device=_resolve_device(device), threads=1, **cluster)
     report = analyze_zoo(out_dir, device=_resolve_device(device))
     click.echo(f"done in {time.perf_counter() - started:.0f} s; report: {report}")
 

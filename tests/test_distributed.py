@@ -130,3 +130,27 @@ def test_cluster_options_are_checked(tmp_path, args, message):
     result = CliRunner().invoke(main, ["train", "digits-spurious", "--out", str(tmp_path / "z"), *args],
                                 catch_exceptions=False)
     assert result.exit_code == 2 and message in result.output
+
+
+def test_outputs_on_a_cluster_are_the_serial_outputs(cluster, serial, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from mmkern.analysis import collect_outputs
+    from mmkern.analysis.outputs import load_outputs
+    from mmkern.train._inputs import torch_threads
+
+    on_cluster, here = tmp_path / "cluster", tmp_path / "here"
+    shutil.copytree(serial, on_cluster)
+    shutil.copytree(serial, here)
+    assert sorted(collect_outputs(on_cluster, n_samples=30, dataset=toy_dataset(), progress=False,
+                                  client=cluster)) == sorted(list_members(serial))
+    with torch_threads(1):  # Dask's workers run one thread each
+        collect_outputs(here, n_samples=30, dataset=toy_dataset(), progress=False)
+    members = list_members(serial)
+    for got, want in zip(load_outputs(on_cluster, members), load_outputs(here, members)):
+        assert got.keys() == want.keys()
+        for key in got:
+            np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]))
+    assert collect_outputs(on_cluster, n_samples=30, dataset=toy_dataset(), progress=False, client=cluster) == []

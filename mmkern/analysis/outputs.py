@@ -88,6 +88,8 @@ def collect_outputs(
     device: str = "cpu",
     progress: bool = True,
     dataset=None,
+    client=None,
+    workers: Optional[int] = None,
 ) -> list[str]:
     """Capture activations and predictions of every finished member that lacks them.
 
@@ -110,6 +112,11 @@ def collect_outputs(
         A tqdm bar over the members.
     dataset : mmkern.data.Dataset, optional
         The zoo's dataset if already loaded (default: :func:`zoo_dataset`).
+    client : distributed.Client, optional
+        Compute each member's outputs as a task on this Dask cluster (the zoo directory must be
+        shared with the workers; see :mod:`mmkern.train._cluster`).
+    workers : int, optional
+        Start a ``LocalCluster`` of this many worker processes for the call.
 
     Returns
     -------
@@ -128,34 +135,58 @@ def collect_outputs(
         raise ValueError(f"zoo {os.fspath(zoo_dir)!r} has no finished member: train it first")
     dataset = zoo_dataset(zoo_dir, data_dir) if dataset is None else dataset
     settings = _settings(dataset, layers, reduce, n_samples)
+    cluster = {"client": client, "workers": workers} if client is not None or workers is not None else None
     with zoo_lock(zoo_dir):
-        return _collect(zoo_dir, members, dataset, settings, layers, reduce, device, progress)
+        return _collect(zoo_dir, members, dataset, settings, layers, reduce, device, progress, cluster)
 
 
-def _collect(zoo_dir, members, dataset, settings, layers, reduce, device, progress) -> list[str]:
+def _collect(zoo_dir, members, dataset, settings, layers, reduce, device, progress, cluster=None) -> list[str]:
     from tqdm.auto import tqdm
 
+    from mmkern.train import member_dir
+
+    todo = [m for m in members if not _done(member_dir(zoo_dir, m), settings)]
+    if cluster is not None and todo:
+        from mmkern.train._cluster import check_shared, cluster_client, run_tasks
+
+        bar = tqdm(total=len(todo), desc="outputs", unit="model", disable=None if progress else True)
+        try:
+            with cluster_client(cluster["client"], cluster["workers"]) as client:
+                check_shared(client, os.fspath(zoo_dir))
+                jobs = {m: (zoo_dir, m, dataset, settings, layers, reduce, device) for m in todo}
+                _, failures = run_tasks(client, member_outputs, jobs, "outputs", bar, scatter=(dataset,))
+        finally:
+            bar.close()
+        if failures:
+            from mmkern.train._errors import MembersFailed
+
+            raise MembersFailed(f"the outputs of zoo {os.fspath(zoo_dir)!r}", failures, [])
+        return todo
+    for member_id in tqdm(todo, desc="outputs", unit="model", disable=None if progress else True):
+        member_outputs(zoo_dir, member_id, dataset, settings, layers, reduce, device)
+    return todo
+
+
+def member_outputs(zoo_dir, member_id: str, dataset, settings: dict, layers, reduce: str, device) -> bool:
+    """Capture one member's activations and predictions and write them (the marker
+    ``outputs.json`` last, with their SHA-256 sums); False if they were up to date."""
     from mmkern.train import capture_activations, load_member, member_dir, predict
     from mmkern.train.activations import save_activations
     from mmkern.train.checkpoint import file_sha256
 
-    subset = dataset.test.x[:settings["n_samples"]]
-    computed = []
-    for member_id in tqdm(members, desc="outputs", unit="model", disable=None if progress else True):
-        directory = member_dir(zoo_dir, member_id)
-        if _done(directory, settings):
-            continue
-        remove_stale_temporaries(directory)
-        model, _ = load_member(zoo_dir, member_id, device=device)
-        acts = capture_activations(model, subset, layers, reduce=reduce)
-        save_activations(os.path.join(directory, ACTIVATIONS_FILE), acts)
-        probs = {name: predict(model, split.x) for name, split in evaluation_sets(dataset).items()}
-        save_activations(os.path.join(directory, PREDICTIONS_FILE), probs)
-        sums = {name: file_sha256(os.path.join(directory, name)) for name in (ACTIVATIONS_FILE, PREDICTIONS_FILE)}
-        atomic_write_text(os.path.join(directory, OUTPUTS_FILE),
-                          json.dumps({"settings": settings, "layers": list(acts), "sha256": sums}, indent=2))
-        computed.append(member_id)
-    return computed
+    directory = member_dir(zoo_dir, member_id)
+    if _done(directory, settings):
+        return False
+    remove_stale_temporaries(directory)
+    model, _ = load_member(zoo_dir, member_id, device=device)
+    acts = capture_activations(model, dataset.test.x[:settings["n_samples"]], layers, reduce=reduce)
+    save_activations(os.path.join(directory, ACTIVATIONS_FILE), acts)
+    probs = {name: predict(model, split.x) for name, split in evaluation_sets(dataset).items()}
+    save_activations(os.path.join(directory, PREDICTIONS_FILE), probs)
+    sums = {name: file_sha256(os.path.join(directory, name)) for name in (ACTIVATIONS_FILE, PREDICTIONS_FILE)}
+    atomic_write_text(os.path.join(directory, OUTPUTS_FILE),
+                      json.dumps({"settings": settings, "layers": list(acts), "sha256": sums}, indent=2))
+    return True
 
 
 def load_outputs(zoo_dir, member_ids: Sequence[str]) -> tuple[dict, dict]:

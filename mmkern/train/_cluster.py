@@ -116,40 +116,58 @@ def member_task(member, zoo_name: str, out_dir: str, dataset, data_dir, device, 
         return "failed", str(e)
 
 
-def run_members(client, members: list, zoo_name: str, out_dir: str, dataset, data_dir, device, threads,
-                bar=None, callback=None) -> tuple[dict, dict]:
-    """Train ``members`` as tasks; returns ({id: record}, {id: failure message})."""
+def run_tasks(client, function, jobs: dict, label: str, bar=None, on_done=None, scatter: tuple = ()
+              ) -> tuple[dict, dict]:
+    """Run ``function(*args)`` for every ``{id: args}`` of ``jobs`` as a task (``RETRIES``
+    retries after a worker died); returns ({id: result}, {id: error message}) and calls
+    ``on_done(id, result, error)`` as each ends. Values in ``scatter`` (objects among the
+    arguments, e.g. a dataset) are sent to every worker once. Ctrl-C cancels what is left."""
     distributed = require_distributed()
     run = uuid.uuid4().hex[:8]
-    if dataset is not None and not callable(dataset):  # sent to every worker once, not per task
-        dataset = client.scatter(dataset, broadcast=True)
-    futures = {client.submit(member_task, m, zoo_name, out_dir, dataset, data_dir, device, threads or 1,
-                             key=f"mmkern-train-{m.dirname}-{run}", retries=RETRIES, pure=False): m
-               for m in members}
-    records, failures = {}, {}
+    shared = {id(v): client.scatter(v, broadcast=True) for v in scatter if v is not None}
+    futures = {}
+    for job, args in jobs.items():
+        args = [shared.get(id(a), a) for a in args]
+        safe = "".join(c if c.isalnum() or c in "._=-" else "_" for c in str(job))
+        futures[client.submit(function, *args, key=f"mmkern-{label}-{safe}-{run}", retries=RETRIES,
+                              pure=False)] = job
+    results, failures = {}, {}
     try:
         for future in distributed.as_completed(futures):
-            member = futures[future]
+            job = futures[future]
             if future.status == "error":
                 error = future.exception()
-                failures[member.id] = f"{type(error).__name__}: {error}"
+                failures[job] = f"{type(error).__name__}: {error}"
             else:
-                state, value = future.result()
-                (records if state == "finished" else failures)[member.id] = value
+                results[job] = future.result()
             if bar is not None:
                 bar.update(1)
-                done = len(records) + len(failures)
+                done = len(results) + len(failures)
                 bar.set_postfix_str(f"{len(futures) - done} pending or running, {len(failures)} failed")
-                if member.id in failures:
-                    bar.write(f"{member.id}: FAILED: {failures[member.id]}")
-                else:
-                    bar.write(f"{member.id}: test accuracy {records[member.id]['metrics']['test']['accuracy']:.4f}")
-            if callback is not None:
-                if member.id in failures:
-                    callback({"event": "failed", "member": member.id, "error": failures[member.id]})
-                else:
-                    callback({"event": "finished", "member": member.id, "record": records[member.id]})
+            if on_done is not None:
+                on_done(job, results.get(job), failures.get(job))
     except BaseException:  # Ctrl-C or a callback's exception: nothing more is started
         client.cancel(list(futures))
         raise
+    return results, failures
+
+
+def run_members(client, members: list, zoo_name: str, out_dir: str, dataset, data_dir, device, threads,
+                bar=None, callback=None) -> tuple[dict, dict]:
+    """Train ``members`` as tasks; returns ({id: record}, {id: failure message})."""
+    def on_done(member_id, result, error):
+        if result is not None and result[0] == "failed":
+            error = result[1]
+        if bar is not None:
+            bar.write(f"{member_id}: FAILED: {error}" if error else
+                      f"{member_id}: test accuracy {result[1]['metrics']['test']['accuracy']:.4f}")
+        if callback is not None:
+            callback({"event": "failed", "member": member_id, "error": error} if error else
+                     {"event": "finished", "member": member_id, "record": result[1]})
+
+    jobs = {m.id: (m, zoo_name, out_dir, dataset, data_dir, device, threads or 1) for m in members}
+    scatter = (dataset,) if dataset is not None and not callable(dataset) else ()
+    results, failures = run_tasks(client, member_task, jobs, "train", bar, on_done, scatter)
+    records = {k: v[1] for k, v in results.items() if v[0] == "finished"}
+    failures.update({k: v[1] for k, v in results.items() if v[0] == "failed"})
     return records, failures
