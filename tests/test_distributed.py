@@ -154,3 +154,31 @@ def test_outputs_on_a_cluster_are_the_serial_outputs(cluster, serial, tmp_path):
         for key in got:
             np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]))
     assert collect_outputs(on_cluster, n_samples=30, dataset=toy_dataset(), progress=False, client=cluster) == []
+
+
+def _shard(seed: int, rows: slice):
+    """A worker's accumulator over its shard of the rows (each worker sees only its rows)."""
+    import numpy as np
+
+    import mmkern
+
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(600, 4))
+    acts = [z @ rng.normal(size=(4, d)) + 0.1 * rng.normal(size=(600, d)) for d in (6, 5, 7)]
+    return mmkern.SimilarityAccumulator(3).update([a[rows] for a in acts])
+
+
+def test_accumulators_reduce_as_a_tree_on_the_cluster(cluster):
+    import numpy as np
+
+    from mmkern import SimilarityAccumulator
+
+    cuts = [0, 100, 250, 430, 600]
+    shards = [cluster.submit(_shard, 7, slice(lo, hi), pure=False) for lo, hi in zip(cuts, cuts[1:])]
+    while len(shards) > 1:  # pairwise merges where the shards are
+        shards = [cluster.submit(SimilarityAccumulator.merge, a, b) for a, b in zip(shards[::2], shards[1::2])]
+    merged = shards[0].result()
+    full = _shard(7, slice(0, 600))
+    assert merged.n_samples == 600
+    np.testing.assert_allclose(merged.svcca(), full.svcca(), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(merged.cka(debiased=True), full.cka(debiased=True), rtol=1e-10, atol=1e-12)

@@ -1220,3 +1220,37 @@ def test_host_twins_of_the_device_tails_take_arrays_as_they_are(rng):
     assert_allclose(got["cka"], mmkern.pairwise_cka(acts)[first, second], rtol=1e-12)
     with pytest.raises(TypeError, match=r"^first must be a int64 array"):
         _C.cka_from_norms(first.astype(np.int32), second, fro2[first, second].copy(), np.diag(fro2).copy(), 40.0)
+
+
+@pytest.mark.parametrize("scales", [(1.0, 1.0, 1.0), (1e200, 1.0, 1e-150)], ids=["unit", "extreme"])
+def test_accumulators_of_disjoint_shards_merge_exactly(rng, scales):
+    import functools
+
+    acts = [a * s for a, s in zip(latent_activations(rng, 400, [5, 4, 6]), scales)]
+    acts[0] = acts[0] + 3.0 * scales[0]  # far from zero: the shards' shifts differ
+    full = mmkern.SimilarityAccumulator(3).update(acts)
+    cuts = [0, 37, 180, 181, 400]
+    shards = [mmkern.SimilarityAccumulator(3).update([a[lo:hi] for a in acts]) for lo, hi in zip(cuts, cuts[1:])]
+    shards[1].update([a[:0] for a in acts])  # an empty batch changes nothing
+    merged = functools.reduce(mmkern.SimilarityAccumulator.merge, shards)
+    assert merged.n_samples == 400 and all(s.n_samples == hi - lo for s, lo, hi in zip(shards, cuts, cuts[1:]))
+    for name, (streamed, _) in ACC_METHODS.items():
+        assert_allclose(streamed(merged), streamed(full), rtol=1e-11, atol=1e-12, err_msg=name)
+    assert_allclose(merged.cka(debiased=True), full.cka(debiased=True), rtol=1e-10, atol=1e-12)
+    tree = shards[0].merge(shards[1]).merge(shards[2].merge(shards[3]))  # any order, any grouping
+    assert_allclose(tree.svcca(), merged.svcca(), rtol=1e-12, atol=1e-13)
+
+
+def test_merge_with_an_empty_accumulator_and_bad_partners(rng):
+    acts = latent_activations(rng, 60, [3, 3])
+    acc = mmkern.SimilarityAccumulator(2).update(acts)
+    empty = mmkern.SimilarityAccumulator(2)
+    assert_allclose(acc.merge(empty).cka(), acc.cka(), rtol=0, atol=0)
+    assert_allclose(empty.merge(acc).cka(), acc.cka(), rtol=0, atol=0)
+    assert empty.merge(empty).n_samples == 0
+    with pytest.raises(ValueError, match="other holds 3 models, this accumulator 2"):
+        acc.merge(mmkern.SimilarityAccumulator(3))
+    with pytest.raises(ValueError, match="widths"):
+        acc.merge(mmkern.SimilarityAccumulator(2).update([acts[0], acts[1][:, :2]]))
+    with pytest.raises(TypeError, match="other must be a SimilarityAccumulator"):
+        acc.merge(acts)

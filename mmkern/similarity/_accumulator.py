@@ -143,6 +143,45 @@ class SimilarityAccumulator:
         """(M, M) linear CKA matrix (see :func:`pairwise_cka`)."""
         return self._matrix("cka", debiased=debiased)
 
+    # -- combining accumulators of disjoint samples ---------------------------------------------
+
+    def merge(self, other: "SimilarityAccumulator") -> "SimilarityAccumulator":
+        """A new accumulator holding the samples of both (neither is changed).
+
+        Exact up to float64 rounding: ``other``'s statistics are rebased onto this one's shift
+        and scale (the algebra of :func:`_rebased`) and added, so accumulators fed disjoint shards
+        of the rows (e.g. on the workers of a cluster, reduced as a tree) give the matrices of one
+        accumulator fed every row.
+
+        Raises
+        ------
+        TypeError
+            ``other`` is not a SimilarityAccumulator.
+        ValueError
+            Different numbers of models or widths.
+        """
+        if not isinstance(other, SimilarityAccumulator):
+            raise TypeError(f"other must be a SimilarityAccumulator, got {type(other).__name__}")
+        if other.n_models != self.n_models:
+            raise ValueError(f"other holds {other.n_models} models, this accumulator {self.n_models}")
+        out = SimilarityAccumulator(self.n_models)
+        if self._stats is None or other._stats is None:
+            source = self._stats if other._stats is None else other._stats
+            out._stats = None if source is None else _copy_stats(source)
+            return out
+        a, b = self._stats, other._stats
+        if a.widths != b.widths:
+            raise ValueError(f"other's widths {b.widths} differ from this accumulator's {a.widths}")
+        merged = _copy_stats(a)
+        gram, colsum, (row_moments, norm_products, norm_sums) = _rebased(b, a)
+        merged.gram += gram
+        merged.colsum += colsum
+        for dst, add in zip(merged.moments, (row_moments, norm_products, norm_sums)):
+            dst += add
+        merged.n += b.n
+        out._stats = merged
+        return out
+
     # -- persistence: resume a long streaming job ---------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
@@ -224,6 +263,61 @@ class SimilarityAccumulator:
             dst[...] = state[key]
         acc._stats = stats
         return acc
+
+
+def _copy_stats(stats: GramStats) -> GramStats:
+    out = GramStats(stats.widths, stats.shift.copy(), moments=True, exponents=stats.exponents)
+    out.n = stats.n
+    out.gram[...] = stats.gram
+    out.colsum[...] = stats.colsum
+    for dst, src in zip(out.moments, stats.moments):
+        dst[...] = src
+    return out
+
+
+def _rebased(b: GramStats, a: GramStats):
+    """``b``'s accumulated statistics as if taken with ``a``'s scale (per model 2^e) and shift.
+
+    With y the rows of b (shifted by b's shift, on a's scale) and delta = b.shift - a.shift, the
+    rows shifted by a's shift are y + delta, so (per model i, block B_i, q_i = |y_i|^2,
+    r_i = delta_i . y_i, a_i = |delta_i|^2):
+    gram' = G + c delta^T + delta c^T + n delta delta^T; colsum' = c + n delta;
+    norm_sums'_i = S_i + 2 delta_i . c_i + n a_i;
+    row_moments'_i = R_i + 2 G[:, B_i] delta_i + a_i c + delta S_i + 2 (delta_i . c_i) delta + n a_i delta;
+    norm_products'_ij = P_ij + 2 delta_j . R_i[B_j] + 2 delta_i . R_j[B_i] + 4 delta_i^T G[B_i, B_j] delta_j
+    + a_j S_i + a_i S_j + 2 a_j (delta_i . c_i) + 2 a_i (delta_j . c_j) + n a_i a_j.
+    """
+    blocks = [slice(x, y) for x, y in zip(a.offsets, a.offsets[1:])]
+    factor = np.concatenate([np.full(w, float(ea - eb)) for w, ea, eb in zip(a.widths, a.exponents, b.exponents)])
+    model_factor = np.array([float(ea - eb) for ea, eb in zip(a.exponents, b.exponents)])
+    # b's statistics on a's scale: data of model i times 2^(e_a - e_b), exactly. The kernels keep
+    # the lower triangle (of NumPy's view) of the Gram matrix: made whole first.
+    g = np.tril(b.gram) + np.tril(b.gram, -1).T
+    g = np.ldexp(g, (factor[:, None] + factor[None, :]).astype(int))
+    c = np.ldexp(b.colsum, factor.astype(int))
+    shift_b = np.ldexp(b.shift, factor.astype(int))
+    rm = np.ldexp(b.moments[0], (factor[None, :] + 2 * model_factor[:, None]).astype(int))
+    npd = np.ldexp(b.moments[1], (2 * model_factor[:, None] + 2 * model_factor[None, :]).astype(int))
+    ns = np.ldexp(b.moments[2], (2 * model_factor).astype(int))
+    n = float(b.n)
+    delta = shift_b - a.shift
+    m = len(blocks)
+    dc = np.array([delta[bl] @ c[bl] for bl in blocks])          # delta_i . c_i
+    sq = np.array([delta[bl] @ delta[bl] for bl in blocks])      # a_i = |delta_i|^2
+    gram = np.tril(g + np.outer(c, delta) + np.outer(delta, c) + n * np.outer(delta, delta))
+    colsum = c + n * delta
+    norm_sums = ns + 2 * dc + n * sq
+    row_moments = np.empty_like(rm)
+    for i, bl in enumerate(blocks):
+        row_moments[i] = (rm[i] + 2 * g[:, bl] @ delta[bl] + sq[i] * c + delta * ns[i] + 2 * dc[i] * delta
+                          + n * sq[i] * delta)
+    norm_products = np.empty((m, m))
+    for i, bi in enumerate(blocks):
+        for j, bj in enumerate(blocks):
+            norm_products[i, j] = (npd[i, j] + 2 * delta[bj] @ rm[i][bj] + 2 * delta[bi] @ rm[j][bi]
+                                   + 4 * delta[bi] @ g[bi, bj] @ delta[bj] + sq[j] * ns[i] + sq[i] * ns[j]
+                                   + 2 * sq[j] * dc[i] + 2 * sq[i] * dc[j] + n * sq[i] * sq[j])
+    return gram, colsum, (row_moments, norm_products, norm_sums)
 
 
 _FORMAT = "mmkern.SimilarityAccumulator/2"
