@@ -221,8 +221,10 @@ def analyze(zoo_dir: str, alphas: int, no_barriers: bool, align: str | None, pla
 @_DATA_DIR
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="Torch threads (default: torch's; 1 is fastest for small models).")
+@_CLUSTER_OPTIONS
 def finetune(zoo_dir: str, method: str, clean_samples: int, epochs: int, lr: float,
-             batch_size: int, seed: int, data_dir: str | None, threads: int | None) -> None:
+             batch_size: int, seed: int, data_dir: str | None, threads: int | None,
+             workers: int | None, scheduler: str | None) -> None:
     """Fine-tune every model of a spurious-cue ZOO_DIR on a few clean samples (resumable).
 
     Writes finetune/METHOD/ inside ZOO_DIR: the tuned models, and per model its accuracy on the
@@ -231,9 +233,11 @@ def finetune(zoo_dir: str, method: str, clean_samples: int, epochs: int, lr: flo
     """
     from mmkern.train.finetune_zoo import FINETUNE_DIR, finetune_zoo
 
-    records = finetune_zoo(_zoo_dir(zoo_dir), method, clean_samples=clean_samples,
-                           epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                           data_dir=data_dir, threads=threads)  # a line per model as it is done
+    zoo_dir = _zoo_dir(zoo_dir)
+    with _cluster(workers, scheduler) as cluster:
+        records = finetune_zoo(zoo_dir, method, clean_samples=clean_samples, epochs=epochs, lr=lr,
+                               batch_size=batch_size, seed=seed, data_dir=data_dir, threads=threads,
+                               **cluster)  # a line per model as it is done
     click.echo(f"{len(records)} fine-tuned models in {os.path.join(zoo_dir, FINETUNE_DIR, method)}")
 
 

@@ -182,3 +182,21 @@ def test_accumulators_reduce_as_a_tree_on_the_cluster(cluster):
     assert merged.n_samples == 600
     np.testing.assert_allclose(merged.svcca(), full.svcca(), rtol=1e-11, atol=1e-12)
     np.testing.assert_allclose(merged.cka(debiased=True), full.cka(debiased=True), rtol=1e-10, atol=1e-12)
+
+
+def test_fine_tuning_on_a_cluster_is_the_serial_fine_tuning(cluster, tmp_path):
+    from mmkern.train import finetune_zoo
+
+    recipe = {"name": "cue", "base": {"dataset": "digits", "model": "mlp", "width": 0.25, "epochs": 1,
+                                      "dataset_options": {"spurious": 1.0, "ood": []}},
+              "factors": [{"field": "init_seed", "values": [0, 1]}]}
+    train_zoo(recipe, tmp_path, progress=False, threads=1)
+    settings = dict(clean_samples=40, epochs=1, batch_size=32, alphas=3, threads=1, progress=False)
+    import shutil
+
+    here = tmp_path.parent / f"{tmp_path.name}-here"
+    shutil.copytree(tmp_path, here)
+    on_cluster = finetune_zoo(tmp_path, "naive", client=cluster, **settings)
+    serial = finetune_zoo(here, "naive", **settings)
+    assert [r["member"] for r in on_cluster] == [r["member"] for r in serial] == ["base", "init_seed=1"]
+    assert [r["checkpoint"]["sha256"] for r in on_cluster] == [r["checkpoint"]["sha256"] for r in serial]

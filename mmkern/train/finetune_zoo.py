@@ -112,6 +112,8 @@ def finetune_zoo(
     data_dir=None,
     threads: Optional[int] = None,
     progress: bool = True,
+    client=None,
+    workers: Optional[int] = None,
 ) -> list[dict[str, Any]]:
     """Fine-tune every finished member of a spurious-cue zoo; resumable.
 
@@ -134,6 +136,9 @@ def finetune_zoo(
         Torch intra-op threads (restored afterwards).
     progress : bool, default True
         One line per member as it is done (or found done), with :func:`summary_line`.
+    client, workers
+        Tune the members as tasks on a Dask cluster (as :func:`mmkern.train.train_zoo`); the zoo
+        directory must be shared with the workers.
 
     Returns
     -------
@@ -185,7 +190,8 @@ def finetune_zoo(
     with exclusive_lock(os.path.join(out, LOCK_FILE), f"fine-tuning directory {out!r}"):
         remove_stale_temporaries(out)
         _check_settings(out, settings)
-        return _finetune_members(zoo_dir, out, configs, datasets, clean_of, settings, threads, progress)
+        cluster = {"client": client, "workers": workers} if client is not None or workers is not None else None
+        return _finetune_members(zoo_dir, out, configs, datasets, clean_of, settings, threads, progress, cluster)
 
 
 def _check_record(record: dict, path: str) -> dict:
@@ -216,42 +222,71 @@ def _finished_record(directory: str, member_id: str) -> Optional[dict]:
     return record
 
 
-def _finetune_members(zoo_dir, out, configs, datasets, clean_of, settings, threads, progress):
+def tune_member(zoo_dir: str, out: str, member_id: str, cued, clean, settings: dict, threads) -> tuple[str, object]:
+    """Fine-tune one member and save it as finished: ``("finished", record)``, or ``("failed",
+    message)`` when fine-tuning diverged (nothing saved). A member already finished (by an
+    attempt on a worker that then died) is returned as it is."""
+    directory = os.path.join(out, member_dirname(member_id))
+    done = _finished_record(directory, member_id)
+    if done is not None:
+        return "finished", done
+    if os.path.isdir(directory):
+        remove_stale_temporaries(directory)
+    model, _ = load_member(zoo_dir, member_id)
     method, seed = settings["method"], settings["seed"]
+    pick = np.random.default_rng(seed).choice(len(clean.train), settings["clean_samples"], replace=False)
+    try:
+        tuned, finetune_record = fine_tune(
+            model, (clean.train.x[pick], clean.train.y[pick]), method=method,
+            cue_data=cued.train if method == "cbft" else None, epochs=settings["epochs"],
+            lr=settings["lr"], batch_size=settings["batch_size"],
+            margin=settings.get("margin", 1.0), invariance_weight=settings.get("invariance_weight", 1.0),
+            seed=seed, threads=threads)
+    except TrainingDiverged as e:  # this member only: the others are still tuned
+        return "failed", str(e)
+    record = {"member": member_id, "finetune": finetune_record,
+              "metrics": {"original": _metrics(model, cued), "tuned": _metrics(tuned, cued)},
+              "barriers": _barriers(model, tuned, cued, settings["alphas"])}
+    os.makedirs(directory, exist_ok=True)
+    return "finished", save_finished(directory, tuned, record)
+
+
+def _finetune_members(zoo_dir, out, configs, datasets, clean_of, settings, threads, progress, cluster=None):
+    method = settings["method"]
+    pending = {m: c for m, c in configs.items()
+               if _finished_record(os.path.join(out, member_dirname(m)), m) is None}
+    results = {}
+    if cluster is not None and pending:
+        from mmkern.train._cluster import check_shared, cluster_client, run_tasks
+
+        with cluster_client(cluster["client"], cluster["workers"]) as client:
+            check_shared(client, out)
+            jobs = {m: (zoo_dir, out, m, datasets.get(c), clean_of(c), settings, threads or 1)
+                    for m, c in pending.items()}
+            done, errors = run_tasks(client, tune_member, jobs, "finetune")
+        results.update(done)
+        results.update({m: ("failed", e) for m, e in errors.items()})
+    else:
+        for member_id, config in pending.items():
+            results[member_id] = tune_member(zoo_dir, out, member_id, datasets.get(config), clean_of(config),
+                                             settings, threads)
     records, failures = [], {}
-    for member_id, config in configs.items():
-        directory = os.path.join(out, member_dirname(member_id))
-        done = _finished_record(directory, member_id)
-        if done is not None:
-            records.append(done)
+    for member_id in configs:
+        if member_id not in results:  # finished before this run
+            record = _finished_record(os.path.join(out, member_dirname(member_id)), member_id)
+            records.append(record)
             if progress:
-                print(f"{method} {member_id} (done before): {summary_line(done)}", flush=True)
+                print(f"{method} {member_id} (done before): {summary_line(record)}", flush=True)
             continue
-        if os.path.isdir(directory):
-            remove_stale_temporaries(directory)
-        model, _ = load_member(zoo_dir, member_id)
-        cued, clean = datasets.get(config), clean_of(config)
-        pick = np.random.default_rng(seed).choice(len(clean.train), settings["clean_samples"], replace=False)
-        try:
-            tuned, finetune_record = fine_tune(
-                model, (clean.train.x[pick], clean.train.y[pick]), method=method,
-                cue_data=cued.train if method == "cbft" else None, epochs=settings["epochs"],
-                lr=settings["lr"], batch_size=settings["batch_size"],
-                margin=settings.get("margin", 1.0), invariance_weight=settings.get("invariance_weight", 1.0),
-                seed=seed, threads=threads)
-        except TrainingDiverged as e:  # this member only: the others are still tuned
-            failures[member_id] = str(e)
+        state, value = results[member_id]
+        if state == "failed":
+            failures[member_id] = value
             if progress:
-                print(f"{method} {member_id}: FAILED: {e}", flush=True)
-            continue
-        record = {"member": member_id, "finetune": finetune_record,
-                  "metrics": {"original": _metrics(model, cued), "tuned": _metrics(tuned, cued)},
-                  "barriers": _barriers(model, tuned, cued, settings["alphas"])}
-        os.makedirs(directory, exist_ok=True)
-        record = save_finished(directory, tuned, record)
-        records.append(record)
-        if progress:
-            print(f"{method} {member_id}: {summary_line(record)}", flush=True)
+                print(f"{method} {member_id}: FAILED: {value}", flush=True)
+        else:
+            records.append(value)
+            if progress:
+                print(f"{method} {member_id}: {summary_line(value)}", flush=True)
     if failures:
         raise MembersFailed(f"fine-tuning {method!r} of zoo {zoo_dir!r}", failures, records)
     return records
