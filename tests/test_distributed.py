@@ -200,3 +200,57 @@ def test_fine_tuning_on_a_cluster_is_the_serial_fine_tuning(cluster, tmp_path):
     serial = finetune_zoo(here, "naive", **settings)
     assert [r["member"] for r in on_cluster] == [r["member"] for r in serial] == ["base", "init_seed=1"]
     assert [r["checkpoint"]["sha256"] for r in on_cluster] == [r["checkpoint"]["sha256"] for r in serial]
+
+
+TILED = ["pairwise_svcca", "pairwise_cca", "pairwise_pwcca", "pairwise_cka"]
+
+
+@pytest.mark.parametrize("tile", [1, 3, 16])
+@pytest.mark.parametrize("name", TILED)
+def test_tiled_matrices_equal_the_in_memory_ones(cluster, tmp_path, name, tile):
+    import numpy as np
+
+    import mmkern
+    from mmkern import distributed as mmd
+
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(300, 6))
+    acts = [(z @ rng.normal(size=(6, d)) + 0.3 * rng.normal(size=(300, d))).astype(dtype)
+            for d, dtype in zip((8, 5, 9, 7, 6, 8, 4), [np.float32, np.float64] * 4)]
+    paths = []
+    for i, a in enumerate(acts):
+        np.save(tmp_path / f"m{i}.npy", a)
+        paths.append(tmp_path / f"m{i}.npy")
+    expected = getattr(mmkern, name)(acts)
+    for sources in (acts, paths):
+        got = getattr(mmd, name)(sources, cluster, tile=tile)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("sources, error, message", [
+    ("acts.npy", TypeError, "must be a list of arrays or .npy paths"),
+    ([], ValueError, "holds no models"),
+    (["{tmp}/missing.npy"], ValueError, r"acts\[0\]: .* is not a readable .npy file"),
+    ([[1.0, 2.0]], ValueError, r"acts\[0\] must be 2-D"),
+])
+def test_tiled_bad_sources(cluster, tmp_path, sources, error, message):
+    from mmkern import distributed as mmd
+
+    if isinstance(sources, list):
+        sources = [s.format(tmp=tmp_path) if isinstance(s, str) else s for s in sources]
+    with pytest.raises(error, match=message):
+        mmd.pairwise_svcca(sources, cluster)
+
+
+def test_tiled_checks_options_and_shapes_up_front(cluster):
+    import numpy as np
+
+    from mmkern import distributed as mmd
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"acts\[1\] has 9 samples but acts\[0\] has 10"):
+        mmd.pairwise_cka([rng.normal(size=(10, 3)), rng.normal(size=(9, 3))], cluster)
+    with pytest.raises(ValueError, match=r"acts\[1\] has n_samples=10 <= n_features=12"):
+        mmd.pairwise_svcca([rng.normal(size=(10, 3)), rng.normal(size=(10, 12))], cluster)
+    with pytest.raises(TypeError, match="client must be a distributed.Client"):
+        mmd.pairwise_cka([rng.normal(size=(10, 3))] * 2, "tcp://localhost:8786")

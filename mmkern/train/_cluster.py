@@ -1,4 +1,4 @@
-"""Zoo members as tasks on a Dask distributed cluster.
+"""Per-model work (training, outputs, fine-tuning) as tasks on a Dask distributed cluster.
 
 Each unfinished member is one task that trains the member and writes its checkpoint and record
 atomically into the zoo directory, which every worker must see (a shared file system: checked up
@@ -25,15 +25,7 @@ CONNECT_TIMEOUT = 10
 #: Times a member's task is rescheduled after its worker died.
 RETRIES = 2
 
-_DATASETS: dict = {}  # per worker process: the last datasets loaded, by config
-
-
-def require_distributed():
-    try:
-        import distributed
-    except ImportError:
-        raise ImportError("running on a cluster needs Dask distributed: pip install 'mmkern[distributed]'") from None
-    return distributed
+from mmkern._dask import check_client, require_distributed  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -42,9 +34,7 @@ def cluster_client(client=None, workers: Optional[int] = None, scheduler: Option
     one of a ``LocalCluster`` of ``workers`` single-threaded processes started for the block."""
     distributed = require_distributed()
     if client is not None:
-        if not isinstance(client, distributed.Client):
-            raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}")
-        yield client
+        yield check_client(client)
         return
     if scheduler is not None:
         try:
@@ -93,29 +83,6 @@ def check_shared(client, out_dir: str) -> None:
                       "process reads")
 
 
-def member_task(member, zoo_name: str, out_dir: str, dataset, data_dir, device, threads) -> tuple[str, object]:
-    """One member, on a worker: ``("finished", record)`` or ``("failed", message)``."""
-    from mmkern.train._errors import TrainingDiverged
-    from mmkern.train.trainer import load_config_dataset
-    from mmkern.train.zoo import RECORD_FILE, load_record, member_dir, train_member
-
-    if os.path.isfile(os.path.join(member_dir(out_dir, member.id), RECORD_FILE)):
-        return "finished", load_record(out_dir, member.id)  # finished by an attempt that then died
-    if dataset is None:
-        key = (str(data_dir), member.config.dataset, repr(sorted(member.config.dataset_options.items())),
-               member.config.data_seed)
-        if key not in _DATASETS:
-            _DATASETS.clear()
-            _DATASETS[key] = load_config_dataset(member.config, data_dir)
-        data = _DATASETS[key]
-    else:
-        data = dataset(member.config) if callable(dataset) else dataset
-    try:
-        return "finished", train_member(member, zoo_name, out_dir, data, dataset is not None, device, threads)
-    except TrainingDiverged as e:
-        return "failed", str(e)
-
-
 def run_tasks(client, function, jobs: dict, label: str, bar=None, on_done=None, scatter: tuple = ()
               ) -> tuple[dict, dict]:
     """Run ``function(*args)`` for every ``{id: args}`` of ``jobs`` as a task (``RETRIES``
@@ -150,24 +117,3 @@ def run_tasks(client, function, jobs: dict, label: str, bar=None, on_done=None, 
         client.cancel(list(futures))
         raise
     return results, failures
-
-
-def run_members(client, members: list, zoo_name: str, out_dir: str, dataset, data_dir, device, threads,
-                bar=None, callback=None) -> tuple[dict, dict]:
-    """Train ``members`` as tasks; returns ({id: record}, {id: failure message})."""
-    def on_done(member_id, result, error):
-        if result is not None and result[0] == "failed":
-            error = result[1]
-        if bar is not None:
-            bar.write(f"{member_id}: FAILED: {error}" if error else
-                      f"{member_id}: test accuracy {result[1]['metrics']['test']['accuracy']:.4f}")
-        if callback is not None:
-            callback({"event": "failed", "member": member_id, "error": error} if error else
-                     {"event": "finished", "member": member_id, "record": result[1]})
-
-    jobs = {m.id: (m, zoo_name, out_dir, dataset, data_dir, device, threads or 1) for m in members}
-    scatter = (dataset,) if dataset is not None and not callable(dataset) else ()
-    results, failures = run_tasks(client, member_task, jobs, "train", bar, on_done, scatter)
-    records = {k: v[1] for k, v in results.items() if v[0] == "finished"}
-    failures.update({k: v[1] for k, v in results.items() if v[0] == "failed"})
-    return records, failures

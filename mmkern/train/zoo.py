@@ -404,9 +404,57 @@ def train_zoo(
                           callback, threads, cluster)
 
 
+_DATASETS: dict = {}  # per worker process: the last dataset loaded, by config
+
+
+def member_task(member, zoo_name: str, out_dir: str, dataset, data_dir, device, threads) -> tuple[str, object]:
+    """One member, on a worker: ``("finished", record)`` or ``("failed", message)``."""
+    from mmkern.train._errors import TrainingDiverged
+    from mmkern.train.trainer import load_config_dataset
+
+    if os.path.isfile(os.path.join(member_dir(out_dir, member.id), RECORD_FILE)):
+        return "finished", load_record(out_dir, member.id)  # finished by an attempt that then died
+    if dataset is None:
+        key = (str(data_dir), member.config.dataset, repr(sorted(member.config.dataset_options.items())),
+               member.config.data_seed)
+        if key not in _DATASETS:
+            _DATASETS.clear()
+            _DATASETS[key] = load_config_dataset(member.config, data_dir)
+        data = _DATASETS[key]
+    else:
+        data = dataset(member.config) if callable(dataset) else dataset
+    try:
+        return "finished", train_member(member, zoo_name, out_dir, data, dataset is not None, device, threads)
+    except TrainingDiverged as e:
+        return "failed", str(e)
+
+
+def run_members(client, members: list, zoo_name: str, out_dir: str, dataset, data_dir, device, threads,
+                bar=None, callback=None) -> tuple[dict, dict]:
+    """Train ``members`` as tasks; returns ({id: record}, {id: failure message})."""
+    def on_done(member_id, result, error):
+        if result is not None and result[0] == "failed":
+            error = result[1]
+        if bar is not None:
+            bar.write(f"{member_id}: FAILED: {error}" if error else
+                      f"{member_id}: test accuracy {result[1]['metrics']['test']['accuracy']:.4f}")
+        if callback is not None:
+            callback({"event": "failed", "member": member_id, "error": error} if error else
+                     {"event": "finished", "member": member_id, "record": result[1]})
+
+    jobs = {m.id: (m, zoo_name, out_dir, dataset, data_dir, device, threads or 1) for m in members}
+    scatter = (dataset,) if dataset is not None and not callable(dataset) else ()
+    from mmkern.train._cluster import run_tasks
+
+    results, failures = run_tasks(client, member_task, jobs, "train", bar, on_done, scatter)
+    records = {k: v[1] for k, v in results.items() if v[0] == "finished"}
+    failures.update({k: v[1] for k, v in results.items() if v[0] == "failed"})
+    return records, failures
+
+
 def _on_cluster(recipe, out_dir, finished, cluster, device, threads, bar, callback) -> list:
     """The members still to train as tasks on a cluster (:mod:`mmkern.train._cluster`)."""
-    from mmkern.train._cluster import check_shared, cluster_client, run_members
+    from mmkern.train._cluster import check_shared, cluster_client
 
     pending = [m for m in recipe.members if not finished[m.id]]
     for member in recipe.members:
