@@ -194,17 +194,20 @@ def activations(zoo_dir: str, samples: int, reduce: str, device: str,
               help="i.i.d. test samples whose activations are compared.")
 @_DEVICE
 @_DATA_DIR
+@_CLUSTER_OPTIONS
 def analyze(zoo_dir: str, alphas: int, no_barriers: bool, align: str | None, plane: int, samples: int,
-            device: str, data_dir: str | None) -> None:
+            device: str, data_dir: str | None, workers: int | None, scheduler: str | None) -> None:
     """Measure ZOO_DIR: SVCCA (RM), multiplicity on i.i.d. and OOD sets (PM), barriers.
 
     Writes analysis/results.json, PNG figures and analysis/report.md inside ZOO_DIR.
     """
     from mmkern.analysis import analyze_zoo
 
-    report = analyze_zoo(_zoo_dir(zoo_dir), alphas=alphas, barriers=not no_barriers,
-                         n_samples=samples, data_dir=data_dir, device=_resolve_device(device),
-                         align=align, plane=plane)
+    zoo_dir = _zoo_dir(zoo_dir)
+    with _cluster(workers, scheduler) as cluster:
+        report = analyze_zoo(zoo_dir, alphas=alphas, barriers=not no_barriers, n_samples=samples,
+                             data_dir=data_dir, device=_resolve_device(device), align=align, plane=plane,
+                             **cluster)
     click.echo(f"report: {report}")
 
 

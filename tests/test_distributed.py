@@ -254,3 +254,30 @@ def test_tiled_checks_options_and_shapes_up_front(cluster):
         mmd.pairwise_svcca([rng.normal(size=(10, 3)), rng.normal(size=(10, 12))], cluster)
     with pytest.raises(TypeError, match="client must be a distributed.Client"):
         mmd.pairwise_cka([rng.normal(size=(10, 3))] * 2, "tcp://localhost:8786")
+
+
+def test_analysis_on_a_cluster_is_the_serial_analysis(cluster, tmp_path):
+    import json
+    import shutil
+
+    import numpy as np
+
+    from mmkern.analysis import analyze_zoo
+
+    recipe = {"name": "digits3", "base": {"dataset": "digits", "model": "mlp", "width": 0.25, "epochs": 1,
+                                          "dataset_options": {"ood": []}},
+              "factors": [{"field": "init_seed", "values": [0, 1, 2]}]}
+    here, there = tmp_path / "here", tmp_path / "there"
+    train_zoo(recipe, here, progress=False, threads=1)
+    shutil.copytree(here, there)
+    analyze_zoo(here, alphas=3, n_samples=100, progress=False, align="weights")
+    analyze_zoo(there, alphas=3, n_samples=100, progress=False, align="weights", client=cluster)
+    a, b = (json.loads((d / "analysis" / "results.json").read_text()) for d in (here, there))
+    for ga, gb in zip(a["groups"], b["groups"]):
+        for key in ("loss_barrier", "error_barrier"):
+            np.testing.assert_allclose(gb["connectivity"][key], ga["connectivity"][key], rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(gb["connectivity"]["aligned"][key], ga["connectivity"]["aligned"][key],
+                                       rtol=1e-6, atol=1e-7)
+        for layer in ga["representational"]:
+            np.testing.assert_allclose(gb["representational"][layer]["svcca"], ga["representational"][layer]["svcca"],
+                                       rtol=1e-6, atol=1e-9)

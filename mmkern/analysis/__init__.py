@@ -17,6 +17,7 @@ Needs the ``[train]`` extra (torch, matplotlib, tqdm).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -81,6 +82,8 @@ def analyze_zoo(
     progress: bool = True,
     align: Optional[str] = None,
     plane: int = 0,
+    client=None,
+    workers: Optional[int] = None,
 ) -> str:
     """Measure a trained zoo and write ``results.json``, figures and ``report.md``.
 
@@ -108,6 +111,10 @@ def analyze_zoo(
     plane : int, default 0
         ``n >= 2``: also an ``n x n`` loss plane through the first three members of every
         factor group of at least three, and its figure.
+    client, workers
+        Compute the members' outputs and the pairs' interpolation curves as tasks on a Dask
+        cluster (an existing client, or a ``LocalCluster`` of ``workers`` processes); the zoo
+        directory must be shared with the workers.
 
     Returns
     -------
@@ -123,13 +130,14 @@ def analyze_zoo(
             raise ValueError("align compares barriers: it needs barriers=True (no --no-barriers)")
     if plane != 0:
         check_int(plane, "plane", low=2)
+    cluster = {"client": client, "workers": workers} if client is not None or workers is not None else None
     with zoo_lock(zoo_dir):
         return _analyze(zoo_dir, alphas, barriers, n_samples, reduce, layers, data_dir, device, progress,
-                        align, plane)
+                        align, plane, cluster)
 
 
 def _analyze(zoo_dir, alphas, barriers, n_samples, reduce, layers, data_dir, device, progress,
-             align, plane) -> str:
+             align, plane, cluster=None) -> str:
     from mmkern.analysis import figures as fig
     from mmkern.analysis.metrics import analyze_groups
     from mmkern.analysis.report import render
@@ -137,10 +145,17 @@ def _analyze(zoo_dir, alphas, barriers, n_samples, reduce, layers, data_dir, dev
 
     zoo = load_zoo(zoo_dir)
     dataset = zoo_dataset(zoo_dir, data_dir)
-    collect_outputs(zoo_dir, layers=layers, reduce=reduce, n_samples=n_samples,
-                    data_dir=data_dir, device=device, progress=progress, dataset=dataset)
-    results = analyze_groups(zoo_dir, dataset, alphas=alphas, barriers=barriers, device=device,
-                             progress=progress, align=align, plane=plane)
+    with contextlib.ExitStack() as stack:
+        client = None
+        if cluster is not None:  # one cluster for the outputs and the curves
+            from mmkern.train._cluster import check_shared, cluster_client
+
+            client = stack.enter_context(cluster_client(cluster["client"], cluster["workers"]))
+            check_shared(client, os.fspath(zoo_dir))
+        collect_outputs(zoo_dir, layers=layers, reduce=reduce, n_samples=n_samples, data_dir=data_dir,
+                        device=device, progress=progress, dataset=dataset, client=client)
+        results = analyze_groups(zoo_dir, dataset, alphas=alphas, barriers=barriers, device=device,
+                                 progress=progress, align=align, plane=plane, client=client)
     recipe = zoo["recipe"]
     results = {
         "format": "mmkern-analysis/1",

@@ -90,36 +90,73 @@ def predictive(preds: dict, labels: dict, members: Optional[Sequence[str]] = Non
 
 
 def connectivity(models: list, data, bn_data, alphas: int, progress: bool = False,
-                 align: Optional[str] = None) -> dict:
+                 align: Optional[str] = None, remote=None) -> dict:
     """Curves of every pair ``i < j`` and the four ``(M, M)`` barrier matrices built from them;
     with ``align`` ("weights" or "activations", :func:`mmkern.align`), also ``"aligned"``: the
     same after permuting ``models[j]`` to match ``models[i]`` (activation matching on
-    ``bn_data``)."""
-    out = _curves(models, lambda i, j: models[j], data, bn_data, alphas, progress)
-    if align is not None:
-        def aligned(i, j):
-            source = bn_data if align == "activations" else None
-            return mmkern.align(models[i], models[j], align, source).model
+    ``bn_data``). With ``remote = (client, zoo_dir, member ids)``, every pair is a task on that
+    Dask cluster, which loads the two members from the (shared) zoo directory."""
+    m = len(models) if remote is None else len(remote[2])
+    pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
+    if remote is None:
+        curves = {pair: pair_curves(models[pair[0]], models[pair[1]], data, bn_data, alphas, align, progress)
+                  for pair in pairs}
+    else:
+        from mmkern._dask import check_client
+        from mmkern.train._cluster import run_tasks
+        from mmkern.train._errors import MembersFailed
 
-        out["aligned"] = {"method": align, **_curves(models, aligned, data, bn_data, alphas, progress)}
+        client, zoo_dir, members = remote
+        jobs = {pair: (zoo_dir, members[pair[0]], members[pair[1]], data, bn_data, alphas, align)
+                for pair in pairs}
+        curves, failures = run_tasks(check_client(client), _remote_pair_curves, jobs, "curves",
+                                     scatter=(data, bn_data))
+        if failures:
+            raise MembersFailed("the interpolation curves", {f"{members[i]} - {members[j]}": e
+                                                             for (i, j), e in failures.items()}, [])
+    out = _matrices(m, {pair: c[0] for pair, c in curves.items()})
+    if align is not None:
+        out["aligned"] = {"method": align, **_matrices(m, {pair: c[1] for pair, c in curves.items()})}
     return out
 
 
-def _curves(models: list, partner, data, bn_data, alphas: int, progress: bool) -> dict:
-    m = len(models)
+def pair_curves(model_i, model_j, data, bn_data, alphas: int, align: Optional[str], progress: bool = False):
+    """(raw curve, aligned curve or None) of one pair, as JSON-ready dicts."""
+    out = []
+    for partner in (model_j, None if align is None else
+                    mmkern.align(model_i, model_j, align, bn_data if align == "activations" else None).model):
+        if partner is None:
+            out.append(None)
+            continue
+        curve = mmkern.interpolation_curve(model_i, partner, data, alphas, bn_data=bn_data, progress=progress)
+        out.append({"alphas": curve.alphas.tolist(), "loss": curve.loss.tolist(),
+                    "accuracy": curve.accuracy.tolist(),
+                    **{f: getattr(curve, f) for f in BARRIER_FIELDS}})
+    return tuple(out)
+
+
+def _remote_pair_curves(zoo_dir, member_i: str, member_j: str, data, bn_data, alphas: int, align):
+    """:func:`pair_curves` of two members, on a worker (one torch thread)."""
+    from mmkern.train import load_member
+    from mmkern.train._inputs import torch_threads
+
+    with torch_threads(1):
+        return pair_curves(load_member(zoo_dir, member_i)[0], load_member(zoo_dir, member_j)[0], data, bn_data,
+                           alphas, align)
+
+
+def _matrices(m: int, curves: dict) -> dict:
+    """The four (M, M) barrier matrices, their off-diagonal means, and the curves."""
     matrices = {f: np.zeros((m, m)) for f in BARRIER_FIELDS}
-    curves = []
-    for i in range(m):
-        for j in range(i + 1, m):
-            curve = mmkern.interpolation_curve(models[i], partner(i, j), data, alphas,
-                                               bn_data=bn_data, progress=progress)
-            curves.append({"pair": [i, j], "alphas": curve.alphas.tolist(),
-                           "loss": curve.loss.tolist(), "accuracy": curve.accuracy.tolist()})
-            for f in BARRIER_FIELDS:
-                matrices[f][i, j] = matrices[f][j, i] = getattr(curve, f)
+    listed = []
+    for (i, j), curve in sorted(curves.items()):
+        listed.append({"pair": [i, j], "alphas": curve["alphas"], "loss": curve["loss"],
+                       "accuracy": curve["accuracy"]})
+        for f in BARRIER_FIELDS:
+            matrices[f][i, j] = matrices[f][j, i] = curve[f]
     out = {f: matrices[f].tolist() for f in BARRIER_FIELDS}
     out.update({f"mean_{f}": _off_diagonal_mean(matrices[f]) for f in BARRIER_FIELDS})
-    out["curves"] = curves
+    out["curves"] = listed
     return out
 
 
@@ -148,6 +185,7 @@ def analyze_groups(
     progress: bool = True,
     align: Optional[str] = None,
     plane: int = 0,
+    client=None,
 ) -> dict:
     """RM, PM and connectivity of every factor group of a zoo whose outputs were collected.
 
@@ -172,6 +210,8 @@ def analyze_groups(
         With ``plane = n >= 2``, also the ``n x n`` loss plane through the first three members of
         every group of at least three (``"plane"``: :func:`mmkern.loss_plane` on the i.i.d. test
         samples, BatchNorm re-estimated on the training samples).
+    client : distributed.Client, optional
+        Compute the interpolation curves of every pair as tasks on this Dask cluster.
 
     Returns
     -------
@@ -205,10 +245,12 @@ def analyze_groups(
                   "fixed": group.get("fixed", {}),
                   "representational": representational(acts, members),
                   "predictive": predictive(preds, labels, members)}
-        if barriers or (plane and len(members) >= 3):
+        if (barriers and client is None) or (plane and len(members) >= 3):
             models = [load_member(zoo_dir, m, device=device)[0] for m in members]
         if barriers:
-            result["connectivity"] = connectivity(models, test, bn_data, alphas, align=align)
+            result["connectivity"] = connectivity(None if client is not None else models, test, bn_data, alphas,
+                                                  align=align,
+                                                  remote=None if client is None else (client, zoo_dir, members))
         if plane and len(members) >= 3:
             from mmkern.analysis.figures import as_plane
 
