@@ -234,7 +234,7 @@ def finetune(zoo_dir: str, method: str, clean_samples: int, epochs: int, lr: flo
     counterfactual sets before and after, and the barrier between the original and the tuned
     model.
     """
-    from mmkern.train.finetune_zoo import FINETUNE_DIR, finetune_zoo
+    from mmkern.train.zoo_finetune import FINETUNE_DIR, finetune_zoo
 
     zoo_dir = _zoo_dir(zoo_dir)
     with _cluster(workers, scheduler) as cluster:

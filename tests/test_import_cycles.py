@@ -113,3 +113,23 @@ def test_the_walk_finds_a_cycle():
     """The detector itself: a two-module cycle and a self-contained chain."""
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_lazy_names_are_not_shadowed_by_submodules():
+    """Importing a submodule sets a package attribute of its name: a lazily exported function of
+    the same name would then resolve to the module (as mmkern.train.finetune_zoo once did)."""
+    import importlib
+    import pkgutil
+    import types
+
+    pytest.importorskip("torch")
+    import mmkern
+
+    for package in ("mmkern", "mmkern.train", "mmkern.reference", "mmkern.connectivity"):
+        module = importlib.import_module(package)
+        for info in pkgutil.walk_packages(module.__path__, prefix=f"{package}."):
+            if not info.name.endswith("__main__"):  # that one runs the command line
+                importlib.import_module(info.name)
+        for name in getattr(module, "__all__", []):
+            assert not isinstance(getattr(module, name), types.ModuleType), f"{package}.{name}"
+    assert callable(mmkern.train.finetune_zoo)

@@ -54,7 +54,7 @@ _CUE_SETS = ("cue-none", "cue", "cue-random", "image-random")
 
 def _finetune_summaries(zoo_dir) -> dict:
     """Per method, per fine-tuned member: accuracies before and after, and the barriers."""
-    from mmkern.train.finetune_zoo import load_finetuned
+    from mmkern.train.zoo_finetune import load_finetuned
 
     summaries = {}
     for method, records in load_finetuned(zoo_dir).items():

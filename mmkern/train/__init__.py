@@ -62,7 +62,7 @@ _LAZY = {
     "predict": "activations",
     "save_activations": "activations",
     "fine_tune": "finetune",
-    "finetune_zoo": "finetune_zoo",
+    "finetune_zoo": "zoo_finetune",  # a module of another name: the function is not shadowed
 }
 
 __all__ = [
