@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import logging
 import os
 import signal
 import threading
@@ -33,9 +32,19 @@ def _checkpoints(zoo) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                  silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+    from mmkern.train._cluster import cluster_client
+
+    with cluster_client(workers=2) as client:  # the library's own LocalCluster
         yield client
+
+
+def test_dask_settings_for_its_workers_do_not_stay_in_the_driver():
+    from mmkern.train._cluster import cluster_client
+
+    before = dict(os.environ)
+    with cluster_client(workers=1):
+        pass
+    assert dict(os.environ) == before  # no OMP_NUM_THREADS=1 for the driver's later subprocesses
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 import mmkern
+from mmkern import distributed as tiles
 from mmkern import reference
 from mmkern.bench.data import SyntheticPopulation, activation_population
 from mmkern.bench.runner import Case, cuda_skip, on_cuda, to_cuda
@@ -31,6 +32,53 @@ def _population_case(fn: str, m: int, n: int, d: int, dtype, target=None, **kw) 
         fast=lambda acts: getattr(mmkern, fn)(acts, **kw),
         target=target,
     )
+
+
+_CLUSTER: dict = {}  # one LocalCluster per benchmark process, closed at exit
+
+
+def _local_client(workers: int):
+    """A Client of a LocalCluster of ``workers`` single-threaded processes (started once)."""
+    import atexit
+    import logging
+
+    import distributed
+
+    if "client" not in _CLUSTER:
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0", silence_logs=logging.ERROR)
+        _CLUSTER["client"] = distributed.Client(cluster)
+        atexit.register(lambda: (_CLUSTER["client"].close(), cluster.close()))
+    return _CLUSTER["client"]
+
+
+def _tiled_case(m: int, n: int, d: int, tile: int) -> Case:
+    """Tiled pairwise SVCCA of .npy files on a LocalCluster of 2 workers vs the in-process call
+    (which holds every model in memory). The files are written once to a temporary folder."""
+    try:
+        import distributed  # noqa: F401
+        skip = None
+    except ImportError:
+        skip = "Dask distributed is not installed (pip install 'mmkern[distributed]')"
+
+    def inputs():
+        folder = tempfile.mkdtemp(prefix="mmkern-bench-tiles-")
+        acts = activation_population(n, [d] * m, dtype=np.float32)
+        paths = []
+        for i, a in enumerate(acts):
+            paths.append(os.path.join(folder, f"model{i}.npy"))
+            np.save(paths[-1], a)
+        return acts, paths, _local_client(2)
+
+    blocks = -(-m // tile)
+    n_tiles = blocks * (blocks + 1) // 2
+    return Case(
+        name=f"mmkern.distributed.pairwise_svcca M={m} n={n} d={d} tile={tile} ({n_tiles} tiles), LocalCluster "
+             "of 2 (baseline: in-process pairwise_svcca)",
+        make_inputs=inputs,
+        reference=lambda acts, paths, client: mmkern.pairwise_svcca(acts),
+        fast=lambda acts, paths, client: tiles.pairwise_svcca(paths, client, tile=tile),
+        rtol=1e-10, skip=skip)
 
 
 def _pair_case(fn: str, n: int, d: int, dtype, target=None) -> Case:
@@ -165,6 +213,7 @@ def cases(quick: bool = False) -> list[Case]:
             _population_case("pairwise_cka", 6, 1000, 64, np.float32),
             _population_case("pairwise_cca", 4, 1000, 64, np.float32),
             _streaming_case(3, 40_000, 32, 10_000, 10_000),
+            _tiled_case(8, 500, 32, 4),
             *_cuda_cases(6, 1000, 64),
         ]
     return [
@@ -174,5 +223,6 @@ def cases(quick: bool = False) -> list[Case]:
         _population_case("pairwise_cca", 8, 5000, 256, np.float32),
         _population_case("pairwise_pwcca", 8, 5000, 256, np.float32),
         _streaming_case(4, 1_000_000, 128, 20_000, 100_000),
+        _tiled_case(64, 5000, 256, 16),
         *_cuda_cases(16, 5000, 256),
     ]

@@ -47,13 +47,28 @@ def cluster_client(client=None, workers: Optional[int] = None, scheduler: Option
         return
     import logging
 
-    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", silence_logs=logging.ERROR)
+    with environment_kept():  # Dask sets OMP_NUM_THREADS=1 and more in this process for its workers
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0", silence_logs=logging.ERROR)
+        try:
+            with distributed.Client(cluster) as own:
+                yield own
+        finally:
+            cluster.close()
+
+
+@contextlib.contextmanager
+def environment_kept() -> Iterator[None]:
+    """Restore ``os.environ`` after the block: starting (and restarting) worker processes, Dask's
+    nanny writes OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_ and others into the driver's own
+    environment, which every later subprocess of the driver would inherit."""
+    saved = dict(os.environ)
     try:
-        with distributed.Client(cluster) as own:
-            yield own
+        yield
     finally:
-        cluster.close()
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        os.environ.update(saved)
 
 
 def _write_probe(path: str, token: str) -> str:
@@ -83,6 +98,31 @@ def check_shared(client, out_dir: str) -> None:
                       "process reads")
 
 
+#: glibc's trim and mmap thresholds in the worker processes. Dask's nanny starts its workers with
+#: MALLOC_TRIM_THRESHOLD_=65536, which also freezes glibc's adaptive mmap threshold: freed memory
+#: goes back to the system at once and every activation-sized tensor is a fresh mmap whose pages
+#: fault in again, which makes training these small models twice as slow (benchmarks/NOTES.md).
+_MALLOPT = {-1: 64 << 20, -3: 32 << 20}  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+
+
+def _relax_malloc_trim() -> None:
+    """Set this process's glibc thresholds (Linux with glibc; elsewhere nothing to do)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        for option, value in _MALLOPT.items():
+            libc.mallopt(option, value)
+    except (OSError, AttributeError):
+        pass
+
+
+def _task(function, *args):
+    """One task on a worker: the allocator set up, then ``function(*args)``."""
+    _relax_malloc_trim()
+    return function(*args)
+
+
 def run_tasks(client, function, jobs: dict, label: str, bar=None, on_done=None, scatter: tuple = ()
               ) -> tuple[dict, dict]:
     """Run ``function(*args)`` for every ``{id: args}`` of ``jobs`` as a task (``RETRIES``
@@ -96,7 +136,7 @@ def run_tasks(client, function, jobs: dict, label: str, bar=None, on_done=None, 
     for job, args in jobs.items():
         args = [shared.get(id(a), a) for a in args]
         safe = "".join(c if c.isalnum() or c in "._=-" else "_" for c in str(job))
-        futures[client.submit(function, *args, key=f"mmkern-{label}-{safe}-{run}", retries=RETRIES,
+        futures[client.submit(_task, function, *args, key=f"mmkern-{label}-{safe}-{run}", retries=RETRIES,
                               pure=False)] = job
     results, failures = {}, {}
     try:

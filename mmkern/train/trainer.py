@@ -83,10 +83,14 @@ class DatasetCache:
         self.size = size
         self._items: dict[str, Any] = {}
 
+    @staticmethod
+    def key(config: TrainConfig) -> str:
+        """What decides a config's dataset: its ``dataset``, ``dataset_options`` and ``data_seed``."""
+        return json.dumps([config.dataset, config.dataset_options, config.data_seed], sort_keys=True)
+
     def get(self, config: TrainConfig):
         """The dataset of ``config`` (its ``dataset``, ``dataset_options`` and ``data_seed``)."""
-        key = json.dumps([config.dataset, config.dataset_options, config.data_seed],
-                         sort_keys=True)
+        key = self.key(config)
         if key not in self._items:
             while len(self._items) >= self.size:
                 self._items.pop(next(iter(self._items)))

@@ -407,16 +407,16 @@ def train_zoo(
 _DATASETS: dict = {}  # per worker process: the last dataset loaded, by config
 
 
-def member_task(member, zoo_name: str, out_dir: str, dataset, data_dir, device, threads) -> tuple[str, object]:
+def member_task(member, zoo_name: str, out_dir: str, dataset, data_dir, device, threads,
+                given: bool = True) -> tuple[str, object]:
     """One member, on a worker: ``("finished", record)`` or ``("failed", message)``."""
     from mmkern.train._errors import TrainingDiverged
-    from mmkern.train.trainer import load_config_dataset
+    from mmkern.train.trainer import DatasetCache, load_config_dataset
 
     if os.path.isfile(os.path.join(member_dir(out_dir, member.id), RECORD_FILE)):
         return "finished", load_record(out_dir, member.id)  # finished by an attempt that then died
     if dataset is None:
-        key = (str(data_dir), member.config.dataset, repr(sorted(member.config.dataset_options.items())),
-               member.config.data_seed)
+        key = (str(data_dir), DatasetCache.key(member.config))
         if key not in _DATASETS:
             _DATASETS.clear()
             _DATASETS[key] = load_config_dataset(member.config, data_dir)
@@ -424,13 +424,14 @@ def member_task(member, zoo_name: str, out_dir: str, dataset, data_dir, device, 
     else:
         data = dataset(member.config) if callable(dataset) else dataset
     try:
-        return "finished", train_member(member, zoo_name, out_dir, data, dataset is not None, device, threads)
+        return "finished", train_member(member, zoo_name, out_dir, data, given and dataset is not None, device,
+                                        threads)
     except TrainingDiverged as e:
         return "failed", str(e)
 
 
 def run_members(client, members: list, zoo_name: str, out_dir: str, dataset, data_dir, device, threads,
-                bar=None, callback=None) -> tuple[dict, dict]:
+                bar=None, callback=None, given: bool = True) -> tuple[dict, dict]:
     """Train ``members`` as tasks; returns ({id: record}, {id: failure message})."""
     def on_done(member_id, result, error):
         if result is not None and result[0] == "failed":
@@ -442,7 +443,7 @@ def run_members(client, members: list, zoo_name: str, out_dir: str, dataset, dat
             callback({"event": "failed", "member": member_id, "error": error} if error else
                      {"event": "finished", "member": member_id, "record": result[1]})
 
-    jobs = {m.id: (m, zoo_name, out_dir, dataset, data_dir, device, threads or 1) for m in members}
+    jobs = {m.id: (m, zoo_name, out_dir, dataset, data_dir, device, threads or 1, given) for m in members}
     scatter = (dataset,) if dataset is not None and not callable(dataset) else ()
     from mmkern.train._cluster import run_tasks
 
@@ -452,7 +453,7 @@ def run_members(client, members: list, zoo_name: str, out_dir: str, dataset, dat
     return records, failures
 
 
-def _on_cluster(recipe, out_dir, finished, cluster, device, threads, bar, callback) -> list:
+def _on_cluster(recipe, out_dir, finished, cluster, datasets, device, threads, bar, callback) -> list:
     """The members still to train as tasks on a cluster (:mod:`mmkern.train._cluster`)."""
     from mmkern.train._cluster import check_shared, cluster_client
 
@@ -460,10 +461,14 @@ def _on_cluster(recipe, out_dir, finished, cluster, device, threads, bar, callba
     for member in recipe.members:
         if finished[member.id] and callback is not None:
             callback({"event": "skipped", "member": member.id})
+    dataset, given = cluster["dataset"], cluster["dataset"] is not None
+    keys = {datasets.key(m.config) for m in pending}
+    if dataset is None and len(keys) == 1:  # loaded here by the checks: sent once, not reloaded per worker
+        dataset = datasets.get(pending[0].config)
     with cluster_client(cluster["client"], cluster["workers"]) as client:
         check_shared(client, out_dir)
-        done, failures = run_members(client, pending, recipe.name, out_dir, cluster["dataset"],
-                                     cluster["data_dir"], device, threads, bar, callback)
+        done, failures = run_members(client, pending, recipe.name, out_dir, dataset, cluster["data_dir"], device,
+                                     threads, bar, callback, given)
     records = [done[m.id] if m.id in done else load_record(out_dir, m.id)
                for m in recipe.members if m.id in done or finished[m.id]]
     if failures:
@@ -525,7 +530,7 @@ def _train_zoo(recipe, out_dir, datasets, dataset_given, checked, device, progre
     records, failures = [], {}
     if cluster is not None:
         try:
-            return _on_cluster(recipe, out_dir, finished, cluster, device, threads, bar, callback)
+            return _on_cluster(recipe, out_dir, finished, cluster, datasets, device, threads, bar, callback)
         finally:
             if bar is not None:
                 bar.close()
