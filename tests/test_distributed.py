@@ -290,3 +290,49 @@ def test_analysis_on_a_cluster_is_the_serial_analysis(cluster, tmp_path):
         for layer in ga["representational"]:
             np.testing.assert_allclose(gb["representational"][layer]["svcca"], ga["representational"][layer]["svcca"],
                                        rtol=1e-6, atol=1e-9)
+
+
+def tiny_recipe_members() -> list:
+    from mmkern.train import load_recipe
+
+    return [m.id for m in load_recipe(tiny_recipe()).members]
+
+
+def _dies_on_init_seed_1(config):
+    """A dataset loader that kills its worker process for one member, every time."""
+    if config.init_seed == 1:
+        os._exit(1)
+    return toy_dataset()
+
+
+def test_a_member_that_always_kills_its_worker_is_reported_failed(cluster, tmp_path):
+    from mmkern.train import MembersFailed
+
+    with pytest.raises(MembersFailed) as failed:
+        train_zoo(tiny_recipe(), tmp_path, dataset=_dies_on_init_seed_1, progress=False, client=cluster)
+    failures = failed.value.failures
+    assert "KilledWorker" in failures["init_seed=1"]
+    # (Dask also counts the deaths against tasks queued on the dying workers: those may fail too)
+    assert all("KilledWorker" in message for message in failures.values())
+    finished = list_members(tmp_path)
+    assert "init_seed=1" not in finished and set(finished) | set(failures) == set(tiny_recipe_members())
+    before = tree_fingerprint(str(tmp_path / "members"))
+    cluster.wait_for_workers(2, timeout=60)
+    train_zoo(tiny_recipe(), tmp_path, dataset=toy_dataset(), progress=False, client=cluster)  # retries them
+    assert set(list_members(tmp_path)) == set(tiny_recipe_members())
+    after = tree_fingerprint(str(tmp_path / "members"))
+    assert all(after[p] == v for p, v in before.items() if not os.path.basename(p).startswith("."))
+
+
+def test_the_serial_path_never_imports_dask(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from _train_helpers import tiny_recipe, toy_dataset; from mmkern.train import train_zoo; "
+            f"train_zoo(tiny_recipe(), {str(tmp_path / 'z')!r}, dataset=toy_dataset(), progress=False); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(__file__)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
