@@ -11,7 +11,11 @@ import math
 import os
 import socket
 import tempfile
+import zipfile
+import zlib
 from typing import IO, Any, Callable, Iterator
+
+import numpy as np
 
 
 def _read_umask() -> int:
@@ -148,3 +152,17 @@ def check_writable(path: str | os.PathLike, what: str) -> None:
         raise PermissionError(f"{what} {path!r}: cannot write in {directory!r} ({e.strerror})") from None
     os.close(fd)
     os.unlink(tmp)
+
+
+def read_npz(path: str, what: str) -> dict:
+    """Every array of an ``.npz`` file (no pickles), by name; ``ValueError`` naming the file and
+    ``what`` it should be when it is empty, truncated, damaged or a single ``.npy`` array."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, EOFError, ValueError, KeyError, NotImplementedError, zipfile.BadZipFile, zlib.error) as e:
+        # (zipfile's errors for damaged archives; NotImplementedError: a damaged method field)
+        raise ValueError(f"{path}: not a readable .npz {what}: {type(e).__name__}: {e}") from None

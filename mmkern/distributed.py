@@ -51,9 +51,9 @@ def _tile(metric: str, rows: list, cols: list | None, opts: dict) -> np.ndarray:
     return getattr(similarity, cross)([_load(s) for s in rows], [_load(s) for s in cols], **opts)
 
 
-def check_sources(sources: Sequence, name: str = "acts") -> list:
-    """The models as paths (checked to be 2-D float ``.npy`` files of one sample count) or
-    arrays."""
+def check_sources(sources: Sequence, name: str = "acts") -> list[tuple[int, int]]:
+    """The shapes of the models, given as paths (checked to be 2-D ``.npy`` files of one sample
+    count) or arrays."""
     if isinstance(sources, (str, os.PathLike)) or not isinstance(sources, (list, tuple)):
         raise TypeError(f"{name} must be a list of arrays or .npy paths when a client is given")
     if len(sources) < 1:
@@ -74,7 +74,7 @@ def check_sources(sources: Sequence, name: str = "acts") -> list:
     for i, shape in enumerate(shapes):
         if shape[0] != n:
             raise ValueError(f"{name}[{i}] has {shape[0]} samples but {name}[0] has {n}")
-    return list(sources)
+    return shapes
 
 
 def pairwise_svcca(sources: Sequence, client, keep=0.99, *, keep_by: str = "variance", rtol: float = RANK_RTOL,
@@ -124,8 +124,7 @@ def tiled(metric: str, sources: Sequence, client, tile: int, opts: dict) -> np.n
 
     check_client(client)
     tile = check_positive_int(tile, "tile")
-    sources = check_sources(sources)
-    shapes = [_load(s).shape for s in sources]
+    shapes = check_sources(sources)
     names = [f"acts[{i}]" for i in range(len(sources))]
     metric_args(metric, shapes[0][0], [d for _, d in shapes], names, **{**OPTS_DEFAULT, **opts})  # as in memory
     shared = [s if isinstance(s, (str, os.PathLike)) else client.scatter(s) for s in sources]

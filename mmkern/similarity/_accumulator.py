@@ -10,15 +10,13 @@ from __future__ import annotations
 import hashlib
 import numbers
 import os
-import zipfile
-import zlib
 from typing import Any, Sequence
 
 import numpy as np
 
 from mmkern._backend import kind_of, to_host
 from mmkern._dtypes import float_array
-from mmkern._io import atomic_write
+from mmkern._io import atomic_write, read_npz
 from mmkern.similarity._checks import OPTS_DEFAULT, RANK_RTOL, check_same_n, metric_args, square_pairs
 from mmkern.similarity._host import GramStats, column_means, factors, matrix
 
@@ -214,17 +212,7 @@ class SimilarityAccumulator:
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"accumulator state {path!r} does not exist")
-        try:
-            z = np.load(path, allow_pickle=False)
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise ValueError("a single .npy array, not an .npz archive")
-            with z:
-                state = {k: z[k] for k in z.files}
-        except ValueError as e:
-            raise ValueError(f"{path} is not a saved SimilarityAccumulator ({e})") from None
-        except (OSError, EOFError, KeyError, NotImplementedError, zipfile.BadZipFile, zlib.error) as e:
-            # zipfile's errors for damaged archives (NotImplementedError: a flipped method field)
-            raise ValueError(f"{path} is not a readable .npz file ({type(e).__name__}: {e})") from None
+        state = read_npz(path, "file of SimilarityAccumulator state")
         try:
             return cls._from_state(state)
         except ValueError as e:

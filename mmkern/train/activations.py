@@ -17,14 +17,13 @@ from __future__ import annotations
 import io
 import os
 import zipfile
-import zlib
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from mmkern._io import atomic_write
+from mmkern._io import atomic_write, read_npz
 from mmkern._validate import check_batch_size
 from mmkern.train._inputs import as_inputs, batches, device_of, eval_mode
 from mmkern.train.models import measurable_layers
@@ -229,12 +228,4 @@ def load_activations(path: Union[str, os.PathLike]) -> dict[str, np.ndarray]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"activation file {path!r} does not exist")
-    try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("a single .npy array, not an .npz archive")
-        with archive:
-            return {name: archive[name] for name in archive.files}
-    except (OSError, EOFError, ValueError, KeyError, NotImplementedError, zipfile.BadZipFile, zlib.error) as e:
-        # (zipfile's errors for damaged archives; NotImplementedError: a damaged method field)
-        raise ValueError(f"{path}: not a readable .npz activation file: {type(e).__name__}: {e}") from None
+    return read_npz(path, "activation file")
