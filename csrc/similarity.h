@@ -58,6 +58,7 @@ class GramFactors {
   int models() const { return static_cast<int>(offsets_.size()) - 1; }
   int rank(int i) const { return rank_[i]; }
   int svcca_dim(int i) const { return keep_[i]; }
+  int width(int i) const { return static_cast<int>(offsets_[i + 1] - offsets_[i]); }
 
   // Whitening basis of model i: d_i x rank(i), column-major; its first svcca_dim(i) columns span
   // the SVCCA subspace.
@@ -69,7 +70,6 @@ class GramFactors {
              const PairOutputs& out) const;
 
  private:
-  int width(int i) const { return static_cast<int>(offsets_[i + 1] - offsets_[i]); }
   // Diagonal block of model i and its leading dimension.
   const double* diagonal_block(int i, int64_t* ld) const;
   // W = B_i[:, :ci]^T G_ij B_j[:, :cj] into `w` (ci x cj, column-major); `t` is scratch.

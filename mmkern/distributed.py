@@ -7,16 +7,23 @@ Streaming similarity over data sharded by samples reduces as a tree with
 :meth:`mmkern.SimilarityAccumulator.merge`. (Zoos, outputs and fine-tuning take ``client=`` or
 ``workers=`` in :mod:`mmkern.train` and :mod:`mmkern.analysis`.)
 
-The M models are cut into blocks of ``tile`` consecutive models; each task computes one block of
-the M x M matrix (the block's own pairs, or the cross matrix of two blocks) with the in-memory
-functions, so every rule is the in-memory one and the results agree with ``pairwise_*`` to
-rounding. A task holds only the activations of its two blocks: models given as ``.npy`` paths are
-read on the workers (memory-mapped), so no machine, the driver included, ever holds every model's
-activations; for M models of n x d float32, a task holds 2 x tile x n x d x 4 bytes. Arrays given in
-memory are sent to the cluster once each. The driver assembles the blocks.
+Each model is factored once, on a worker, by a task of its own: the reduction of its activations
+that all its pairs need (for the CCA family the whitened projection onto its kept basis, from the
+eigendecomposition of its centered Gram; for CKA the centered data, or the sample Gram when that is
+smaller; :mod:`mmkern.similarity._factors`). The factor stays in the memory of the worker that made
+it (Dask spills it to disk under memory pressure) until the last block that needs it is done. The
+M x M matrix is cut into blocks of ``tile`` x ``tile`` pairs; Dask runs each block's task on a
+worker that holds most of its factors, and the driver assembles the blocks. A factor is the size of
+the model's activations in float64 (for SVCCA, of its kept subspace), so a block task holds at most
+``2 * tile`` factors, the cluster holds the factors of the models whose blocks are not all done, and
+models given as ``.npy`` paths are read (memory-mapped) only by the task that factors them: no
+machine, the driver included, ever holds all activations. For a 1000-model matrix, n = 5000 and
+d = 256, that is 1000 factors of at most 10 MB spread over the cluster's workers, and
+(1000 / tile)^2 / 2 block tasks; blocks that the pair rules make small (``tile`` = 16: 136 pairs a
+block here) keep the per-task overhead (milliseconds) small against the pairs' linear algebra.
 
-(Each block recomputes the factors of its models, once per block pair they appear in: the price of
-tasks that are independent and hold bounded memory; ``tile`` trades the two.)
+The pair statistics come from the kernels the in-memory functions end in, with the same rank,
+keep and weighting rules, so the tiled matrix equals the in-memory one to rounding (1e-12).
 """
 
 from __future__ import annotations
@@ -30,9 +37,8 @@ from mmkern.similarity._checks import RANK_RTOL
 
 __all__ = ["pairwise_cca", "pairwise_cka", "pairwise_pwcca", "pairwise_svcca"]
 
-#: The public functions a tile calls: metric -> (pairwise name, cross name, symmetric).
-_FUNCTIONS = {"svcca": ("pairwise_svcca", "cross_svcca", True), "cca": ("pairwise_cca", "cross_cca", True),
-              "pwcca": ("pairwise_pwcca", "cross_pwcca", False), "cka": ("pairwise_cka", "cross_cka", True)}
+#: Whether the metric's matrix is symmetric (PWCCA weights by the first model of a pair).
+_SYMMETRIC = {"svcca": True, "cca": True, "pwcca": False, "cka": True}
 
 
 def _load(source: Any) -> np.ndarray:
@@ -41,14 +47,18 @@ def _load(source: Any) -> np.ndarray:
     return source
 
 
-def _tile(metric: str, rows: list, cols: list | None, opts: dict) -> np.ndarray:
-    """One block of the matrix, on a worker."""
-    from mmkern import similarity
+def _factor(source: Any, name: str, metric: str, kwargs: dict):
+    """One model's factor, on a worker."""
+    from mmkern.similarity._factors import model_factor
 
-    pairwise, cross, _ = _FUNCTIONS[metric]
-    if cols is None:
-        return getattr(similarity, pairwise)([_load(s) for s in rows], **opts)
-    return getattr(similarity, cross)([_load(s) for s in rows], [_load(s) for s in cols], **opts)
+    return model_factor(_load(source), name, metric, kwargs)
+
+
+def _block(rows: list, cols: list | None) -> np.ndarray:
+    """One block of the matrix from its models' factors, on a worker."""
+    from mmkern.similarity._factors import block_values
+
+    return block_values(rows, cols)
 
 
 def check_sources(sources: Sequence, name: str = "acts") -> list[tuple[int, int]]:
@@ -90,7 +100,7 @@ def pairwise_svcca(sources: Sequence, client, keep=0.99, *, keep_by: str = "vari
     keep, keep_by, rtol
         As in :func:`mmkern.svcca`.
     tile : int, default 16
-        Models per block: a task holds two blocks' activations.
+        Models per block: a block task holds the factors of two blocks' models.
 
     Returns
     -------
@@ -118,30 +128,43 @@ def pairwise_cka(sources: Sequence, client, *, debiased: bool = False, tile: int
 
 def tiled(metric: str, sources: Sequence, client, tile: int, opts: dict) -> np.ndarray:
     """The (M, M) matrix of ``metric`` from tiles on ``client`` (see the module docstring)."""
-    from mmkern._dask import check_client
+    from mmkern._dask import check_client, require_distributed
     from mmkern._validate import check_positive_int
     from mmkern.similarity._checks import OPTS_DEFAULT, metric_args
 
+    distributed = require_distributed()
     check_client(client)
     tile = check_positive_int(tile, "tile")
     shapes = check_sources(sources)
     names = [f"acts[{i}]" for i in range(len(sources))]
-    metric_args(metric, shapes[0][0], [d for _, d in shapes], names, **{**OPTS_DEFAULT, **opts})  # as in memory
-    shared = [s if isinstance(s, (str, os.PathLike)) else client.scatter(s) for s in sources]
+    name, kwargs = metric_args(metric, shapes[0][0], [d for _, d in shapes], names, **{**OPTS_DEFAULT, **opts})
     m = len(sources)
+    factors = [client.submit(_factor, s if isinstance(s, (str, os.PathLike)) else client.scatter(s), names[i],
+                             name, kwargs, pure=False) for i, s in enumerate(sources)]
     blocks = [list(range(start, min(start + tile, m))) for start in range(0, m, tile)]
-    symmetric = _FUNCTIONS[metric][2]
-    futures = {}
+    symmetric = _SYMMETRIC[metric]
+    futures, uses = {}, [0] * m
     for a, rows in enumerate(blocks):
         for b, cols in enumerate(blocks):
             if symmetric and b < a:
                 continue
-            args = ([shared[i] for i in rows], None if a == b else [shared[j] for j in cols])
-            futures[client.submit(_tile, metric, *args, opts, pure=False)] = (rows, cols)
+            args = ([factors[i] for i in rows], None if a == b else [factors[j] for j in cols])
+            futures[client.submit(_block, *args, pure=False)] = (rows, cols)
+            for i in set(rows + cols):
+                uses[i] += 1
     out = np.empty((m, m))
-    for future, (rows, cols) in futures.items():
-        block = np.asarray(future.result())
-        out[np.ix_(rows, cols)] = block
-        if symmetric and rows != cols:
-            out[np.ix_(cols, rows)] = block.T
+    try:
+        for future in distributed.as_completed(futures):
+            rows, cols = futures.pop(future)
+            block = np.asarray(future.result())
+            out[np.ix_(rows, cols)] = block
+            if symmetric and rows != cols:
+                out[np.ix_(cols, rows)] = block.T
+            for i in set(rows + cols):  # a factor no block needs any more is released on the cluster
+                uses[i] -= 1
+                if uses[i] == 0:
+                    factors[i] = None
+    except BaseException:
+        client.cancel(list(futures) + [f for f in factors if f is not None])
+        raise
     return out

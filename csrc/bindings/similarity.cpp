@@ -141,6 +141,27 @@ class NamedOutputs {
   std::vector<std::pair<const char*, F64Array>> arrays_;
 };
 
+// The "correlations" output of a pair route: every pair's canonical correlations, when requested.
+class CorrelationLists {
+ public:
+  CorrelationLists(const std::vector<std::string>& metrics, py::ssize_t np, mmkern::PairOutputs& out) {
+    if (std::find(metrics.begin(), metrics.end(), "correlations") == metrics.end()) return;
+    lists_.resize(np);
+    out.correlations = &lists_;
+    wanted_ = true;
+  }
+  void store(py::dict& result) const {
+    if (!wanted_) return;
+    py::list lists;
+    for (const auto& c : lists_) lists.append(F64Array(static_cast<py::ssize_t>(c.size()), c.data()));
+    result["correlations"] = lists;
+  }
+
+ private:
+  std::vector<std::vector<double>> lists_;
+  bool wanted_ = false;
+};
+
 // Holds the Gram array alive for as long as its factors are used.
 struct PyGramFactors {
   py::array gram;
@@ -394,26 +415,79 @@ void bind_similarity(py::module_& m) {
             py::dict result;
             mmkern::PairOutputs out =
                 allocate_outputs(metrics, np, {"svcca", "cca_mean", "cca_r2", "pwcca"}, {"correlations"}, result);
-            std::vector<std::vector<double>> correlations;
-            if (std::find(metrics.begin(), metrics.end(), "correlations") != metrics.end()) {
-              correlations.resize(np);
-              out.correlations = &correlations;
-            }
+            CorrelationLists correlations(metrics, np, out);
             const int64_t* pf = input<int64_t>(first, "first");
             const int64_t* ps = input<int64_t>(second, "second");
             {
               py::gil_scoped_release release;
               mmkern::projection_route(*f.factors, views.data(), offsets.data(), mu, pf, ps, np, out, chunk_rows);
             }
-            if (out.correlations) {
-              py::list lists;
-              for (const auto& c : correlations) lists.append(F64Array(static_cast<py::ssize_t>(c.size()), c.data()));
-              result["correlations"] = lists;
-            }
+            correlations.store(result);
             return result;
           },
           py::arg("arrays"), py::arg("offsets"), py::arg("mean"), py::arg("first"), py::arg("second"),
           py::arg("metrics"), py::arg("chunk_rows") = 2048,
           "SVCCA / CCA / PWCCA of pairs by the projection route (similarity.h, projection_route): a "
-          "second pass over the data onto each model's whitening basis, re-whitened by CholeskyQR2.");
+          "second pass over the data onto each model's whitening basis, re-whitened by CholeskyQR2.")
+      .def(
+          "basis",
+          [](const PyGramFactors& f, int i) {
+            if (i < 0 || i >= f.factors->models()) throw std::invalid_argument("model index out of range");
+            if (!f.factors->basis(i) || f.factors->rank(i) == 0)
+              throw std::invalid_argument("these factors hold no whitening basis (factor=False)");
+            const py::ssize_t d = f.factors->width(i), r = f.factors->rank(i);
+            py::array_t<double, py::array::f_style> out({d, r});
+            std::copy(f.factors->basis(i), f.factors->basis(i) + d * r, out.mutable_data());
+            return out;
+          },
+          py::arg("i"),
+          "Whitening basis B_i of model i (d_i, rank_i) float64: Xc_i B_i is orthonormal; its first "
+          "svcca_dims[i] columns span the SVCCA subspace.");
+
+  m.def(
+      "projected_pairs",
+      [](const py::array& gram, std::vector<int64_t> koffsets, const std::vector<int>& keep,
+         const std::vector<int>& widths, std::optional<std::vector<py::array>> loadings, const py::array& first,
+         const py::array& second, const std::vector<std::string>& metrics) {
+        koffsets = check_offsets(koffsets);
+        const int M = static_cast<int>(koffsets.size()) - 1;
+        if (static_cast<int>(keep.size()) != M || static_cast<int>(widths.size()) != M)
+          throw std::invalid_argument("keep and widths must have one entry per model");
+        mmkern::Projection pr;
+        const auto K = static_cast<py::ssize_t>(koffsets.back());
+        pr.gram = input<double>(gram, "gram", K * K);
+        pr.koffsets = koffsets;
+        pr.keep = keep;
+        pr.widths = widths;
+        for (int i = 0; i < M; ++i)
+          if (keep[i] < 0 || keep[i] > koffsets[i + 1] - koffsets[i] || widths[i] < 0)
+            throw std::invalid_argument("model " + std::to_string(i) + ": keep must lie in [0, its columns]");
+        if (loadings) {
+          if (static_cast<int>(loadings->size()) != M) throw std::invalid_argument("loadings must hold one array per model");
+          for (int i = 0; i < M; ++i)
+            pr.loadings.push_back(output((*loadings)[i], "loadings " + std::to_string(i),
+                                         static_cast<py::ssize_t>(widths[i]) * (koffsets[i + 1] - koffsets[i])));
+        }
+        const py::ssize_t np = check_pairs(first, second, M);
+        py::dict result;
+        mmkern::PairOutputs out =
+            allocate_outputs(metrics, np, {"svcca", "cca_mean", "cca_r2", "pwcca"}, {"correlations"}, result);
+        if (out.pwcca && !loadings) throw std::invalid_argument("pwcca needs the loadings");
+        CorrelationLists correlations(metrics, np, out);
+        const int64_t* pf = input<int64_t>(first, "first");
+        const int64_t* ps = input<int64_t>(second, "second");
+        {
+          py::gil_scoped_release release;
+          mmkern::projected_pairs(pr, pf, ps, np, out);
+        }
+        correlations.store(result);
+        return result;
+      },
+      py::arg("gram"), py::arg("koffsets"), py::arg("keep"), py::arg("widths"), py::arg("loadings"),
+      py::arg("first"), py::arg("second"), py::arg("metrics"),
+      "SVCCA / CCA / PWCCA of pairs from a projected Gram P = U^T U (K x K float64) of whitened "
+      "projections U = [Xc_i B_i] with koffsets[i + 1] - koffsets[i] columns per model "
+      "(similarity.h, projected_pairs): the tail of the projection route, for projections made "
+      "elsewhere (mmkern.distributed). `loadings` (per model, Xc_i^T U_i as a C-contiguous (c_i, d_i) "
+      "array) are re-whitened in place; needed for pwcca only.");
 }

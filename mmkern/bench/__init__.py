@@ -1,12 +1,12 @@
 """Benchmarks that compare mmkern with its reference implementations in one run.
 
-``mmkern bench similarity|multiplicity|connectivity [--quick]`` prints the table; ``benchmarks/bench_*.py`` time the same
+``mmkern bench similarity|multiplicity|connectivity|train [--quick]`` prints the table; ``benchmarks/bench_*.py`` time the same
 cases with pytest-benchmark.
 """
 
 from mmkern.bench.runner import Case, Row, format_table, run_case
 
-SUITES = ("similarity", "multiplicity", "connectivity")
+SUITES = ("similarity", "multiplicity", "connectivity", "train")
 
 
 def suite_cases(name: str, quick: bool = False) -> list[Case]:
@@ -23,6 +23,10 @@ def suite_cases(name: str, quick: bool = False) -> list[Case]:
         from mmkern.bench import connectivity
 
         return connectivity.cases(quick)
+    if name == "train":
+        from mmkern.bench import train
+
+        return train.cases(quick)
     raise ValueError(f"unknown benchmark suite {name!r}; choose from {', '.join(SUITES)}")
 
 

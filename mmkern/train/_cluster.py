@@ -25,6 +25,7 @@ CONNECT_TIMEOUT = 10
 #: Times a member's task is rescheduled after its worker died.
 RETRIES = 2
 
+
 from mmkern._dask import check_client, require_distributed  # noqa: E402
 
 
@@ -52,6 +53,9 @@ def cluster_client(client=None, workers: Optional[int] = None, scheduler: Option
                                            dashboard_address=":0", silence_logs=logging.ERROR)
         try:
             with distributed.Client(cluster) as own:
+                from mmkern.train._worker_plugin import IgnoreInterrupts
+
+                own.register_plugin(IgnoreInterrupts())  # Ctrl-C is the driver's to handle
                 yield own
         finally:
             cluster.close()
@@ -123,37 +127,59 @@ def _task(function, *args):
     return function(*args)
 
 
+def _slots(client) -> int:
+    """The cluster's worker threads now: how many tasks run at once."""
+    workers = client.scheduler_info().get("workers", {}).values()
+    return max(1, sum(int(w.get("nthreads", 1)) for w in workers))
+
+
 def run_tasks(client, function, jobs: dict, label: str, bar=None, on_done=None, scatter: tuple = ()
               ) -> tuple[dict, dict]:
     """Run ``function(*args)`` for every ``{id: args}`` of ``jobs`` as a task (``RETRIES``
     retries after a worker died); returns ({id: result}, {id: error message}) and calls
     ``on_done(id, result, error)`` as each ends. Values in ``scatter`` (objects among the
-    arguments, e.g. a dataset) are sent to every worker once. Ctrl-C cancels what is left."""
+    arguments, e.g. a dataset) are sent to every worker once. Ctrl-C cancels what is left.
+
+    No more tasks are in flight than the cluster has worker threads, the next submitted as one
+    ends: Dask would otherwise queue several members on one worker, and when a member kills its
+    worker, count the death against every member waiting there too (after ``RETRIES`` deaths, a
+    healthy member would be reported failed with the one that kills its workers)."""
     distributed = require_distributed()
     run = uuid.uuid4().hex[:8]
     shared = {id(v): client.scatter(v, broadcast=True) for v in scatter if v is not None}
-    futures = {}
-    for job, args in jobs.items():
+    waiting, futures, running = list(jobs.items()), {}, set()
+    completed = distributed.as_completed()
+
+    def submit_next() -> None:
+        job, args = waiting.pop(0)
         args = [shared.get(id(a), a) for a in args]
         safe = "".join(c if c.isalnum() or c in "._=-" else "_" for c in str(job))
-        futures[client.submit(_task, function, *args, key=f"mmkern-{label}-{safe}-{run}", retries=RETRIES,
-                              pure=False)] = job
+        future = client.submit(_task, function, *args, key=f"mmkern-{label}-{safe}-{run}", retries=RETRIES,
+                               pure=False)
+        futures[future] = job
+        running.add(future)
+        completed.add(future)
+
     results, failures = {}, {}
     try:
-        for future in distributed.as_completed(futures):
+        while waiting and len(running) < _slots(client):
+            submit_next()
+        for future in completed:
             job = futures[future]
+            running.discard(future)
             if future.status == "error":
                 error = future.exception()
                 failures[job] = f"{type(error).__name__}: {error}"
             else:
                 results[job] = future.result()
+            while waiting and len(running) < _slots(client):
+                submit_next()
             if bar is not None:
                 bar.update(1)
-                done = len(results) + len(failures)
-                bar.set_postfix_str(f"{len(futures) - done} pending or running, {len(failures)} failed")
+                bar.set_postfix_str(f"{len(running)} running, {len(waiting)} waiting, {len(failures)} failed")
             if on_done is not None:
                 on_done(job, results.get(job), failures.get(job))
     except BaseException:  # Ctrl-C or a callback's exception: nothing more is started
-        client.cancel(list(futures))
+        client.cancel(list(running))
         raise
     return results, failures
