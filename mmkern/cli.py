@@ -213,20 +213,24 @@ def analyze(zoo_dir: str, alphas: int, no_barriers: bool, align: str | None, pla
 
 @main.command()
 @click.argument("zoo_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--method", type=click.Choice(["naive", "cbft"]), default="cbft", show_default=True,
-              help="Naive fine-tuning or connectivity-based fine-tuning (Lubana et al. 2023).")
+@click.option("--method", type=click.Choice(["naive", "llr", "lpft", "cbft", "ftm", "fts", "ftl"]), default="cbft",
+              show_default=True,
+              help="naive fine-tuning, last-layer retraining, LLR then fine-tuning, connectivity-based "
+                   "fine-tuning (Lubana et al. 2023), or the paper's naive fine-tuning at a medium, small "
+                   "or large learning rate.")
 @click.option("--clean-samples", default=200, show_default=True, type=click.IntRange(2),
               help="Clean training samples (the cue removed) to fine-tune on.")
-@click.option("--epochs", default=40, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=0.05, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--epochs", default=None, type=click.IntRange(1), help="[default: the method's, e.g. 40]")
+@click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="[default: the method's, e.g. 0.05]")
+@click.option("--batch-size", default=None, type=click.IntRange(1), help="[default: the method's, e.g. 64]")
 @click.option("--seed", default=0, show_default=True, type=int)
 @_DATA_DIR
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="Torch threads (default: torch's; 1 is fastest for small models).")
 @_CLUSTER_OPTIONS
-def finetune(zoo_dir: str, method: str, clean_samples: int, epochs: int, lr: float,
-             batch_size: int, seed: int, data_dir: str | None, threads: int | None,
+def finetune(zoo_dir: str, method: str, clean_samples: int, epochs: int | None, lr: float | None,
+             batch_size: int | None, seed: int, data_dir: str | None, threads: int | None,
              workers: int | None, scheduler: str | None) -> None:
     """Fine-tune every model of a spurious-cue ZOO_DIR on a few clean samples (resumable).
 

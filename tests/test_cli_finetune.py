@@ -34,17 +34,20 @@ def zoo(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("method", ["naive", "cbft"])
-def test_finetune_writes_models_metrics_and_barriers(zoo, method):
+@pytest.mark.parametrize("method, runs", [("naive", "naive"), ("cbft", "cbft"), ("llr", "llr"), ("lpft", "lpft"),
+                                          ("fts", "naive")])
+def test_finetune_writes_models_metrics_and_barriers(zoo, method, runs):
     result = run("finetune", str(zoo), "--method", method, *FAST)
     assert result.exit_code == 0, result.output
     assert f"{method} base: cue-none accuracy" in result.output and "loss barrier" in result.output
     out = zoo / "finetune" / method
     assert f"2 fine-tuned models in {out}" in result.output
-    assert json.loads((out / "settings.json").read_text())["method"] == method
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["method"] == runs and settings.get("preset", runs) == method
     for member in ("base", "init_seed=1"):
         record = json.loads((out / member / "record.json").read_text())
-        assert record["finetune"]["method"] == method and record["finetune"]["n"] == 60
+        assert record["finetune"]["method"] == runs and record["finetune"]["n"] == 60
+        assert record["finetune"].get("preset", runs) == method
         assert set(record["metrics"]["tuned"]) >= {"test", "cue-none", "cue", "cue-random",
                                                    "image-random"}  # and digits' corruptions
         curve = record["barriers"]["test"]

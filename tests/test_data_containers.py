@@ -14,7 +14,7 @@ from mmkern.data import ArraySplit, Dataset, dataset_names, load_dataset
 def test_public_api():
     for name in data.__all__:
         assert hasattr(data, name), name
-    assert dataset_names() == ["mnist1d", "digits", "mnist", "fashion_mnist", "cifar10",
+    assert dataset_names() == ["mnist1d", "digits", "mnist5k", "mnist", "fashion_mnist", "cifar10",
                                "cifar100", "svhn"]
 
 
@@ -66,7 +66,7 @@ def test_dataset_validation():
 
 
 def test_unknown_dataset_name_lists_valid_ones():
-    with pytest.raises(ValueError, match="unknown dataset 'imagenet'; valid: mnist1d, digits, "
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'; valid: mnist1d, digits, mnist5k, "
                                          "mnist, fashion_mnist, cifar10, cifar100, svhn"):
         load_dataset("imagenet")
     with pytest.raises(ValueError, match=r"spurious=p"):

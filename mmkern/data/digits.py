@@ -16,47 +16,15 @@ requested severities, named ``"<corruption>-<severity>"``; their random draws de
 
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import numpy as np
 
-from mmkern.data._arrays import ArraySplit, Dataset
-from mmkern._validate import check_float
-from mmkern.data._checks import check_seed, derive_rng
-from mmkern.data.corruptions import CORRUPTIONS, DEFAULT_SEVERITIES, corrupted_sets
+from mmkern.data._arrays import Dataset
+from mmkern.data._split import split_dataset, stratified_split
+from mmkern.data.corruptions import CORRUPTIONS, DEFAULT_SEVERITIES
 
 __all__ = ["load_digits", "stratified_split"]
-
-
-def stratified_split(y: np.ndarray, test_fraction: float, seed: int,
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a stratified train/test split.
-
-    Parameters
-    ----------
-    y : numpy.ndarray of int, shape (n,)
-        Labels.
-    test_fraction : float
-        In (0, 1); class c contributes ``floor(test_fraction * n_c + 1/2)`` test samples.
-    seed : int
-        Seed of the draw and of the final orders.
-
-    Returns
-    -------
-    train_idx, test_idx : numpy.ndarray of int64
-        Disjoint, together covering ``range(n)``, each in a random order.
-    """
-    rng = derive_rng(seed, "stratified_split")
-    train, test = [], []
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        n_test = int(math.floor(test_fraction * len(idx) + 0.5))
-        test.append(idx[:n_test])
-        train.append(idx[n_test:])
-    train_idx = rng.permutation(np.concatenate(train)).astype(np.int64)
-    test_idx = rng.permutation(np.concatenate(test)).astype(np.int64)
-    return train_idx, test_idx
 
 
 def load_digits(*, seed: int = 0, test_fraction: float = 0.2, split_seed: int = 0,
@@ -85,10 +53,6 @@ def load_digits(*, seed: int = 0, test_fraction: float = 0.2, split_seed: int = 
         ``ood`` keys: gaussian_noise-1, -3, -5, gaussian_blur-1, -3, -5, contrast-1, -3, -5,
         pixel_shift-1, -3, -5.
     """
-    seed = check_seed(seed)
-    split_seed = check_seed(split_seed, "split_seed")
-    test_fraction = check_float(test_fraction, "test_fraction", low=0.0, high=1.0, low_open=True,
-                                high_open=True)
     try:
         from sklearn.datasets import load_digits as _sk_load_digits
     except ImportError as exc:  # pragma: no cover - the [train] extra installs it
@@ -98,24 +62,10 @@ def load_digits(*, seed: int = 0, test_fraction: float = 0.2, split_seed: int = 
     images = np.asarray(bunch.images, dtype=np.float32) / np.float32(16.0)
     labels = np.asarray(bunch.target, dtype=np.int64)
     x = images.reshape(len(labels), 1, 8, 8)
-    train_idx, test_idx = stratified_split(labels, test_fraction, split_seed)
-    if len(train_idx) == 0 or len(test_idx) == 0:
-        raise ValueError(f"test_fraction={test_fraction} leaves an empty split")
-    train = ArraySplit(x[train_idx], labels[train_idx])
-    test = ArraySplit(x[test_idx], labels[test_idx])
-    sets, ood_info = corrupted_sets(test, ood, ood_severities, seed=seed)
     import sklearn
 
-    info = {
-        "name": "digits",
-        "source": "sklearn.datasets.load_digits (bundled with scikit-learn, no download)",
-        "sklearn_version": sklearn.__version__,
-        "scaling": "x / 16 -> [0, 1]; no normalisation",
-        "seed": seed,
-        "split": {"rule": "stratified: per class floor(test_fraction * n_c + 1/2) test samples",
-                  "test_fraction": test_fraction, "split_seed": split_seed,
-                  "train": len(train), "test": len(test)},
-        "ood": ood_info,
-    }
-    return Dataset(name="digits", train=train, test=test, num_classes=10, input_shape=(1, 8, 8),
-                   ood=sets, info=info)
+    return split_dataset("digits", x, labels, test_fraction=test_fraction, split_seed=split_seed, seed=seed,
+                         ood=ood, ood_severities=ood_severities, info={
+                             "source": "sklearn.datasets.load_digits (bundled with scikit-learn, no download)",
+                             "sklearn_version": sklearn.__version__,
+                             "scaling": "x / 16 -> [0, 1]; no normalisation"})

@@ -30,10 +30,10 @@ import torch
 import warnings
 
 from mmkern._io import atomic_write_text, exclusive_lock, finite_json, remove_stale_temporaries
-from mmkern._validate import check_int
+from mmkern._validate import check_choice, check_int
 from mmkern.train._errors import MembersFailed, TrainingDiverged
 from mmkern.train.config import TrainConfig
-from mmkern.train.finetune import METHODS, check_settings, fine_tune
+from mmkern.train.finetune import METHODS, PRESETS, check_settings, fine_tune
 from mmkern.train.recipes import member_dirname
 from mmkern.train.zoo import (
     LOCK_FILE,
@@ -46,10 +46,27 @@ from mmkern.train.zoo import (
     save_finished,
 )
 
-__all__ = ["FINETUNE_DIR", "finetune_zoo", "load_finetuned", "summary_line"]
+__all__ = ["FINETUNE_DIR", "METHOD_DEFAULTS", "NAMES", "finetune_zoo", "load_finetuned", "resolve_settings", "summary_line"]
 
 FINETUNE_DIR = "finetune"
 SETTINGS_FILE = "settings.json"
+_NAIVE = {"epochs": 40, "lr": 0.05, "batch_size": 64, "momentum": 0.9, "weight_decay": 1e-4}
+#: The settings of ``finetune_zoo(zoo, method)`` for a bare method name, chosen for the bundled
+#: spurious recipes' small models and 200 clean samples: 40 epochs of batches of 64 at learning
+#: rate 0.05; the new classifier of LLR (and of LPFT's first stage) at 0.1 for 200 epochs without
+#: weight decay. The paper's settings are the presets (:data:`mmkern.train.finetune.PRESETS`):
+#: their LLR learning rate of 30 overshoots on these models' features (benchmarks/NOTES.md).
+METHOD_DEFAULTS: dict[str, dict] = {
+    "naive": {"method": "naive", **_NAIVE},
+    "cbft": {"method": "cbft", **_NAIVE, "margin": 1.0, "invariance_weight": 1.0},
+    "llr": {"method": "llr", **_NAIVE, "epochs": 200, "lr": 0.1, "weight_decay": 0.0},
+    "lpft": {"method": "lpft", **_NAIVE, "probe_lr": 0.1, "probe_epochs": 200},
+}
+#: Every name ``finetune_zoo`` takes: a method or a preset (its directory under finetune/).
+NAMES = (*METHODS, *(p for p in PRESETS if p not in METHODS))
+#: Settings a method uses beyond epochs, lr, batch size, momentum and weight decay.
+_METHOD_SETTINGS = {"cbft": ("margin", "invariance_weight"), "lpft": ("probe_lr", "probe_epochs")}
+
 #: Dataset options that make the spurious variant; without them, the clean dataset.
 _CUE_OPTIONS = ("spurious", "cue_size", "cue_value")
 
@@ -97,16 +114,42 @@ def _check_settings(directory: str, settings: dict) -> None:
         atomic_write_text(path, json.dumps(settings, indent=2, allow_nan=False) + "\n")
 
 
+def resolve_settings(name: str, **given) -> dict:
+    """The settings of ``finetune_zoo(zoo, name, **given)``: the method's defaults or the preset's
+    (:data:`METHOD_DEFAULTS`, :data:`mmkern.train.finetune.PRESETS`), then every ``given`` value
+    that is not None; validated (``ValueError``/``TypeError`` naming the first bad one)."""
+    check_choice(name, "method", NAMES)
+    base = METHOD_DEFAULTS[name] if name in METHOD_DEFAULTS else PRESETS[name]
+    method = base["method"]
+    settings = {"method": method, **({"preset": name} if name != method else {})}
+    for key in ("epochs", "lr", "batch_size", "momentum", "weight_decay", *_METHOD_SETTINGS.get(method, ())):
+        settings[key] = given.get(key) if given.get(key) is not None else base.get(key)
+    unused = sorted(k for k, v in given.items() if v is not None and k not in settings and k not in _COMMON)
+    if unused:
+        raise ValueError(f"{', '.join(unused)} do not apply to method {method!r}")
+    check_settings(method, settings["epochs"], settings["lr"], settings["momentum"], settings["weight_decay"],
+                   settings["batch_size"], settings.get("margin", 1.0), settings.get("invariance_weight", 1.0),
+                   given.get("seed", 0), settings.get("probe_lr", 1.0), settings.get("probe_epochs", 1))
+    return settings
+
+
+_COMMON = ("clean_samples", "seed", "alphas")
+
+
 def finetune_zoo(
     zoo_dir: Union[str, os.PathLike],
     method: str = "cbft",
     *,
     clean_samples: int = 200,
-    epochs: int = 40,
-    lr: float = 0.05,
-    batch_size: int = 64,
-    margin: float = 1.0,
-    invariance_weight: float = 1.0,
+    epochs: Optional[int] = None,
+    lr: Optional[float] = None,
+    batch_size: Optional[int] = None,
+    momentum: Optional[float] = None,
+    weight_decay: Optional[float] = None,
+    margin: Optional[float] = None,
+    invariance_weight: Optional[float] = None,
+    probe_lr: Optional[float] = None,
+    probe_epochs: Optional[int] = None,
     seed: int = 0,
     alphas: int = 11,
     data_dir=None,
@@ -122,12 +165,19 @@ def finetune_zoo(
     zoo_dir : str or os.PathLike
         A zoo trained on a spurious-cue dataset (``dataset_options.spurious`` set, e.g. the
         ``digits-spurious`` recipe).
-    method : {"naive", "cbft"}
+    method : str, default "cbft"
+        A method of :func:`mmkern.train.fine_tune` ("naive", "llr", "lpft", "cbft", with the
+        settings of :data:`METHOD_DEFAULTS`) or a preset of :data:`mmkern.train.finetune.PRESETS`
+        ("ftm", "fts", "ftl": naive fine-tuning at the paper's medium, small and large learning
+        rate). The tuned models go to ``finetune/<method>/``.
     clean_samples : int, default 200
         Clean training samples (the member's training images without the cue, drawn with
         ``seed``) to fine-tune on.
-    epochs, lr, batch_size, margin, invariance_weight, seed
-        As in :func:`mmkern.train.fine_tune`.
+    epochs, lr, batch_size, momentum, weight_decay, margin, invariance_weight, probe_lr, probe_epochs
+        As in :func:`mmkern.train.fine_tune`; None keeps the method's or the preset's value. A
+        setting the method does not use (e.g. ``margin`` for naive fine-tuning) is an error.
+    seed : int, default 0
+        As in :func:`mmkern.train.fine_tune`; also draws the clean samples.
     alphas : int, default 11
         Points of the interpolation curve from the original to the tuned model.
     data_dir : str or os.PathLike, optional
@@ -157,17 +207,16 @@ def finetune_zoo(
     from mmkern.train.trainer import DatasetCache, load_config_dataset
 
     # every setting is checked before anything is read or written
-    check_settings(method, epochs, lr, 0.9, 1e-4, batch_size, margin, invariance_weight, seed)
+    settings = resolve_settings(method, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum,
+                                weight_decay=weight_decay, margin=margin, invariance_weight=invariance_weight,
+                                probe_lr=probe_lr, probe_epochs=probe_epochs, seed=seed)
     check_int(clean_samples, "clean_samples", low=2)
     check_int(alphas, "alphas", low=2)
     zoo_dir = os.fspath(zoo_dir)
     members = list_members(zoo_dir)
     if not members:
         raise ValueError(f"zoo {zoo_dir!r} has no finished member to fine-tune")
-    settings = {"method": method, "clean_samples": clean_samples, "epochs": epochs, "lr": lr,
-                "batch_size": batch_size, "seed": seed, "alphas": alphas}
-    if method == "cbft":
-        settings.update(margin=margin, invariance_weight=invariance_weight)
+    settings.update(clean_samples=clean_samples, seed=seed, alphas=alphas)
     configs = {m: TrainConfig.from_dict(load_record(zoo_dir, m)["config"]) for m in members}
     for member_id, config in configs.items():
         if "spurious" not in config.dataset_options:
@@ -185,7 +234,7 @@ def finetune_zoo(
         if clean_samples > available:
             raise ValueError(f"clean_samples must lie in [2, {available}] (the clean training set of "
                              f"member {member_id!r}), got {clean_samples}")
-    out = os.path.join(zoo_dir, FINETUNE_DIR, method)
+    out = os.path.join(zoo_dir, FINETUNE_DIR, method)  # the method's or the preset's name
     os.makedirs(out, exist_ok=True)
     with exclusive_lock(os.path.join(out, LOCK_FILE), f"fine-tuning directory {out!r}"):
         remove_stale_temporaries(out)
@@ -235,15 +284,15 @@ def tune_member(zoo_dir: str, out: str, member_id: str, cued, clean, settings: d
     model, _ = load_member(zoo_dir, member_id)
     method, seed = settings["method"], settings["seed"]
     pick = np.random.default_rng(seed).choice(len(clean.train), settings["clean_samples"], replace=False)
+    options = {k: v for k, v in settings.items() if k not in ("preset", "clean_samples", "alphas")}
     try:
         tuned, finetune_record = fine_tune(
-            model, (clean.train.x[pick], clean.train.y[pick]), method=method,
-            cue_data=cued.train if method == "cbft" else None, epochs=settings["epochs"],
-            lr=settings["lr"], batch_size=settings["batch_size"],
-            margin=settings.get("margin", 1.0), invariance_weight=settings.get("invariance_weight", 1.0),
-            seed=seed, threads=threads)
+            model, (clean.train.x[pick], clean.train.y[pick]),
+            cue_data=cued.train if method == "cbft" else None, threads=threads, **options)
     except TrainingDiverged as e:  # this member only: the others are still tuned
         return "failed", str(e)
+    if "preset" in settings:
+        finetune_record = {"preset": settings["preset"], **finetune_record}
     record = {"member": member_id, "finetune": finetune_record,
               "metrics": {"original": _metrics(model, cued), "tuned": _metrics(tuned, cued)},
               "barriers": _barriers(model, tuned, cued, settings["alphas"])}
@@ -252,7 +301,7 @@ def tune_member(zoo_dir: str, out: str, member_id: str, cued, clean, settings: d
 
 
 def _finetune_members(zoo_dir, out, configs, datasets, clean_of, settings, threads, progress, cluster=None):
-    method = settings["method"]
+    method = settings.get("preset", settings["method"])
     pending = {m: c for m, c in configs.items()
                if _finished_record(os.path.join(out, member_dirname(m)), m) is None}
     results = {}
@@ -311,12 +360,12 @@ def load_finetuned(zoo_dir: Union[str, os.PathLike]) -> dict[str, list[dict[str,
     Returns
     -------
     dict
-        ``{method: [record, ...]}`` for every method with at least one finished member under
-        ``finetune/<method>/`` (the records of :func:`finetune_zoo`); empty when none.
+        ``{method: [record, ...]}`` for every method or preset (:data:`NAMES`) with at least
+        one finished member under ``finetune/<method>/`` (the records of :func:`finetune_zoo`); empty when none.
     """
     found = {}
     members = list_members(zoo_dir)
-    for method in METHODS:
+    for method in NAMES:
         directory = os.path.join(os.fspath(zoo_dir), FINETUNE_DIR, method)
         records = []
         for member_id in members:
