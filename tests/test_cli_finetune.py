@@ -127,3 +127,17 @@ def test_members_sharing_data_load_it_once(tmp_path, monkeypatch):
     # the clean digits (checked against clean_samples before anything is written), then the cued
     # ones, each loaded once for both members
     assert loads == [{}, {"spurious": 1.0}]
+
+
+def test_a_named_directory_with_barriers_on_every_counterfactual_set(zoo):
+    from mmkern.train import load_finetuned
+
+    records = finetune_zoo(zoo, "naive", lr=0.02, name="sweep-lr=0.02", clean_samples=60, epochs=2,
+                           batch_size=32, threads=1, progress=False)
+    out = zoo / "finetune" / "sweep-lr=0.02"
+    assert json.loads((out / "settings.json").read_text())["lr"] == 0.02
+    assert set(records[0]["barriers"]) == {"test", "cue-none", "cue", "cue-random", "image-random"}
+    assert [r["member"] for r in load_finetuned(zoo)["sweep-lr=0.02"]] == ["base", "init_seed=1"]
+    for bad, error in (("", ValueError), (".hidden", ValueError), ("a/b", ValueError), (3, TypeError)):
+        with pytest.raises(error, match="name must"):
+            finetune_zoo(zoo, "naive", name=bad, progress=False)

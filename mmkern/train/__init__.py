@@ -18,7 +18,8 @@ Modules: :mod:`~mmkern.train.config` (TrainConfig, seeds, augmentation strings),
 (train_model, evaluate), :mod:`~mmkern.train.recipes` (recipe format, designs, member ids),
 :mod:`~mmkern.train.zoo` (zoo directory layout, resuming), :mod:`~mmkern.train.checkpoint`
 (safetensors), :mod:`~mmkern.train.activations` (capture, save/load, predict),
-:mod:`~mmkern.train.finetune` (naive and connectivity-based fine-tuning).
+:mod:`~mmkern.train.finetune` (naive fine-tuning, LLR, LPFT, CBFT and the paper's presets),
+:mod:`~mmkern.train.zoo_finetune` (fine-tuning a zoo's members, resumable).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ _LAZY = {
     "save_activations": "activations",
     "fine_tune": "finetune",
     "finetune_zoo": "zoo_finetune",  # a module of another name: the function is not shadowed
+    "load_finetuned": "zoo_finetune",
 }
 
 __all__ = [

@@ -83,12 +83,13 @@ def _metrics(model, cued) -> dict[str, Any]:
 
 
 def _barriers(original, tuned, cued, alphas: int) -> dict[str, Any]:
-    """Barriers from the original to the tuned model on the cued test and the clean set."""
+    """Barriers from the original to the tuned model on the cued test set and on each
+    counterfactual set (no cue, the cue, a random cue, a random image)."""
     from mmkern.connectivity import interpolation_curve
+    from mmkern.data import COUNTERFACTUAL_SETS
 
     sets = {"test": _tensors(cued.test)}
-    if "cue-none" in cued.ood:
-        sets["cue-none"] = _tensors(cued.ood["cue-none"])
+    sets.update({name: _tensors(cued.ood[name]) for name in COUNTERFACTUAL_SETS if name in cued.ood})
     curves = interpolation_curve(original, tuned, sets, alphas, bn_data=_tensors(cued.train))
     # JSON has no infinity: an infinite loss (outputs not finite at some alpha) is written as null
     return finite_json({name: {"alphas": c.alphas.tolist(), "loss": c.loss.tolist(),
@@ -152,6 +153,7 @@ def finetune_zoo(
     probe_epochs: Optional[int] = None,
     seed: int = 0,
     alphas: int = 11,
+    name: Optional[str] = None,
     data_dir=None,
     threads: Optional[int] = None,
     progress: bool = True,
@@ -180,6 +182,9 @@ def finetune_zoo(
         As in :func:`mmkern.train.fine_tune`; also draws the clean samples.
     alphas : int, default 11
         Points of the interpolation curve from the original to the tuned model.
+    name : str, optional
+        The directory under ``finetune/`` (default: ``method``), e.g. one per learning rate of a
+        sweep; letters, digits and ``._=-``.
     data_dir : str or os.PathLike, optional
         For datasets read from local files.
     threads : int, optional
@@ -212,6 +217,7 @@ def finetune_zoo(
                                 probe_lr=probe_lr, probe_epochs=probe_epochs, seed=seed)
     check_int(clean_samples, "clean_samples", low=2)
     check_int(alphas, "alphas", low=2)
+    name = check_name(method if name is None else name)
     zoo_dir = os.fspath(zoo_dir)
     members = list_members(zoo_dir)
     if not members:
@@ -234,13 +240,23 @@ def finetune_zoo(
         if clean_samples > available:
             raise ValueError(f"clean_samples must lie in [2, {available}] (the clean training set of "
                              f"member {member_id!r}), got {clean_samples}")
-    out = os.path.join(zoo_dir, FINETUNE_DIR, method)  # the method's or the preset's name
+    out = os.path.join(zoo_dir, FINETUNE_DIR, name)
     os.makedirs(out, exist_ok=True)
     with exclusive_lock(os.path.join(out, LOCK_FILE), f"fine-tuning directory {out!r}"):
         remove_stale_temporaries(out)
         _check_settings(out, settings)
         cluster = {"client": client, "workers": workers} if client is not None or workers is not None else None
         return _finetune_members(zoo_dir, out, configs, datasets, clean_of, settings, threads, progress, cluster)
+
+
+def check_name(name) -> str:
+    """A fine-tuning directory name: a non-empty str of letters, digits and ``._=-``, not
+    starting with a dot."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    if not name or name.startswith(".") or any(not (c.isalnum() or c in "._=-") for c in name):
+        raise ValueError(f"name must be letters, digits and ._=- (not starting with a dot), got {name!r}")
+    return name
 
 
 def _check_record(record: dict, path: str) -> dict:
@@ -301,7 +317,7 @@ def tune_member(zoo_dir: str, out: str, member_id: str, cued, clean, settings: d
 
 
 def _finetune_members(zoo_dir, out, configs, datasets, clean_of, settings, threads, progress, cluster=None):
-    method = settings.get("preset", settings["method"])
+    method = os.path.basename(out)  # the directory's name: the method, the preset or the given name
     pending = {m: c for m, c in configs.items()
                if _finished_record(os.path.join(out, member_dirname(m)), m) is None}
     results = {}
@@ -355,23 +371,27 @@ def summary_line(record: dict) -> str:
 
 
 def load_finetuned(zoo_dir: Union[str, os.PathLike]) -> dict[str, list[dict[str, Any]]]:
-    """The records of a zoo's fine-tuned members by method, in the zoo's member order.
+    """The records of a zoo's fine-tuned members by directory, in the zoo's member order.
 
     Returns
     -------
     dict
-        ``{method: [record, ...]}`` for every method or preset (:data:`NAMES`) with at least
-        one finished member under ``finetune/<method>/`` (the records of :func:`finetune_zoo`); empty when none.
+        ``{name: [record, ...]}`` for every directory under ``finetune/`` that
+        :func:`finetune_zoo` made (it holds a ``settings.json``) with at least one finished
+        member: the methods and presets first (in :data:`NAMES` order), then the other names
+        sorted; empty when none.
     """
     found = {}
     members = list_members(zoo_dir)
-    for method in NAMES:
-        directory = os.path.join(os.fspath(zoo_dir), FINETUNE_DIR, method)
+    root = os.path.join(os.fspath(zoo_dir), FINETUNE_DIR)
+    names = sorted(n for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, SETTINGS_FILE))) \
+        if os.path.isdir(root) else []
+    for name in [n for n in NAMES if n in names] + [n for n in names if n not in NAMES]:
         records = []
         for member_id in members:
-            path = os.path.join(directory, member_dirname(member_id), RECORD_FILE)
+            path = os.path.join(root, name, member_dirname(member_id), RECORD_FILE)
             if os.path.isfile(path):
                 records.append(_check_record(read_json(path), path))
         if records:
-            found[method] = records
+            found[name] = records
     return found
