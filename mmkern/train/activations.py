@@ -210,7 +210,9 @@ def save_activations(path: Union[str, os.PathLike], activations: dict[str, np.nd
             for name, array in arrays.items():
                 buffer = io.BytesIO()
                 np.save(buffer, array, allow_pickle=False)
-                archive.writestr(f"{name}.npy", buffer.getvalue())
+                # a fixed timestamp: the same activations give the same bytes (np.savez stamps the time)
+                entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                archive.writestr(entry, buffer.getvalue(), compress_type=zipfile.ZIP_STORED)
 
     atomic_write(path, write)
 
