@@ -309,9 +309,12 @@ def tune_member(zoo_dir: str, out: str, member_id: str, cued, clean, settings: d
         return "failed", str(e)
     if "preset" in settings:
         finetune_record = {"preset": settings["preset"], **finetune_record}
-    record = {"member": member_id, "finetune": finetune_record,
-              "metrics": {"original": _metrics(model, cued), "tuned": _metrics(tuned, cued)},
-              "barriers": _barriers(model, tuned, cued, settings["alphas"])}
+    from mmkern.train._inputs import torch_threads
+
+    with torch_threads(threads):  # the evaluations on the threads of the fine-tuning
+        record = {"member": member_id, "finetune": finetune_record,
+                  "metrics": {"original": _metrics(model, cued), "tuned": _metrics(tuned, cued)},
+                  "barriers": _barriers(model, tuned, cued, settings["alphas"])}
     os.makedirs(directory, exist_ok=True)
     return "finished", save_finished(directory, tuned, record)
 
