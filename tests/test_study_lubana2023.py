@@ -123,3 +123,13 @@ def test_settings_are_checked():
         study_settings("yes")
     assert study_settings(True)["p_values"] == [1.0]
     assert list(study_settings()["datasets"]) == ["digits", "mnist5k"]
+
+
+def test_the_paper_scale_preset_is_a_valid_pair_of_recipes():
+    from mmkern.studies.lubana2023 import _recipes
+    from mmkern.train import load_recipe
+
+    settings = study_settings(datasets=["cifar10"])
+    cue, clean = (load_recipe(r) for r in _recipes("cifar10", settings["datasets"]["cifar10"], settings))
+    assert len(cue.members) == 15 and len(clean.members) == 3
+    assert cue.members[0].config.model == "vgg13" and cue.members[0].config.dataset_options["spurious"] == 0.6

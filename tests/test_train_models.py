@@ -19,6 +19,7 @@ SHAPES = {
     "cnn1d": [(1, 40), (2, 13), (1, 1)],
     "cnn2d": [(1, 8, 8), (1, 28, 28), (3, 32, 32), (1, 1, 1)],
     "vgg": [(1, 40), (1, 8, 8), (3, 32, 32), (2, 5, 3)],
+    "vgg13": [(3, 32, 32), (1, 8, 8), (1, 40)],
     "resnet18": [(1, 40), (1, 8, 8), (3, 32, 32)],
 }
 
@@ -28,6 +29,7 @@ LAYERS = {
     "cnn1d": ["conv1", "conv2", "conv3", "fc1", "logits"],
     "cnn2d": ["conv1", "conv2", "fc1", "logits"],
     "vgg": ["conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "pool", "logits"],
+    "vgg13": [f"conv{i}" for i in range(1, 11)] + ["pool", "logits"],
     "resnet18": ["stem", "layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0",
                  "layer3.1", "layer4.0", "layer4.1", "pool", "logits"],
 }
@@ -108,3 +110,17 @@ def test_measurable_layers_errors():
         measurable_layers("mlp")
     with pytest.raises(TypeError, match="declares no layer_names"):
         measurable_layers(torch.nn.Linear(2, 2))
+
+
+def test_vgg13_is_configuration_b_with_batchnorm():
+    from torch import nn
+
+    model = build_model("vgg13", (3, 32, 32), 10)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 64, 128, 128, 256, 256, 512, 512, 512, 512]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 10
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 5
+    assert model.logits.in_features == 512 and model.logits.out_features == 10
+    widths = [3, 64, 64, 128, 128, 256, 256, 512, 512, 512, 512]
+    expected = sum(9 * a * b + 2 * b for a, b in zip(widths, widths[1:])) + 512 * 10 + 10  # convs, BNs, classifier
+    assert sum(p.numel() for p in model.parameters()) == expected == 9_413_066

@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 #: Architectures of :mod:`mmkern.train.models` (kept here so configs validate without torch).
-MODEL_NAMES = ("cnn1d", "cnn2d", "mlp", "resnet18", "vgg")
+MODEL_NAMES = ("cnn1d", "cnn2d", "mlp", "resnet18", "vgg", "vgg13")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("none", "cosine")
 #: Augmentation components, in the order they are applied.

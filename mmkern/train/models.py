@@ -246,18 +246,21 @@ class VGG(ZooModel):
     width : float, default 1.0
     """
 
+    #: (base channels, convolutions) of each stage.
+    STAGES: tuple[tuple[int, int], ...] = ((32, 2), (64, 2), (128, 2))
     layer_names = ("conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "pool", "logits")
 
     def __init__(self, input_shape, num_classes, width: float = 1.0):
-        shape = _check_shape(input_shape, "vgg", (2, 3))
+        name = "vgg13" if type(self).STAGES != VGG.STAGES else "vgg"
+        shape = _check_shape(input_shape, name, (2, 3))
         super().__init__(shape, num_classes)
         width = check_positive(width, "width")
         conv, norm, maxpool = _conv_parts(len(shape) - 1)
         channels, spatial = shape[0], list(shape[1:])
         i = 0
-        for base in (32, 64, 128):
+        for base, convs in self.STAGES:
             c = _scaled(base, width)
-            for last in (False, True):
+            for last in [False] * (convs - 1) + [True]:
                 i += 1
                 block = [conv(channels, c, kernel_size=3, padding=1, bias=False), norm(c),
                          nn.ReLU()]
@@ -276,6 +279,20 @@ class VGG(ZooModel):
         for name in self.layer_names[:-1]:
             x = getattr(self, name)(x)
         return self.logits(x)
+
+
+class VGG13(VGG):
+    """VGG-13 (Simonyan & Zisserman's configuration B) with BatchNorm, in its usual CIFAR form.
+
+    Five stages of two ``Conv(3, padding=1, bias=False) -> BatchNorm -> ReLU`` blocks with
+    ``round(c * width)`` channels, c = 64, 128, 256, 512, 512, each stage ending in ``MaxPool(2)``
+    (skipped once a spatial size is 1); then global average pooling (``pool``, ``(n, 512 width)``;
+    on 32 x 32 inputs the map is 1 x 1 by then) and one Linear classifier (``logits``). Blocks are
+    ``conv1`` ... ``conv10``. The architecture of Lubana et al.'s CIFAR-10 experiments.
+    """
+
+    STAGES = ((64, 2), (128, 2), (256, 2), (512, 2), (512, 2))
+    layer_names = tuple(f"conv{i}" for i in range(1, 11)) + ("pool", "logits")
 
 
 class BasicBlock(nn.Module):
@@ -357,6 +374,7 @@ MODELS: dict[str, Callable[..., ZooModel]] = {
     "cnn1d": CNN1d,
     "cnn2d": CNN2d,
     "vgg": VGG,
+    "vgg13": VGG13,
     "resnet18": ResNet18,
 }
 
@@ -376,7 +394,7 @@ def build_model(name: str, input_shape, num_classes: int, **options) -> ZooModel
     Parameters
     ----------
     name : str
-        One of :func:`list_models`: ``"mlp"``, ``"cnn1d"``, ``"cnn2d"``, ``"vgg"``,
+        One of :func:`list_models`: ``"mlp"``, ``"cnn1d"``, ``"cnn2d"``, ``"vgg"``, ``"vgg13"``,
         ``"resnet18"``.
     input_shape : tuple of int
         Shape of one sample without the batch axis, e.g. ``(1, 40)`` or ``(3, 32, 32)``.
