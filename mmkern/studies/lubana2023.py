@@ -31,8 +31,9 @@ Decisions written down (the paper's setting is CIFAR-10 with VGG-13 / ResNet-18 
   paper: 2,500 CIFAR-10 images with replacement).
 - LLR's learning rate is 0.1, not the paper's 30, which overshoots on these models' features
   (benchmarks/NOTES.md); LPFT's probe likewise.
-- Barriers are loss barriers (nats) along 11 points with BatchNorm statistics re-estimated on
-  the cue model's training data.
+- Barriers are loss barriers (nats) along 7 points (alpha = 0, 1/6, ..., 1) with BatchNorm
+  statistics re-estimated on 1024 of the cue model's training images
+  (:data:`mmkern.train.zoo_finetune.BN_SAMPLES`).
 
 Layout of ``out_dir``: ``<dataset>/cue/`` and ``<dataset>/clean/`` (zoos; fine-tuned models in
 ``<dataset>/cue/finetune/<method>/``), ``<dataset>/connectivity/p=<p>.json``,
@@ -120,7 +121,7 @@ def study_settings(quick: bool = False, datasets: Optional[Sequence[str]] = None
             "seeds": list(QUICK["seeds"] if quick else SEEDS), "methods": list(METHODS),
             "overrides": OVERRIDES, "sweep": list(QUICK["sweep"] if quick else SWEEP),
             "finetune_epochs": QUICK["finetune_epochs"] if quick else None,
-            "curve_epochs": QUICK["curve_epochs"] if quick else 10, "alphas": 11,
+            "curve_epochs": QUICK["curve_epochs"] if quick else 10, "alphas": 7,
             "thresholds": THRESHOLDS, "quick": quick}
 
 
@@ -268,6 +269,7 @@ def _cue_vs_clean(root: str, cue_records: list, clean_records: list, settings: d
     from mmkern.train.trainer import load_config_dataset
     from mmkern.train.config import TrainConfig
     from mmkern.train.zoo import read_json
+    from mmkern.train.zoo_finetune import BN_SAMPLES
 
     seed = settings["seeds"][0]
     clean = _member(clean_records, None, seed)
@@ -284,15 +286,16 @@ def _cue_vs_clean(root: str, cue_records: list, clean_records: list, settings: d
         model_clean, _ = load_member(os.path.join(root, "clean"), clean["id"])
         data = load_config_dataset(TrainConfig.from_dict(cue["config"]), data_dir)
         fit = (torch.from_numpy(np.asarray(data.train.x)), torch.from_numpy(np.asarray(data.train.y)))
+        bn = (fit[0][:BN_SAMPLES], fit[1][:BN_SAMPLES])  # the training set is shuffled: a random subset
         sets = {"fit": fit, "test": (torch.from_numpy(data.test.x), torch.from_numpy(data.test.y))}
         sets.update({short: (torch.from_numpy(data.ood[s].x), torch.from_numpy(data.ood[s].y))
                      for short, s in COUNTERFACTUAL.items()})
         alphas = settings["alphas"]
-        raw = interpolation_curve(model_cue, model_clean, sets, alphas, bn_data=fit)
+        raw = interpolation_curve(model_cue, model_clean, sets, alphas, bn_data=bn)
         aligned_model = align(model_cue, model_clean, "weights").model
-        aligned = interpolation_curve(model_cue, aligned_model, sets, alphas, bn_data=fit)
+        aligned = interpolation_curve(model_cue, aligned_model, sets, alphas, bn_data=bn)
         path_fit = fit_curve(model_cue, model_clean, fit, "bezier", epochs=settings["curve_epochs"], seed=seed)
-        quadratic = interpolation_curve(model_cue, model_clean, sets, alphas, bn_data=fit, path=path_fit)
+        quadratic = interpolation_curve(model_cue, model_clean, sets, alphas, bn_data=bn, path=path_fit)
         record = {"p": p, "seed": seed, "cue_member": cue["id"], "clean_member": clean["id"],
                   "raw": _curves_json(raw), "aligned": _curves_json(aligned), "quadratic": _curves_json(quadratic),
                   "quadratic_fit": {"kind": "bezier", "epochs": settings["curve_epochs"], "data": "fit"}}

@@ -67,6 +67,11 @@ NAMES = (*METHODS, *(p for p in PRESETS if p not in METHODS))
 #: Settings a method uses beyond epochs, lr, batch size, momentum and weight decay.
 _METHOD_SETTINGS = {"cbft": ("margin", "invariance_weight"), "lpft": ("probe_lr", "probe_epochs")}
 
+#: Training samples the BatchNorm statistics of each interpolated model are re-estimated on
+#: (the first of the shuffled training set): enough for the running means and variances of
+#: these models, and the evaluation of a path no longer grows with the training set.
+BN_SAMPLES = 1024
+
 #: Dataset options that make the spurious variant; without them, the clean dataset.
 _CUE_OPTIONS = ("spurious", "cue_size", "cue_value")
 
@@ -90,7 +95,8 @@ def _barriers(original, tuned, cued, alphas: int) -> dict[str, Any]:
 
     sets = {"test": _tensors(cued.test)}
     sets.update({name: _tensors(cued.ood[name]) for name in COUNTERFACTUAL_SETS if name in cued.ood})
-    curves = interpolation_curve(original, tuned, sets, alphas, bn_data=_tensors(cued.train))
+    x, y = _tensors(cued.train)  # in random order: its first BN_SAMPLES are a random subset
+    curves = interpolation_curve(original, tuned, sets, alphas, bn_data=(x[:BN_SAMPLES], y[:BN_SAMPLES]))
     # JSON has no infinity: an infinite loss (outputs not finite at some alpha) is written as null
     return finite_json({name: {"alphas": c.alphas.tolist(), "loss": c.loss.tolist(),
                                "accuracy": c.accuracy.tolist(), "loss_barrier": c.loss_barrier,
