@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
+import time
 import uuid
 from typing import Iterator, Optional
 
@@ -127,6 +130,26 @@ def _task(function, *args):
     return function(*args)
 
 
+_POLL_S = 0.05  # how often the driver looks for finished tasks
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[threading.Event]:
+    """SIGINT sets the yielded event instead of raising at once: a KeyboardInterrupt raised in
+    the middle of one of Dask's blocking calls leaves its event loop in a state it reports with a
+    traceback. The caller raises it between calls. (Only in the main thread; elsewhere the event
+    is never set and interrupts behave as usual.)"""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _slots(client) -> int:
     """The cluster's worker threads now: how many tasks run at once."""
     workers = client.scheduler_info().get("workers", {}).values()
@@ -144,11 +167,10 @@ def run_tasks(client, function, jobs: dict, label: str, bar=None, on_done=None, 
     ends: Dask would otherwise queue several members on one worker, and when a member kills its
     worker, count the death against every member waiting there too (after ``RETRIES`` deaths, a
     healthy member would be reported failed with the one that kills its workers)."""
-    distributed = require_distributed()
+    require_distributed()
     run = uuid.uuid4().hex[:8]
     shared = {id(v): client.scatter(v, broadcast=True) for v in scatter if v is not None}
-    waiting, futures, running = list(jobs.items()), {}, set()
-    completed = distributed.as_completed()
+    waiting, futures, running = list(jobs.items()), {}, []
 
     def submit_next() -> None:
         job, args = waiting.pop(0)
@@ -157,29 +179,36 @@ def run_tasks(client, function, jobs: dict, label: str, bar=None, on_done=None, 
         future = client.submit(_task, function, *args, key=f"mmkern-{label}-{safe}-{run}", retries=RETRIES,
                                pure=False)
         futures[future] = job
-        running.add(future)
-        completed.add(future)
+        running.append(future)
 
     results, failures = {}, {}
     try:
-        while waiting and len(running) < _slots(client):
-            submit_next()
-        for future in completed:
-            job = futures[future]
-            running.discard(future)
-            if future.status == "error":
-                error = future.exception()
-                failures[job] = f"{type(error).__name__}: {error}"
-            else:
-                results[job] = future.result()
+        with _interrupts_deferred() as interrupted:
             while waiting and len(running) < _slots(client):
                 submit_next()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"{len(running)} running, {len(waiting)} waiting, {len(failures)} failed")
-            if on_done is not None:
-                on_done(job, results.get(job), failures.get(job))
+            while running:
+                if interrupted.is_set():
+                    raise KeyboardInterrupt
+                finished = [f for f in running if f.done()]  # local state: no call into Dask's loop
+                if not finished:
+                    time.sleep(_POLL_S)
+                    continue
+                for future in finished:
+                    job = futures[future]
+                    running.remove(future)
+                    if future.status == "error":
+                        error = future.exception()
+                        failures[job] = f"{type(error).__name__}: {error}"
+                    else:
+                        results[job] = future.result()
+                    while waiting and len(running) < _slots(client):
+                        submit_next()
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix_str(f"{len(running)} running, {len(waiting)} waiting, {len(failures)} failed")
+                    if on_done is not None:
+                        on_done(job, results.get(job), failures.get(job))
     except BaseException:  # Ctrl-C or a callback's exception: nothing more is started
-        client.cancel(list(running))
+        client.cancel(running)
         raise
     return results, failures
