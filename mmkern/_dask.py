@@ -1,6 +1,16 @@
-"""The one place that imports Dask distributed (only when a cluster is asked for)."""
+"""The one place that imports Dask distributed (only when a cluster is asked for), and how the
+driver waits for its tasks."""
 
 from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from typing import Iterator
+
+POLL_S = 0.05
+"""How often a waiting driver looks for finished tasks."""
 
 
 def require_distributed():
@@ -17,3 +27,36 @@ def check_client(client):
     if not isinstance(client, require_distributed().Client):
         raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}")
     return client
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[threading.Event]:
+    """SIGINT sets the yielded event instead of raising at once: a KeyboardInterrupt raised in
+    the middle of one of Dask's blocking calls leaves its event loop in a state it reports with a
+    traceback. :func:`as_finished` raises it between calls. (Only in the main thread; elsewhere
+    the event is never set and interrupts behave as usual.)"""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def as_finished(running: list, interrupted: threading.Event) -> Iterator:
+    """Yield the futures of ``running`` as they finish, removing each from it (the caller may add
+    more while iterating); ``KeyboardInterrupt`` once ``interrupted`` is set. Looks at the
+    futures' local state only, so no blocking call into Dask's loop is ever interrupted."""
+    while running:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        finished = [f for f in running if f.done()]
+        if not finished:
+            time.sleep(POLL_S)
+            continue
+        for future in finished:
+            running.remove(future)
+            yield future

@@ -37,10 +37,6 @@ from mmkern.similarity._checks import RANK_RTOL
 
 __all__ = ["pairwise_cca", "pairwise_cka", "pairwise_pwcca", "pairwise_svcca"]
 
-#: Whether the metric's matrix is symmetric (PWCCA weights by the first model of a pair).
-_SYMMETRIC = {"svcca": True, "cca": True, "pwcca": False, "cka": True}
-
-
 def _load(source: Any) -> np.ndarray:
     if isinstance(source, (str, os.PathLike)):
         return np.load(os.fspath(source), mmap_mode="r", allow_pickle=False)
@@ -72,7 +68,7 @@ def check_sources(sources: Sequence, name: str = "acts") -> list[tuple[int, int]
     for i, source in enumerate(sources):
         if isinstance(source, (str, os.PathLike)):
             try:
-                array = np.load(os.fspath(source), mmap_mode="r", allow_pickle=False)
+                array = _load(source)
             except (OSError, ValueError) as e:
                 raise ValueError(f"{name}[{i}]: {os.fspath(source)!r} is not a readable .npy file ({e})") from None
         else:
@@ -128,11 +124,10 @@ def pairwise_cka(sources: Sequence, client, *, debiased: bool = False, tile: int
 
 def tiled(metric: str, sources: Sequence, client, tile: int, opts: dict) -> np.ndarray:
     """The (M, M) matrix of ``metric`` from tiles on ``client`` (see the module docstring)."""
-    from mmkern._dask import check_client, require_distributed
+    from mmkern._dask import as_finished, check_client, interrupts_deferred
     from mmkern._validate import check_positive_int
     from mmkern.similarity._checks import OPTS_DEFAULT, metric_args
 
-    distributed = require_distributed()
     check_client(client)
     tile = check_positive_int(tile, "tile")
     shapes = check_sources(sources)
@@ -142,7 +137,7 @@ def tiled(metric: str, sources: Sequence, client, tile: int, opts: dict) -> np.n
     factors = [client.submit(_factor, s if isinstance(s, (str, os.PathLike)) else client.scatter(s), names[i],
                              name, kwargs, pure=False) for i, s in enumerate(sources)]
     blocks = [list(range(start, min(start + tile, m))) for start in range(0, m, tile)]
-    symmetric = _SYMMETRIC[metric]
+    symmetric = metric != "pwcca"  # PWCCA weights by the first model of a pair (as in memory)
     futures, uses = {}, [0] * m
     for a, rows in enumerate(blocks):
         for b, cols in enumerate(blocks):
@@ -153,18 +148,20 @@ def tiled(metric: str, sources: Sequence, client, tile: int, opts: dict) -> np.n
             for i in set(rows + cols):
                 uses[i] += 1
     out = np.empty((m, m))
+    running = list(futures)
     try:
-        for future in distributed.as_completed(futures):
-            rows, cols = futures.pop(future)
-            block = np.asarray(future.result())
-            out[np.ix_(rows, cols)] = block
-            if symmetric and rows != cols:
-                out[np.ix_(cols, rows)] = block.T
-            for i in set(rows + cols):  # a factor no block needs any more is released on the cluster
-                uses[i] -= 1
-                if uses[i] == 0:
-                    factors[i] = None
+        with interrupts_deferred() as interrupted:
+            for future in as_finished(running, interrupted):
+                rows, cols = futures[future]
+                block = np.asarray(future.result())
+                out[np.ix_(rows, cols)] = block
+                if symmetric and rows != cols:
+                    out[np.ix_(cols, rows)] = block.T
+                for i in set(rows + cols):  # a factor no block needs any more is released on the cluster
+                    uses[i] -= 1
+                    if uses[i] == 0:
+                        factors[i] = None
     except BaseException:
-        client.cancel(list(futures) + [f for f in factors if f is not None])
+        client.cancel(running + [f for f in factors if f is not None])
         raise
     return out

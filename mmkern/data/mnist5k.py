@@ -69,17 +69,8 @@ def load_mnist5k(*, seed: int = 0, test_fraction: float = 0.2, split_seed: int =
 
     Parameters
     ----------
-    seed : int, optional
-        Seed of the corruptions' random draws (the split does not depend on it).
-    test_fraction : float, optional
-        Fraction in (0, 1) of each class in the test set.
-    split_seed : int, optional
-        Seed of the stratified split (fixed by default, so every ``seed`` sees the same split).
-    ood : sequence of str or None, optional
-        Corruptions from :data:`mmkern.data.corruptions.CORRUPTIONS` (default: all four);
-        None or () for no OOD sets.
-    ood_severities : sequence of int or None, optional
-        Severities in 1..5 (default (1, 3, 5)).
+    seed, test_fraction, split_seed, ood, ood_severities
+        As in :func:`mmkern.data.digits.load_digits` (the same split rule and corruptions).
 
     Returns
     -------

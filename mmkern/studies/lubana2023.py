@@ -252,30 +252,22 @@ def _member(records: list, p: Optional[float], seed: int) -> dict:
     raise ValueError(f"no member with p={p}, seed={seed}")  # pragma: no cover - the recipes make them
 
 
-def _curves_json(curves: dict) -> dict:
-    return finite_json({name: {"alphas": c.alphas.tolist(), "loss": c.loss.tolist(),
-                               "accuracy": c.accuracy.tolist(), "loss_barrier": c.loss_barrier,
-                               "error_barrier": c.error_barrier} for name, c in curves.items()})
-
-
 def _cue_vs_clean(root: str, cue_records: list, clean_records: list, settings: dict, data_dir,
                   progress: bool) -> dict:
     """{p: pair record} for the first seed's cue and clean models; each written once to
     ``connectivity/p=<p>.json`` and read back on a rerun."""
-    import torch
-
     from mmkern.connectivity import align, fit_curve, interpolation_curve
     from mmkern.train import load_member
     from mmkern.train.trainer import load_config_dataset
     from mmkern.train.config import TrainConfig
     from mmkern.train.zoo import read_json
-    from mmkern.train.zoo_finetune import BN_SAMPLES
+    from mmkern.train.zoo_finetune import curves_json, path_sets, split_tensors
 
     seed = settings["seeds"][0]
     clean = _member(clean_records, None, seed)
     folder = os.path.join(root, "connectivity")
     os.makedirs(folder, exist_ok=True)
-    pairs = {}
+    pairs, model_clean = {}, None
     for p in settings["p_values"]:
         path = os.path.join(folder, f"p={p:g}.json")
         if os.path.isfile(path):
@@ -283,13 +275,12 @@ def _cue_vs_clean(root: str, cue_records: list, clean_records: list, settings: d
             continue
         cue = _member(cue_records, p, seed)
         model_cue, _ = load_member(os.path.join(root, "cue"), cue["id"])
-        model_clean, _ = load_member(os.path.join(root, "clean"), clean["id"])
+        if model_clean is None:
+            model_clean, _ = load_member(os.path.join(root, "clean"), clean["id"])
         data = load_config_dataset(TrainConfig.from_dict(cue["config"]), data_dir)
-        fit = (torch.from_numpy(np.asarray(data.train.x)), torch.from_numpy(np.asarray(data.train.y)))
-        bn = (fit[0][:BN_SAMPLES], fit[1][:BN_SAMPLES])  # the training set is shuffled: a random subset
-        sets = {"fit": fit, "test": (torch.from_numpy(data.test.x), torch.from_numpy(data.test.y))}
-        sets.update({short: (torch.from_numpy(data.ood[s].x), torch.from_numpy(data.ood[s].y))
-                     for short, s in COUNTERFACTUAL.items()})
+        fit = split_tensors(data.train)
+        named, bn = path_sets(data)
+        sets = {"fit": fit, "test": named["test"], **{short: named[s] for short, s in COUNTERFACTUAL.items()}}
         alphas = settings["alphas"]
         raw = interpolation_curve(model_cue, model_clean, sets, alphas, bn_data=bn)
         aligned_model = align(model_cue, model_clean, "weights").model
@@ -297,7 +288,7 @@ def _cue_vs_clean(root: str, cue_records: list, clean_records: list, settings: d
         path_fit = fit_curve(model_cue, model_clean, fit, "bezier", epochs=settings["curve_epochs"], seed=seed)
         quadratic = interpolation_curve(model_cue, model_clean, sets, alphas, bn_data=bn, path=path_fit)
         record = {"p": p, "seed": seed, "cue_member": cue["id"], "clean_member": clean["id"],
-                  "raw": _curves_json(raw), "aligned": _curves_json(aligned), "quadratic": _curves_json(quadratic),
+                  "raw": curves_json(raw), "aligned": curves_json(aligned), "quadratic": curves_json(quadratic),
                   "quadratic_fit": {"kind": "bezier", "epochs": settings["curve_epochs"], "data": "fit"}}
         atomic_write_text(path, json.dumps(record, indent=2, allow_nan=False) + "\n")
         _say(progress, f"p={p:g}: barrier on the fitting data raw {_fmt(record['raw']['fit']['loss_barrier'])}, "
@@ -342,21 +333,18 @@ def summarise(name: str, cue_records: list, tuned: dict, pairs: dict, settings: 
     """Table 1, the barriers, the sweep, the cue-vs-clean barriers and the findings of one
     dataset, from the models' records."""
     p_of = {r["id"]: _p_of(r["config"]) for r in cue_records}
-    table, barriers = {"original": {}}, {}
-    for p in settings["p_values"]:
-        members = [r for r in next(iter(tuned.values())) if p_of[r["member"]] == p]
-        table["original"][f"{p:g}"] = {short: _stats([r["metrics"]["original"][s]["accuracy"] for r in members])
-                                       for short, s in COUNTERFACTUAL.items()}
-    for run_name, records in tuned.items():
-        table[run_name], barriers[run_name] = {}, {}
-        for p in settings["p_values"]:
-            members = [r for r in records if p_of[r["member"]] == p]
-            table[run_name][f"{p:g}"] = {short: _stats([r["metrics"]["tuned"][s]["accuracy"] for r in members])
-                                         for short, s in COUNTERFACTUAL.items()}
-            barriers[run_name][f"{p:g}"] = {
-                "test": _stats([r["barriers"]["test"]["loss_barrier"] for r in members]),
-                **{short: _stats([r["barriers"][s]["loss_barrier"] for r in members])
-                   for short, s in COUNTERFACTUAL.items()}}
+    by_p = {run: {f"{p:g}": [r for r in records if p_of[r["member"]] == p] for p in settings["p_values"]}
+            for run, records in tuned.items()}  # {run: {p: the records of its members at p}}
+    first = next(iter(by_p.values()))
+    table = {"original": {p: {short: _stats([r["metrics"]["original"][s]["accuracy"] for r in members])
+                              for short, s in COUNTERFACTUAL.items()} for p, members in first.items()}}
+    barriers = {}
+    for run, groups in by_p.items():
+        table[run] = {p: {short: _stats([r["metrics"]["tuned"][s]["accuracy"] for r in members])
+                          for short, s in COUNTERFACTUAL.items()} for p, members in groups.items()}
+        barriers[run] = {p: {short: _stats([r["barriers"][s]["loss_barrier"] for r in members])
+                             for short, s in {"test": "test", **COUNTERFACTUAL}.items()}
+                         for p, members in groups.items()}
     sweep = [{"run": run, "lr": records[0]["finetune"]["lr"], "member": r["member"], "p": p_of[r["member"]],
               "barrier": r["barriers"]["test"]["loss_barrier"],
               "RI": r["metrics"]["tuned"]["image-random"]["accuracy"],
@@ -365,9 +353,8 @@ def summarise(name: str, cue_records: list, tuned: dict, pairs: dict, settings: 
              for r in records]
     connectivity = {f"{p:g}": {kind: {s: rec[kind][s]["loss_barrier"] for s in rec[kind]}
                                for kind in ("raw", "aligned", "quadratic")} for p, rec in pairs.items()}
-    curves = {run: {f"{p:g}": _mean_curves([r for r in records if p_of[r["member"]] == p])
-                    for p in settings["p_values"]} for run, records in tuned.items()}
-    summary = {"dataset": name, "num_classes": 10, "table": table, "barriers": barriers, "sweep": sweep,
+    curves = {run: {p: _mean_curves(members) for p, members in groups.items()} for run, groups in by_p.items()}
+    summary = {"dataset": name, "num_classes": cue_records[0]["dataset"]["num_classes"], "table": table, "barriers": barriers, "sweep": sweep,
                "connectivity": connectivity, "pairs": {f"{p:g}": rec for p, rec in pairs.items()},
                "curves": curves}
     summary["findings"] = findings(summary, settings)

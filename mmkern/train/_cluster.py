@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import threading
-import time
 import uuid
 from typing import Iterator, Optional
 
@@ -29,7 +26,7 @@ CONNECT_TIMEOUT = 10
 RETRIES = 2
 
 
-from mmkern._dask import check_client, require_distributed  # noqa: E402
+from mmkern._dask import as_finished, check_client, interrupts_deferred, require_distributed  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -130,26 +127,6 @@ def _task(function, *args):
     return function(*args)
 
 
-_POLL_S = 0.05  # how often the driver looks for finished tasks
-
-
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[threading.Event]:
-    """SIGINT sets the yielded event instead of raising at once: a KeyboardInterrupt raised in
-    the middle of one of Dask's blocking calls leaves its event loop in a state it reports with a
-    traceback. The caller raises it between calls. (Only in the main thread; elsewhere the event
-    is never set and interrupts behave as usual.)"""
-    event = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield event
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
-    try:
-        yield event
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _slots(client) -> int:
     """The cluster's worker threads now: how many tasks run at once."""
     workers = client.scheduler_info().get("workers", {}).values()
@@ -183,31 +160,23 @@ def run_tasks(client, function, jobs: dict, label: str, bar=None, on_done=None, 
 
     results, failures = {}, {}
     try:
-        with _interrupts_deferred() as interrupted:
+        with interrupts_deferred() as interrupted:
             while waiting and len(running) < _slots(client):
                 submit_next()
-            while running:
-                if interrupted.is_set():
-                    raise KeyboardInterrupt
-                finished = [f for f in running if f.done()]  # local state: no call into Dask's loop
-                if not finished:
-                    time.sleep(_POLL_S)
-                    continue
-                for future in finished:
-                    job = futures[future]
-                    running.remove(future)
-                    if future.status == "error":
-                        error = future.exception()
-                        failures[job] = f"{type(error).__name__}: {error}"
-                    else:
-                        results[job] = future.result()
-                    while waiting and len(running) < _slots(client):
-                        submit_next()
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix_str(f"{len(running)} running, {len(waiting)} waiting, {len(failures)} failed")
-                    if on_done is not None:
-                        on_done(job, results.get(job), failures.get(job))
+            for future in as_finished(running, interrupted):
+                job = futures[future]
+                if future.status == "error":
+                    error = future.exception()
+                    failures[job] = f"{type(error).__name__}: {error}"
+                else:
+                    results[job] = future.result()
+                while waiting and len(running) < _slots(client):
+                    submit_next()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(f"{len(running)} running, {len(waiting)} waiting, {len(failures)} failed")
+                if on_done is not None:
+                    on_done(job, results.get(job), failures.get(job))
     except BaseException:  # Ctrl-C or a callback's exception: nothing more is started
         client.cancel(running)
         raise

@@ -241,11 +241,10 @@ def fine_tune(
         if tuple(x_cue.shape[1:]) != tuple(x.shape[1:]):
             raise ValueError(f"cue_data inputs {tuple(x_cue.shape[1:])} differ from data's "
                              f"{tuple(x.shape[1:])}")
-        _classifier(model)
-    elif method in ("llr", "lpft"):
-        _classifier(model)
-    if method != "cbft" and cue_data is not None:
+    elif cue_data is not None:
         raise ValueError("cue_data is only used by method='cbft'")
+    if method != "naive":  # CBFT's features and LLR's retrained layer
+        _classifier(model)
 
     settings = {"method": method, "epochs": epochs, "lr": lr, "momentum": momentum,
                 "weight_decay": weight_decay, "batch_size": batch_size, "seed": seed,

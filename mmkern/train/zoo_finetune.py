@@ -76,7 +76,8 @@ BN_SAMPLES = 1024
 _CUE_OPTIONS = ("spurious", "cue_size", "cue_value")
 
 
-def _tensors(split) -> tuple[torch.Tensor, torch.Tensor]:
+def split_tensors(split) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of a split as torch tensors sharing its memory."""
     return torch.from_numpy(np.asarray(split.x)), torch.from_numpy(np.asarray(split.y))
 
 
@@ -87,21 +88,35 @@ def _metrics(model, cued) -> dict[str, Any]:
             **{name: evaluate(model, split) for name, split in cued.ood.items()}}
 
 
-def _barriers(original, tuned, cued, alphas: int) -> dict[str, Any]:
-    """Barriers from the original to the tuned model on the cued test set and on each
-    counterfactual set (no cue, the cue, a random cue, a random image)."""
-    from mmkern.connectivity import interpolation_curve
+def path_sets(cued) -> tuple[dict, tuple]:
+    """The sets a path from a cue model is evaluated on, the cued test set (``"test"``) and each
+    counterfactual set present, as tensors; and the BatchNorm data: the first ``BN_SAMPLES`` of
+    the training set, which is in random order, so a random subset."""
     from mmkern.data import COUNTERFACTUAL_SETS
 
-    sets = {"test": _tensors(cued.test)}
-    sets.update({name: _tensors(cued.ood[name]) for name in COUNTERFACTUAL_SETS if name in cued.ood})
-    x, y = _tensors(cued.train)  # in random order: its first BN_SAMPLES are a random subset
-    curves = interpolation_curve(original, tuned, sets, alphas, bn_data=(x[:BN_SAMPLES], y[:BN_SAMPLES]))
-    # JSON has no infinity: an infinite loss (outputs not finite at some alpha) is written as null
+    sets = {"test": split_tensors(cued.test)}
+    sets.update({name: split_tensors(cued.ood[name]) for name in COUNTERFACTUAL_SETS if name in cued.ood})
+    x, y = split_tensors(cued.train)
+    return sets, (x[:BN_SAMPLES], y[:BN_SAMPLES])
+
+
+def curves_json(curves: dict) -> dict:
+    """``{set: curve}`` of :func:`mmkern.connectivity.interpolation_curve` as JSON-ready dicts
+    (alphas, loss, accuracy, loss and error barrier); JSON has no infinity: an infinite loss
+    (outputs not finite at some alpha) is written as null."""
     return finite_json({name: {"alphas": c.alphas.tolist(), "loss": c.loss.tolist(),
                                "accuracy": c.accuracy.tolist(), "loss_barrier": c.loss_barrier,
                                "error_barrier": c.error_barrier}
                         for name, c in curves.items()})
+
+
+def _barriers(original, tuned, cued, alphas: int) -> dict[str, Any]:
+    """Barriers from the original to the tuned model on the cued test set and on each
+    counterfactual set (no cue, the cue, a random cue, a random image)."""
+    from mmkern.connectivity import interpolation_curve
+
+    sets, bn_data = path_sets(cued)
+    return curves_json(interpolation_curve(original, tuned, sets, alphas, bn_data=bn_data))
 
 
 def _check_settings(directory: str, settings: dict) -> None:
@@ -121,6 +136,10 @@ def _check_settings(directory: str, settings: dict) -> None:
         atomic_write_text(path, json.dumps(settings, indent=2, allow_nan=False) + "\n")
 
 
+#: finetune_zoo's arguments for every method (not settings of fine_tune's methods).
+_COMMON = ("clean_samples", "seed", "alphas")
+
+
 def resolve_settings(name: str, **given) -> dict:
     """The settings of ``finetune_zoo(zoo, name, **given)``: the method's defaults or the preset's
     (:data:`METHOD_DEFAULTS`, :data:`mmkern.train.finetune.PRESETS`), then every ``given`` value
@@ -138,9 +157,6 @@ def resolve_settings(name: str, **given) -> dict:
                    settings["batch_size"], settings.get("margin", 1.0), settings.get("invariance_weight", 1.0),
                    given.get("seed", 0), settings.get("probe_lr", 1.0), settings.get("probe_epochs", 1))
     return settings
-
-
-_COMMON = ("clean_samples", "seed", "alphas")
 
 
 def finetune_zoo(
