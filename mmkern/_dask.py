@@ -22,6 +22,20 @@ def require_distributed():
     return distributed
 
 
+def cluster_options(client, workers) -> dict | None:
+    """The cluster arguments of a library call, checked before any work: None for the serial
+    path (neither given), else ``{"client": ..., "workers": ...}``; ``ValueError`` for both or
+    for ``workers`` < 1 (a cluster without workers would wait forever), ``TypeError`` for a
+    ``workers`` that is not an int (the client itself is checked when it is used)."""
+    if client is None and workers is None:
+        return None
+    if client is not None and workers is not None:
+        raise ValueError("give client or workers, not both")
+    from mmkern._validate import check_positive_int
+
+    return {"client": client, "workers": None if workers is None else check_positive_int(workers, "workers")}
+
+
 def check_client(client):
     """``client`` if it is a ``distributed.Client``, else a ``TypeError``."""
     if not isinstance(client, require_distributed().Client):

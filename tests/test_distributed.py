@@ -453,3 +453,37 @@ def test_ctrl_c_cancels_a_cluster_run_and_a_second_driver_is_refused(tmp_path):
     assert len(_finished(zoo)) == 6
     after = tree_fingerprint(str(zoo / "members"))
     assert all(after[p] == v for p, v in before.items())  # finished members untouched
+
+
+@pytest.mark.parametrize("entry", ["train_zoo", "collect_outputs", "finetune_zoo", "analyze_zoo", "run_study",
+                                   "cluster_client"])
+@pytest.mark.parametrize("options, error, message", [
+    ({"workers": 0}, ValueError, "workers must be"), ({"workers": 1.5}, TypeError, "workers must be"),
+    ({"workers": 2, "client": object()}, ValueError, "give client or workers, not both"),
+])
+def test_cluster_arguments_are_checked_before_any_work(tmp_path, entry, options, error, message):
+    """A cluster of no workers would wait forever: every entry point refuses it up front."""
+    from mmkern.analysis import analyze_zoo, collect_outputs
+    from mmkern.studies.lubana2023 import run_study
+    from mmkern.train import finetune_zoo
+    from mmkern.train._cluster import cluster_client
+
+    if entry == "cluster_client":
+        if "client" in options:
+            pytest.skip("cluster_client uses a given client as it is")
+        with pytest.raises(error, match=message):
+            with cluster_client(**options):
+                pass
+        return
+    zoo = tmp_path / "zoo"
+    if entry != "train_zoo" and entry != "run_study":
+        train_zoo(tiny_recipe(factors=[]), zoo, dataset=toy_dataset(), progress=False)
+    before = tree_fingerprint(str(tmp_path))
+    call = {"train_zoo": lambda: train_zoo(tiny_recipe(), zoo, dataset=toy_dataset(), progress=False, **options),
+            "collect_outputs": lambda: collect_outputs(zoo, dataset=toy_dataset(), progress=False, **options),
+            "finetune_zoo": lambda: finetune_zoo(zoo, "naive", progress=False, **options),
+            "analyze_zoo": lambda: analyze_zoo(zoo, progress=False, **options),
+            "run_study": lambda: run_study(tmp_path / "study", quick=True, progress=False, **options)}[entry]
+    with pytest.raises(error, match=message):
+        call()
+    assert tree_fingerprint(str(tmp_path)) == before  # nothing written

@@ -23,6 +23,7 @@ import json
 import os
 from typing import Optional, Sequence, Union
 
+from mmkern._dask import cluster_options
 from mmkern._io import atomic_write_text, finite_json, remove_stale_temporaries
 from mmkern._version import __version__
 from mmkern.analysis.outputs import N_SAMPLES, collect_outputs, zoo_dataset
@@ -130,7 +131,7 @@ def analyze_zoo(
             raise ValueError("align compares barriers: it needs barriers=True (no --no-barriers)")
     if plane != 0:
         check_int(plane, "plane", low=2)
-    cluster = {"client": client, "workers": workers} if client is not None or workers is not None else None
+    cluster = cluster_options(client, workers)
     with zoo_lock(zoo_dir):
         return _analyze(zoo_dir, alphas, barriers, n_samples, reduce, layers, data_dir, device, progress,
                         align, plane, cluster)

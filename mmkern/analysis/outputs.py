@@ -27,6 +27,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from mmkern._dask import cluster_options
 from mmkern._io import atomic_write_text, remove_stale_temporaries
 
 ACTIVATIONS_FILE = "activations.npz"
@@ -130,12 +131,12 @@ def collect_outputs(
         raise ValueError(f"reduce must be 'mean' or 'flatten', got {reduce!r}")
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
         raise ValueError(f"n_samples must be an int >= 2, got {n_samples!r}")
+    cluster = cluster_options(client, workers)
     members = list_members(zoo_dir)
     if not members:
         raise ValueError(f"zoo {os.fspath(zoo_dir)!r} has no finished member: train it first")
     dataset = zoo_dataset(zoo_dir, data_dir) if dataset is None else dataset
     settings = _settings(dataset, layers, reduce, n_samples)
-    cluster = {"client": client, "workers": workers} if client is not None or workers is not None else None
     with zoo_lock(zoo_dir):
         return _collect(zoo_dir, members, dataset, settings, layers, reduce, device, progress, cluster)
 

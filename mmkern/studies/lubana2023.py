@@ -50,6 +50,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from mmkern._dask import cluster_options
 from mmkern._io import atomic_write_text, finite_json
 from mmkern._validate import check_bool
 
@@ -195,11 +196,12 @@ def run_study(out_dir, *, quick: bool = False, datasets: Optional[Sequence[str]]
     from mmkern.train._cluster import cluster_client
 
     settings = study_settings(quick, datasets)
+    cluster = cluster_options(client, workers)
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    if client is None and workers is None:
+    if cluster is None:
         return _run(out_dir, settings, data_dir, device, {}, progress)
-    with cluster_client(client, workers) as own:
+    with cluster_client(**cluster) as own:
         return _run(out_dir, settings, data_dir, device, {"client": own}, progress)
 
 

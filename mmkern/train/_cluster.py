@@ -48,6 +48,9 @@ def cluster_client(client=None, workers: Optional[int] = None, scheduler: Option
         return
     import logging
 
+    from mmkern._validate import check_positive_int
+
+    workers = None if workers is None else check_positive_int(workers, "workers")  # no worker: a hang
     with environment_kept():  # Dask sets OMP_NUM_THREADS=1 and more in this process for its workers
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                            dashboard_address=":0", silence_logs=logging.ERROR)

@@ -41,7 +41,7 @@ from typing import Any, Callable, Optional, Union
 import warnings
 
 from mmkern._io import atomic_write_text, exclusive_lock, remove_stale_temporaries
-from mmkern._validate import check_positive_int
+from mmkern._dask import cluster_options
 from mmkern._version import __version__
 from mmkern.train._errors import MembersFailed
 from mmkern.train.config import TrainConfig
@@ -382,10 +382,7 @@ def train_zoo(
 
     recipe = load_recipe(recipe)
     out_dir = os.fspath(out_dir)
-    if workers is not None:
-        workers = check_positive_int(workers, "workers")
-        if client is not None:
-            raise ValueError("give client or workers, not both")
+    cluster = cluster_options(client, workers)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"out_dir {out_dir!r} exists and is not a directory")
     datasets = DatasetCache(
@@ -398,8 +395,8 @@ def train_zoo(
         os.makedirs(out_dir, exist_ok=True)
     with zoo_lock(out_dir):
         remove_stale_temporaries(out_dir)
-        cluster = {"client": client, "workers": workers, "dataset": dataset, "data_dir": data_dir} \
-            if client is not None or workers is not None else None
+        if cluster is not None:
+            cluster.update(dataset=dataset, data_dir=data_dir)
         return _train_zoo(recipe, out_dir, datasets, dataset is not None, checked, device, progress,
                           callback, threads, cluster)
 

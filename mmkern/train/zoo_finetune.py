@@ -29,6 +29,7 @@ import torch
 
 import warnings
 
+from mmkern._dask import cluster_options
 from mmkern._io import atomic_write_text, exclusive_lock, finite_json, remove_stale_temporaries
 from mmkern._validate import check_choice, check_int
 from mmkern.train._errors import MembersFailed, TrainingDiverged
@@ -240,6 +241,7 @@ def finetune_zoo(
     check_int(clean_samples, "clean_samples", low=2)
     check_int(alphas, "alphas", low=2)
     name = check_name(method if name is None else name)
+    cluster = cluster_options(client, workers)
     zoo_dir = os.fspath(zoo_dir)
     members = list_members(zoo_dir)
     if not members:
@@ -267,7 +269,6 @@ def finetune_zoo(
     with exclusive_lock(os.path.join(out, LOCK_FILE), f"fine-tuning directory {out!r}"):
         remove_stale_temporaries(out)
         _check_settings(out, settings)
-        cluster = {"client": client, "workers": workers} if client is not None or workers is not None else None
         return _finetune_members(zoo_dir, out, configs, datasets, clean_of, settings, threads, progress, cluster)
 
 
