@@ -296,6 +296,7 @@ def lubana2023(out_dir: str, quick: bool, datasets: tuple, data_dir: str | None,
     import time
 
     from mmkern.studies.lubana2023 import run_study, study_settings
+    from mmkern.studies.lubana2023_report import verdict
 
     study_settings(quick, datasets or None)  # bad options fail before anything runs
     started = time.perf_counter()
@@ -303,8 +304,7 @@ def lubana2023(out_dir: str, quick: bool, datasets: tuple, data_dir: str | None,
         results = run_study(out_dir, quick=quick, datasets=datasets or None, data_dir=data_dir,
                             device=_resolve_device(device), **cluster)
     for f in results["findings"]:
-        verdict = "holds" if f["holds"] else ("not testable" if not f.get("testable", True) else "does NOT hold")
-        click.echo(f"{f['dataset']} claim ({f['claim']}): {verdict}")
+        click.echo(f"{f['dataset']} claim ({f['claim']}): {verdict(f)}")
     click.echo(f"done in {time.perf_counter() - started:.0f} s; report: {results['report']}")
 
 

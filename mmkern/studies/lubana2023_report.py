@@ -14,6 +14,13 @@ _SETS = ("test", "cue-none", "cue", "cue-random", "image-random")
 _SHORT = ("NC", "C", "RC", "RI")
 
 
+def verdict(finding: dict) -> str:
+    """"holds", "not testable here" or "does NOT hold": how a finding is reported."""
+    if finding["holds"]:
+        return "holds"
+    return "not testable here" if not finding.get("testable", True) else "does NOT hold"
+
+
 def _pm(stats: dict) -> str:
     if stats["mean"] is None:
         return "-"
@@ -100,8 +107,7 @@ def _dataset_section(summary: dict, folder: str) -> list[str]:
     lines += ["### Figure 5: learning-rate sweep", "", f"![barrier vs RI](figures/{figure})", ""]
     lines += ["### Findings", ""]
     for f in summary["findings"]:
-        verdict = "holds" if f["holds"] else ("not testable here" if not f.get("testable", True) else "does NOT hold")
-        lines.append(f"- **({f['claim']}) {verdict}.** {f.get('statement', '')}")
+        lines.append(f"- **({f['claim']}) {verdict(f)}.** {f.get('statement', '')}")
         evidence = f["evidence"]
         if isinstance(evidence, str):
             lines.append(f"  {evidence}")
