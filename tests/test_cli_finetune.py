@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
 
 from mmkern.cli import main  # noqa: E402
-from mmkern.train import evaluate, finetune_zoo, load_member, train_zoo  # noqa: E402
+from mmkern.train import evaluate, finetune_zoo, load_member, load_record, train_zoo  # noqa: E402
 
 CUE_RECIPE = {
     "name": "micro-cue",
@@ -59,8 +59,12 @@ def test_finetune_writes_models_metrics_and_barriers(zoo, method, runs):
         tuned = load_model(out / member / "model.safetensors")
         cued = load_dataset("digits", spurious=1.0)
         assert record["metrics"]["tuned"]["cue-random"] == evaluate(tuned, cued.ood["cue-random"])
+        # the original's are its training record's (not evaluated again), and the saved model's
         original, _ = load_member(zoo, member)
-        assert record["metrics"]["original"]["test"] == evaluate(original, cued.test)
+        trained = load_record(zoo, member)["metrics"]
+        assert record["metrics"]["original"] == {"test": trained["test"], **trained["ood"]}
+        assert record["metrics"]["original"]["image-random"] == pytest.approx(
+            evaluate(original, cued.ood["image-random"]), rel=1e-9)
 
 
 def test_analyze_reports_the_fine_tuned_models(zoo):

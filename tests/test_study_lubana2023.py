@@ -40,12 +40,69 @@ def test_the_study_writes_its_table_barriers_curves_and_findings(study):
         assert set(digits["barriers"][method]["1"]) == {"test", *SHORT}
     pair = digits["pairs"]["1"]
     assert {"raw", "aligned", "quadratic"} <= set(pair) and set(pair["raw"]) == {"fit", "test", *SHORT}
+    control = digits["control"]
+    assert control["barriers"]["raw"]["fit"] == control["pair"]["raw"]["fit"]["loss_barrier"]
+    assert results["findings"][2]["control"] == {k: control["barriers"][k]["fit"] for k in ("raw", "aligned", "quadratic")}
     assert [f["claim"] for f in results["findings"]] == ["a", "b", "c"]
     assert all(isinstance(f["holds"], bool) and f["dataset"] == "digits" for f in results["findings"])
     report = (out / "report.md").read_text()
     assert "Table 1" in report and "Findings" in report
     for figure in ("digits-curves.png", "digits-cue-vs-clean.png", "digits-sweep.png"):
         assert (out / "figures" / figure).stat().st_size > 1000 and f"figures/{figure}" in report
+
+
+def test_every_run_takes_the_papers_preset_then_the_datasets_deviations(study):
+    from mmkern.studies.lubana2023 import DATASETS, PAPER_SCALE, _finetune_runs
+    from mmkern.train.finetune import PRESETS
+
+    def preset(name, **change):
+        return {**{k: v for k, v in PRESETS[name].items() if k != "method"}, **change}
+
+    runs = _finetune_runs(study_settings(), DATASETS["mnist5k"])
+    assert list(runs) == ["ftm", "fts", "llr", "lpft", "cbft", "ftl", "naive-lr=0.3"]
+    assert runs["cbft"] == ("cbft", preset("cbft", batch_size=64))
+    assert runs["llr"] == ("llr", preset("llr", batch_size=64, lr=0.1))
+    assert runs["lpft"] == ("lpft", preset("lpft", batch_size=64, probe_lr=0.1))
+    assert runs["naive-lr=0.3"] == ("naive", preset("ftm", batch_size=64, lr=0.3))
+    paper = _finetune_runs(study_settings(datasets=["cifar10"]), PAPER_SCALE["cifar10"])
+    assert paper["llr"] == ("llr", preset("llr")) and paper["cbft"] == ("cbft", preset("cbft"))
+    # the quick run's settings as saved with its models
+    out, _ = study
+    for name, (method, values) in _finetune_runs(study_settings(True), DATASETS["digits"]).items():
+        saved = json.loads((out / "digits" / "cue" / "finetune" / name / "settings.json").read_text())
+        assert saved["method"] == method and values["epochs"] == 10
+        assert {k: saved[k] for k in values} == values
+
+
+def test_the_cue_vs_clean_curves_on_a_cluster_are_the_serial_ones(study, tmp_path):
+    import shutil
+
+    from mmkern.studies.lubana2023 import _cue_vs_clean, pair_record
+    from mmkern.train import list_members, load_record
+    from mmkern.train._cluster import cluster_client
+    from mmkern.train._inputs import torch_threads
+
+    out, _ = study
+    root = tmp_path / "digits"
+    for zoo in ("cue", "clean"):
+        shutil.copytree(out / "digits" / zoo / "members", root / zoo / "members")
+        shutil.copy(out / "digits" / zoo / "zoo.json", root / zoo / "zoo.json")
+    records = {zoo: [load_record(root / zoo, m) for m in list_members(root / zoo)] for zoo in ("cue", "clean")}
+    settings = study_settings(True)
+    with torch_threads(1):  # as on a worker
+        serial = pair_record(str(root), "cue", records["cue"][0], records["clean"][1], settings, None,
+                             str(tmp_path / "serial.json"))
+    with cluster_client(workers=2) as client:
+        pairs, control = _cue_vs_clean(str(root), records["cue"], records["clean"], settings, None,
+                                       {"client": client}, False)
+    assert list(pairs) == [1.0] and pairs[1.0] == serial
+    assert serial["from"] == {"zoo": "cue", "member": "dataset_options.spurious=1.0,init_seed=0"}
+    assert serial["to"] == {"zoo": "clean", "member": "init_seed=1"}  # another initialisation
+    assert json.loads((root / "connectivity" / "p=1.json").read_text()) == serial
+    # the control: the two initialisations' clean models, on the clean data (no counterfactual sets)
+    assert control["from"] == {"zoo": "clean", "member": "base"} and control["to"] == serial["to"]
+    assert set(control["raw"]) == {"fit", "test"} and control["p"] is None
+    assert json.loads((root / "connectivity" / "clean-vs-clean.json").read_text()) == control
 
 
 def test_a_table_cell_is_recomputed_from_the_saved_models(study):

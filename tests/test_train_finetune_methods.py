@@ -154,3 +154,24 @@ def test_zoo_settings_resolve_presets_and_overrides():
         resolve_settings("sgd")
     with pytest.raises(ValueError, match="probe_lr"):
         resolve_settings("lpft", probe_lr=-1.0)
+
+
+def test_paths_are_evaluated_on_one_fixed_subset_of_each_large_set():
+    from mmkern.data import load_dataset
+    from mmkern.train.zoo_finetune import BN_SAMPLES, PATH_SAMPLES, path_sets
+
+    cued = load_dataset("mnist5k", spurious=1.0)  # 1,000 test images in each set
+    sets, (bn_x, _) = path_sets(cued)
+    assert set(sets) == {"test", "cue-none", "cue", "cue-random", "image-random"}
+    rows = {row.tobytes(): i for i, row in enumerate(np.asarray(cued.test.x).reshape(len(cued.test), -1))}
+    keep = [rows[row.tobytes()] for row in sets["test"][0].numpy().reshape(PATH_SAMPLES, -1)]
+    assert keep == sorted(set(keep))  # distinct test images, in the sets' order
+    for name, (x, y) in sets.items():  # the same images in every set
+        full = cued.test if name == "test" else cued.ood[name]
+        assert len(y) == PATH_SAMPLES < len(full)
+        assert np.array_equal(x.numpy(), np.asarray(full.x)[keep])
+        assert np.array_equal(y.numpy(), np.asarray(full.y)[keep])
+    assert bn_x.shape[0] == BN_SAMPLES
+    small = load_dataset("digits", spurious=1.0)  # 360 test images: all of them
+    sets, _ = path_sets(small)
+    assert np.array_equal(sets["cue"][0].numpy(), np.asarray(small.ood["cue"].x))

@@ -124,3 +124,32 @@ def test_vgg13_is_configuration_b_with_batchnorm():
     widths = [3, 64, 64, 128, 128, 256, 256, 512, 512, 512, 512]
     expected = sum(9 * a * b + 2 * b for a, b in zip(widths, widths[1:])) + 512 * 10 + 10  # convs, BNs, classifier
     assert sum(p.numel() for p in model.parameters()) == expected == 9_413_066
+
+
+@pytest.mark.parametrize("name", ["cnn2d", "vgg", "vgg13", "resnet18"])
+def test_models_of_images_hold_channels_last_weights_with_the_usual_values(name, tmp_path):
+    from mmkern.train.checkpoint import load_model, save_model
+
+    torch.manual_seed(0)
+    model = build_model(name, (3, 16, 16), 4, width=0.25)
+    convs = [p for p in model.parameters() if p.ndim == 4 and p.shape[1] > 1 and p.shape[2] > 1]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+                         for p in convs)
+    plain = build_model(name, (3, 16, 16), 4, width=0.25)
+    with torch.no_grad():  # the same values in the usual (contiguous) layout
+        for p, q in zip(plain.parameters(), model.parameters()):
+            p.data = q.detach().contiguous().clone()
+    x = torch.randn(5, 3, 16, 16, dtype=torch.float32)
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), plain(x), rtol=1e-5, atol=1e-5)
+    save_model(tmp_path / "m.safetensors", model)  # written contiguous, read back channels-last
+    loaded = load_model(tmp_path / "m.safetensors")
+    for (n, p), q in zip(loaded.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(p, q), n
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in loaded.parameters() if p.ndim == 4)
+
+
+def test_models_of_sequences_and_vectors_keep_the_usual_layout():
+    for name, shape in (("cnn1d", (1, 40)), ("vgg", (1, 40)), ("mlp", (1, 8, 8))):
+        assert all(p.is_contiguous() for p in build_model(name, shape, 3).parameters())

@@ -7,11 +7,13 @@
    dataset (``<dataset>/clean/``).
 2. **Fine-tuning.** Every cue model fine-tuned on ``clean_samples`` clean training images by the
    methods of Table 1 (:data:`METHODS`: FTM, FTS, LLR, LPFT, CBFT, the paper's settings of
-   :data:`mmkern.train.finetune.PRESETS`, with the deviations in :data:`OVERRIDES`), and naively
-   at the learning rates of the Figure-5 sweep (:data:`SWEEP`). Each fine-tuned model is
-   evaluated on the four counterfactual sets (NC: no cue, C: the cue, RC: a random cue, RI: a
-   random image carrying the label's cue) and its linear path to the original on every set.
-3. **Cue vs clean.** For each p, the cue model and the clean model of the first seed: the linear
+   :data:`mmkern.train.finetune.PRESETS`, with the dataset's deviations, e.g.
+   :data:`EMBEDDED_OVERRIDES`), and naively at the learning rates of the Figure-5 sweep
+   (:data:`SWEEP`). Each fine-tuned model is evaluated on the four counterfactual sets (NC: no
+   cue, C: the cue, RC: a random cue, RI: a random image carrying the label's cue) and its
+   linear path to the original on every set.
+3. **Cue vs clean.** For each p, the cue model of the first seed and the clean model of the
+   second (independently initialised models, as the paper's weight matching presumes): the linear
    path raw, after weight matching, and along a quadratic Bezier path fit on the cue model's
    training data (Figure 4), evaluated on that fitting data, the cued test set and the
    counterfactual sets.
@@ -29,14 +31,22 @@ Decisions written down (the paper's setting is CIFAR-10 with VGG-13 / ResNet-18 
   where none does.
 - The fine-tuning set is ``clean_samples`` clean training images drawn without replacement (the
   paper: 2,500 CIFAR-10 images with replacement).
-- LLR's learning rate is 0.1, not the paper's 30, which overshoots on these models' features
-  (benchmarks/NOTES.md); LPFT's probe likewise.
+- Every fine-tuning run takes the paper's settings (its code's defaults: SGD with momentum 0.9,
+  weight decay 1e-4, a cosine schedule over 20 epochs, learning rate 0.01 for FTM, LPFT and
+  CBFT, 0.001 for FTS; LLR 200 epochs at 30). On the embedded datasets
+  (:data:`EMBEDDED_OVERRIDES`) the batches are of 64, not 256: 500 images then make 8 steps an
+  epoch, 160 in all, near the paper's 200 (2,500 images in batches of 256); and LLR's learning
+  rate is 0.1, not 30, which overshoots on these models' features (benchmarks/NOTES.md); LPFT's
+  probe likewise.
 - Barriers are loss barriers (nats) along 7 points (alpha = 0, 1/6, ..., 1) with BatchNorm
   statistics re-estimated on 1024 of the cue model's training images
-  (:data:`mmkern.train.zoo_finetune.BN_SAMPLES`).
+  (:data:`mmkern.train.zoo_finetune.BN_SAMPLES`), evaluated on at most 500 samples of each set
+  (a fixed random subset, :data:`mmkern.train.zoo_finetune.PATH_SAMPLES`; mnist5k's sets hold
+  1,000, its fitting data 4,000; Table 1's accuracies are on the whole sets).
 
 Layout of ``out_dir``: ``<dataset>/cue/`` and ``<dataset>/clean/`` (zoos; fine-tuned models in
-``<dataset>/cue/finetune/<method>/``), ``<dataset>/connectivity/p=<p>.json``,
+``<dataset>/cue/finetune/<method>/``), ``<dataset>/connectivity/p=<p>.json`` (and
+``clean-vs-clean.json``),
 ``<dataset>/results.json``, ``results.json`` (all datasets, settings, findings), ``report.md`` and
 ``figures/``. Rerunning resumes: nothing finished is trained or computed again.
 """
@@ -62,17 +72,18 @@ SEEDS = (0, 1, 2)
 
 #: Table 1's methods: names of :data:`mmkern.train.finetune.PRESETS`.
 METHODS = ("ftm", "fts", "llr", "lpft", "cbft")
-#: Deviations from the presets on the embedded datasets (see the module docstring).
-OVERRIDES = {"llr": {"lr": 0.1}, "lpft": {"probe_lr": 0.1}}
+#: Deviations from the presets on the embedded datasets, for every run (``"*"``) and by preset
+#: (see the module docstring).
+EMBEDDED_OVERRIDES = {"*": {"batch_size": 64}, "llr": {"lr": 0.1}, "lpft": {"probe_lr": 0.1}}
 #: Figure 5: naive fine-tuning at these learning rates (FTS, FTM and FTL are 0.001, 0.01, 0.1).
 SWEEP = (0.001, 0.01, 0.1, 0.3)
 
 #: The embedded datasets and their models (a small VGG-style CNN with BatchNorm).
 DATASETS: dict[str, dict] = {
     "digits": {"model": "vgg", "width": 0.5, "epochs": 30, "lr": 0.05, "batch_size": 64,
-               "cue_options": {}, "clean_samples": 500},
+               "cue_options": {}, "clean_samples": 500, "overrides": EMBEDDED_OVERRIDES},
     "mnist5k": {"model": "vgg", "width": 0.25, "epochs": 6, "lr": 0.05, "batch_size": 64,
-                "cue_options": {"cue_size": 6}, "clean_samples": 500},
+                "cue_options": {"cue_size": 6}, "clean_samples": 500, "overrides": EMBEDDED_OVERRIDES},
 }
 #: The paper-scale preset (local CIFAR-10 files, ``--data-dir``; a GPU run): the paper's VGG-13
 #: with BatchNorm (``"vgg13"``; its CIFAR ResNet-18 is ``"resnet18"``), SGD with momentum, weight
@@ -80,7 +91,7 @@ DATASETS: dict[str, dict] = {
 PAPER_SCALE: dict[str, dict] = {
     "cifar10": {"model": "vgg13", "width": 1.0, "epochs": 100, "lr": 0.05, "batch_size": 128,
                 "weight_decay": 5e-4, "augmentation": "shift+flip", "cue_options": {},
-                "clean_samples": 2500},
+                "clean_samples": 2500, "overrides": {}},
 }
 
 #: The thresholds the findings are judged by (RI thresholds as multiples of chance, 1 / classes;
@@ -100,6 +111,8 @@ QUICK = {"datasets": ("digits",), "p_values": (1.0,), "seeds": (0, 1), "epochs":
          "sweep": (0.001, 0.1), "curve_epochs": 3}
 
 COUNTERFACTUAL = {"NC": "cue-none", "C": "cue", "RC": "cue-random", "RI": "image-random"}
+#: The control pair of the cue-vs-clean paths: two clean models (its file ``connectivity/<CONTROL>.json``).
+CONTROL = "clean-vs-clean"
 
 
 def study_settings(quick: bool = False, datasets: Optional[Sequence[str]] = None) -> dict:
@@ -120,7 +133,7 @@ def study_settings(quick: bool = False, datasets: Optional[Sequence[str]] = None
         per[name] = spec
     return {"datasets": per, "p_values": list(QUICK["p_values"] if quick else P_VALUES),
             "seeds": list(QUICK["seeds"] if quick else SEEDS), "methods": list(METHODS),
-            "overrides": OVERRIDES, "sweep": list(QUICK["sweep"] if quick else SWEEP),
+            "sweep": list(QUICK["sweep"] if quick else SWEEP),
             "finetune_epochs": QUICK["finetune_epochs"] if quick else None,
             "curve_epochs": QUICK["curve_epochs"] if quick else 10, "alphas": 7,
             "thresholds": THRESHOLDS, "quick": quick}
@@ -143,24 +156,25 @@ def _recipes(name: str, spec: dict, settings: dict) -> tuple[dict, dict]:
     return cue, clean
 
 
-def _finetune_runs(settings: dict) -> dict[str, tuple[str, dict]]:
-    """{directory name: (method or preset, overrides)} of every fine-tuning run."""
-    epochs = settings["finetune_epochs"]
-    runs = {}
-    for method in settings["methods"]:
-        over = dict(settings["overrides"].get(method, {}))
-        if epochs is not None:
-            over["epochs"] = epochs
-        runs[method] = (method, over)
+def _finetune_runs(settings: dict, spec: dict) -> dict[str, tuple[str, dict]]:
+    """{directory name: (method, settings)} of every fine-tuning run of a dataset: the preset's
+    settings (:data:`mmkern.train.finetune.PRESETS`; a sweep rate other than FTS / FTM / FTL's
+    takes FTM's), then the dataset's deviations (``spec["overrides"]``: ``"*"`` for every run,
+    else by preset), then ``--quick``'s epochs."""
+    from mmkern.train.finetune import PRESETS
+
     named = {0.001: "fts", 0.01: "ftm", 0.1: "ftl"}
+    plan = {method: (method, {}) for method in settings["methods"]}
     for lr in settings["sweep"]:
-        name = named.get(lr, f"naive-lr={lr:g}")
-        if name in runs:
-            continue
-        over = {} if lr in named else {"lr": lr}  # the paper's naive settings at another rate
-        if epochs is not None:
-            over["epochs"] = epochs
-        runs[name] = (named.get(lr, "ftm"), over)
+        plan.setdefault(named.get(lr, f"naive-lr={lr:g}"), (named.get(lr, "ftm"), {"lr": lr}))
+    runs = {}
+    for name, (preset, extra) in plan.items():
+        values = {k: v for k, v in PRESETS[preset].items() if k != "method"}
+        for change in (spec["overrides"].get("*", {}), spec["overrides"].get(preset, {}), extra):
+            values.update(change)
+        if settings["finetune_epochs"] is not None:
+            values["epochs"] = settings["finetune_epochs"]
+        runs[name] = (PRESETS[preset]["method"], values)
     return runs
 
 
@@ -225,14 +239,14 @@ def _run(out_dir: str, settings: dict, data_dir, device, cluster: dict, progress
         clean_records = train_zoo(clean_recipe, os.path.join(root, "clean"), data_dir=data_dir, device=device,
                                   progress=progress, threads=1, **cluster)
         tuned = {}
-        for run_name, (method, over) in _finetune_runs(settings).items():
+        for run_name, (method, values) in _finetune_runs(settings, spec).items():
             _say(progress, f"{name}: fine-tuning by {run_name}")
             tuned[run_name] = finetune_zoo(os.path.join(root, "cue"), method, name=run_name,
                                            clean_samples=spec["clean_samples"], alphas=settings["alphas"],
-                                           data_dir=data_dir, threads=1, progress=progress, **over, **cluster)
+                                           data_dir=data_dir, threads=1, progress=progress, **values, **cluster)
         _say(progress, f"{name}: cue vs clean models (linear, aligned, quadratic paths)")
-        pairs = _cue_vs_clean(root, cue_records, clean_records, settings, data_dir, progress)
-        summary = summarise(name, cue_records, tuned, pairs, settings)
+        pairs, control = _cue_vs_clean(root, cue_records, clean_records, settings, data_dir, cluster, progress)
+        summary = summarise(name, cue_records, tuned, pairs, control, settings)
         atomic_write_text(os.path.join(root, "results.json"),
                           json.dumps(finite_json(summary), indent=2, allow_nan=False) + "\n")
         results["datasets"][name] = summary
@@ -254,50 +268,72 @@ def _member(records: list, p: Optional[float], seed: int) -> dict:
     raise ValueError(f"no member with p={p}, seed={seed}")  # pragma: no cover - the recipes make them
 
 
-def _cue_vs_clean(root: str, cue_records: list, clean_records: list, settings: dict, data_dir,
-                  progress: bool) -> dict:
-    """{p: pair record} for the first seed's cue and clean models; each written once to
-    ``connectivity/p=<p>.json`` and read back on a rerun."""
-    from mmkern.connectivity import align, fit_curve, interpolation_curve
-    from mmkern.train import load_member
-    from mmkern.train.trainer import load_config_dataset
-    from mmkern.train.config import TrainConfig
+def _cue_vs_clean(root: str, cue_records: list, clean_records: list, settings: dict, data_dir, cluster: dict,
+                  progress: bool) -> tuple[dict, dict]:
+    """``({p: pair record}, control)``: the paths from the first seed's cue model at each p to
+    the second seed's clean model, and, as the control, from the first seed's clean model to the
+    same clean model. Two initialisations, because models from one initialisation are often
+    linearly connected whatever they learn (weight matching between them finds the identity).
+    Each record is written once to ``connectivity/<job>.json`` (one task each on a cluster) and
+    read back on a rerun."""
     from mmkern.train.zoo import read_json
-    from mmkern.train.zoo_finetune import curves_json, path_sets, split_tensors
 
-    seed = settings["seeds"][0]
-    clean = _member(clean_records, None, seed)
+    first, second = settings["seeds"][:2]
+    clean = _member(clean_records, None, second)
+    wanted = {f"p={p:g}": ("cue", _member(cue_records, p, first)) for p in settings["p_values"]}
+    wanted[CONTROL] = ("clean", _member(clean_records, None, first))
     folder = os.path.join(root, "connectivity")
     os.makedirs(folder, exist_ok=True)
-    pairs, model_clean = {}, None
-    for p in settings["p_values"]:
-        path = os.path.join(folder, f"p={p:g}.json")
-        if os.path.isfile(path):
-            pairs[p] = read_json(path)
-            continue
-        cue = _member(cue_records, p, seed)
-        model_cue, _ = load_member(os.path.join(root, "cue"), cue["id"])
-        if model_clean is None:
-            model_clean, _ = load_member(os.path.join(root, "clean"), clean["id"])
-        data = load_config_dataset(TrainConfig.from_dict(cue["config"]), data_dir)
-        fit = split_tensors(data.train)
-        named, bn = path_sets(data)
-        sets = {"fit": fit, "test": named["test"], **{short: named[s] for short, s in COUNTERFACTUAL.items()}}
-        alphas = settings["alphas"]
-        raw = interpolation_curve(model_cue, model_clean, sets, alphas, bn_data=bn)
-        aligned_model = align(model_cue, model_clean, "weights").model
-        aligned = interpolation_curve(model_cue, aligned_model, sets, alphas, bn_data=bn)
-        path_fit = fit_curve(model_cue, model_clean, fit, "bezier", epochs=settings["curve_epochs"], seed=seed)
-        quadratic = interpolation_curve(model_cue, model_clean, sets, alphas, bn_data=bn, path=path_fit)
-        record = {"p": p, "seed": seed, "cue_member": cue["id"], "clean_member": clean["id"],
-                  "raw": curves_json(raw), "aligned": curves_json(aligned), "quadratic": curves_json(quadratic),
-                  "quadratic_fit": {"kind": "bezier", "epochs": settings["curve_epochs"], "data": "fit"}}
-        atomic_write_text(path, json.dumps(record, indent=2, allow_nan=False) + "\n")
-        _say(progress, f"p={p:g}: barrier on the fitting data raw {_fmt(record['raw']['fit']['loss_barrier'])}, "
+    paths = {job: os.path.join(folder, f"{job}.json") for job in wanted}
+    records = {job: read_json(path) for job, path in paths.items() if os.path.isfile(path)}
+    records = {job: r for job, r in records.items() if r.get("to") == {"zoo": "clean", "member": clean["id"]}}
+    jobs = {job: (root, zoo, member, clean, settings, data_dir, paths[job])
+            for job, (zoo, member) in wanted.items() if job not in records}
+    if cluster and jobs:
+        from mmkern.train._cluster import run_tasks
+
+        done, errors = run_tasks(cluster["client"], pair_record, jobs, "pair")
+        if errors:
+            raise RuntimeError("cue-vs-clean curves failed: " + "; ".join(f"{k}: {e}" for k, e in errors.items()))
+    else:
+        done = {job: pair_record(*args) for job, args in jobs.items()}
+    for job, record in done.items():
+        _say(progress, f"{job}: barrier on the fitting data raw {_fmt(record['raw']['fit']['loss_barrier'])}, "
                        f"aligned {_fmt(record['aligned']['fit']['loss_barrier'])}, quadratic "
                        f"{_fmt(record['quadratic']['fit']['loss_barrier'])}")
-        pairs[p] = record
-    return pairs
+    records.update(done)
+    return {p: records[f"p={p:g}"] for p in settings["p_values"]}, records[CONTROL]
+
+
+def pair_record(root: str, zoo: str, start: dict, clean: dict, settings: dict, data_dir, path: str) -> dict:
+    """The curves from a model of ``root/zoo`` (its record ``start``) to a clean model (record
+    ``clean``): linear raw, linear after weight matching, and along a quadratic Bezier path fit
+    on the first model's training data (``fit``), each on that fitting data, its test set and the
+    counterfactual sets it has; written to ``path`` (atomically) and returned."""
+    from mmkern.connectivity import align, fit_curve, interpolation_curve
+    from mmkern.train import load_member
+    from mmkern.train.config import TrainConfig
+    from mmkern.train.trainer import load_config_dataset
+    from mmkern.train.zoo_finetune import curves_json, path_sets, path_subset, split_tensors
+
+    model_a, _ = load_member(os.path.join(root, zoo), start["id"])
+    model_b, _ = load_member(os.path.join(root, "clean"), clean["id"])
+    data = load_config_dataset(TrainConfig.from_dict(start["config"]), data_dir)
+    named, bn = path_sets(data)
+    sets = {"fit": path_subset(data.train), "test": named["test"],
+            **{short: named[s] for short, s in COUNTERFACTUAL.items() if s in named}}
+    alphas, seed = settings["alphas"], start["config"]["init_seed"]
+    raw = interpolation_curve(model_a, model_b, sets, alphas, bn_data=bn)
+    aligned = interpolation_curve(model_a, align(model_a, model_b, "weights").model, sets, alphas, bn_data=bn)
+    path_fit = fit_curve(model_a, model_b, split_tensors(data.train), "bezier", epochs=settings["curve_epochs"],
+                         seed=seed)
+    quadratic = interpolation_curve(model_a, model_b, sets, alphas, bn_data=bn, path=path_fit)
+    record = {"p": start["config"]["dataset_options"].get("spurious"), "seed": seed,
+              "from": {"zoo": zoo, "member": start["id"]}, "to": {"zoo": "clean", "member": clean["id"]},
+              "raw": curves_json(raw), "aligned": curves_json(aligned), "quadratic": curves_json(quadratic),
+              "quadratic_fit": {"kind": "bezier", "epochs": settings["curve_epochs"], "data": "fit"}}
+    atomic_write_text(path, json.dumps(record, indent=2, allow_nan=False) + "\n")
+    return record
 
 
 def _fmt(value) -> str:
@@ -331,9 +367,14 @@ def _p_of(config: dict) -> float:
     return config["dataset_options"]["spurious"]
 
 
-def summarise(name: str, cue_records: list, tuned: dict, pairs: dict, settings: dict) -> dict[str, Any]:
-    """Table 1, the barriers, the sweep, the cue-vs-clean barriers and the findings of one
-    dataset, from the models' records."""
+def _barriers_of(record: dict) -> dict:
+    """{path kind: {set: loss barrier}} of a pair record."""
+    return {kind: {s: record[kind][s]["loss_barrier"] for s in record[kind]} for kind in ("raw", "aligned", "quadratic")}
+
+
+def summarise(name: str, cue_records: list, tuned: dict, pairs: dict, control: dict, settings: dict) -> dict[str, Any]:
+    """Table 1, the barriers, the sweep, the cue-vs-clean barriers (and the clean-vs-clean
+    control's) and the findings of one dataset, from the models' records."""
     p_of = {r["id"]: _p_of(r["config"]) for r in cue_records}
     by_p = {run: {f"{p:g}": [r for r in records if p_of[r["member"]] == p] for p in settings["p_values"]}
             for run, records in tuned.items()}  # {run: {p: the records of its members at p}}
@@ -353,11 +394,11 @@ def summarise(name: str, cue_records: list, tuned: dict, pairs: dict, settings: 
               "NC": r["metrics"]["tuned"]["cue-none"]["accuracy"]}
              for run, records in tuned.items() if records and records[0]["finetune"]["method"] == "naive"
              for r in records]
-    connectivity = {f"{p:g}": {kind: {s: rec[kind][s]["loss_barrier"] for s in rec[kind]}
-                               for kind in ("raw", "aligned", "quadratic")} for p, rec in pairs.items()}
+    connectivity = {f"{p:g}": _barriers_of(rec) for p, rec in pairs.items()}
     curves = {run: {p: _mean_curves(members) for p, members in groups.items()} for run, groups in by_p.items()}
     summary = {"dataset": name, "num_classes": cue_records[0]["dataset"]["num_classes"], "table": table, "barriers": barriers, "sweep": sweep,
                "connectivity": connectivity, "pairs": {f"{p:g}": rec for p, rec in pairs.items()},
+               "control": {"barriers": _barriers_of(control), "pair": control},
                "curves": curves}
     summary["findings"] = findings(summary, settings)
     return summary
@@ -412,5 +453,7 @@ def findings(summary: dict, settings: dict) -> list[dict]:
                 "statement": f"a cue-reliant model and a clean model are not linearly connected, raw or after "
                              f"weight matching (loss barrier >= {t['barrier']:g} on the fitting data), but are "
                              f"along a quadratic path fit on that data (barrier <= {t['connected_barrier']:g})",
-                "evidence": rows})
+                "evidence": rows,
+                # not judged: how far apart two clean models of the two initialisations are
+                "control": {kind: summary["control"]["barriers"][kind]["fit"] for kind in ("raw", "aligned", "quadratic")}})
     return out

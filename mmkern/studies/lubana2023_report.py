@@ -12,6 +12,7 @@ from mmkern.analysis.report import _fmt, _table
 
 _SETS = ("test", "cue-none", "cue", "cue-random", "image-random")
 _SHORT = ("NC", "C", "RC", "RI")
+_KINDS = ("raw", "aligned", "quadratic")
 
 
 def verdict(finding: dict) -> str:
@@ -68,14 +69,15 @@ def _sweep_figure(summary: dict, path: str) -> str:
 def _pairs_figure(summary: dict, path: str) -> str:
     """Figure 4: cue model vs clean model, loss on the fitting data along the three paths."""
     plt = _pyplot()
-    pairs = summary["pairs"]
-    fig, axes = plt.subplots(1, len(pairs), figsize=(3.4 * len(pairs), 3), squeeze=False)
-    for ax, (p, record) in zip(axes[0], pairs.items()):
-        for kind in ("raw", "aligned", "quadratic"):
+    panels = [(f"cue model, p = {p}", record) for p, record in summary["pairs"].items()]
+    panels.append(("control: clean model", summary["control"]["pair"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3), squeeze=False)
+    for ax, (title, record) in zip(axes[0], panels):
+        for kind in _KINDS:
             curve = record[kind]["fit"]
             ax.plot(curve["alphas"], [np.nan if v is None else v for v in curve["loss"]], marker=".", label=kind)
-        ax.set_title(f"p = {p}", fontsize=9)
-        ax.set_xlabel("0: cue model, 1: clean model", fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("0: this model, 1: the clean model", fontsize=7)
     axes[0][0].set_ylabel("loss on the fitting data")
     axes[0][-1].legend(fontsize=7)
     return _save(fig, path)
@@ -96,11 +98,16 @@ def _dataset_section(summary: dict, folder: str) -> list[str]:
     ps = list(summary["table"]["original"])
     figure = _curves_figure(summary, ps[-1], os.path.join(folder, f"{slug(name)}-curves.png"))
     lines += [f"![paths from the original to each fine-tuned model](figures/{figure})", ""]
-    lines += ["### Cue model vs clean model (first seed)", ""]
-    rows = [[p, *(_fmt(c[kind].get(s)) for kind in ("raw", "aligned", "quadratic") for s in ("fit", "RI"))]
+    lines += ["### Cue model (first seed) vs clean model (second seed)", ""]
+    rows = [[f"cue model, p = {p}", *(_fmt(c[kind].get(s)) for kind in _KINDS for s in ("fit", "RI"))]
             for p, c in summary["connectivity"].items()]
-    lines += _table(["p", "raw: fit", "raw: RI", "aligned: fit", "aligned: RI", "quadratic: fit", "quadratic: RI"],
+    control = summary["control"]["barriers"]
+    rows.append(["control: clean model (first seed)", *(_fmt(control[kind].get(s)) if s in control[kind] else "-"
+                                                        for kind in _KINDS for s in ("fit", "RI"))])
+    lines += _table(["from", "raw: fit", "raw: RI", "aligned: fit", "aligned: RI", "quadratic: fit", "quadratic: RI"],
                     rows)
+    lines += ["Loss barriers (nats) on the fitting data (the first model's training data) and on the RI set. The "
+              "control pairs two clean models of the same two initialisations.", ""]
     figure = _pairs_figure(summary, os.path.join(folder, f"{slug(name)}-cue-vs-clean.png"))
     lines += [f"![cue vs clean model](figures/{figure})", ""]
     figure = _sweep_figure(summary, os.path.join(folder, f"{slug(name)}-sweep.png"))
@@ -112,10 +119,18 @@ def _dataset_section(summary: dict, folder: str) -> list[str]:
         if isinstance(evidence, str):
             lines.append(f"  {evidence}")
         else:
-            for row in evidence:
-                lines.append("  - " + ", ".join(f"{k} {_fmt(v) if isinstance(v, float) or v is None else v}"
+            for row in evidence + ([{"control (not judged)": "", **f["control"]}] if "control" in f else []):
+                lines.append("  - " + ", ".join(f"{k} {_fmt(v) if isinstance(v, float) or v is None else v}".rstrip()
                                                 for k, v in row.items()))
     return lines + [""]
+
+
+def _deviations(overrides: dict) -> str:
+    """``{"*": {...}, preset: {...}}`` in words."""
+    if not overrides:
+        return "none"
+    return ", ".join(f"{'every run' if who == '*' else who} " + " and ".join(f"{k} {v:g}" for k, v in change.items())
+                     for who, change in overrides.items())
 
 
 def write_report(out_dir: str, results: dict) -> str:
@@ -139,8 +154,11 @@ def write_report(out_dir: str, results: dict) -> str:
              "Digits are far easier than CIFAR-10 images, so a cue is only read when it is (nearly) perfectly "
              "predictive: the claims about cue-reliant models are judged at the p whose original models read the "
              "cue. The accuracies of this run are not comparable with the paper's numbers; the directions of the "
-             "effects (RI kept or removed, a barrier or none) are what is compared. LLR uses learning rate 0.1 "
-             "instead of the paper's 30.", "",
+             "effects (RI kept or removed, a barrier or none) are what is compared. Fine-tuning follows the "
+             "paper's settings (its code's defaults: SGD, momentum 0.9, weight decay 1e-4, cosine schedule, 20 "
+             "epochs, learning rate 0.01 for FTM, LPFT and CBFT, 0.001 for FTS; LLR 200 epochs at 30) except: "
+             + "; ".join(f"`{n}`: {_deviations(s['overrides'])}" for n, s in settings["datasets"].items())
+             + ".", "",
              f"Thresholds: `{settings['thresholds']}` (RI thresholds are multiples of chance).", ""]
     for summary in results["datasets"].values():
         lines += _dataset_section(summary, folder)

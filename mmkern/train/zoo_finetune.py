@@ -73,6 +73,13 @@ _METHOD_SETTINGS = {"cbft": ("margin", "invariance_weight"), "lpft": ("probe_lr"
 #: these models, and the evaluation of a path no longer grows with the training set.
 BN_SAMPLES = 1024
 
+#: Samples of a set a path is evaluated on: a larger set is evaluated on a fixed random subset
+#: of this many, the same indices for every set of its length (the counterfactual sets show the
+#: test images in their order). A barrier compares mean losses on the same samples along the
+#: path, so its sampling error is far below the barriers that matter; and the cost of a path no
+#: longer grows with the test set.
+PATH_SAMPLES = 500
+
 #: Dataset options that make the spurious variant; without them, the clean dataset.
 _CUE_OPTIONS = ("spurious", "cue_size", "cue_value")
 
@@ -82,21 +89,36 @@ def split_tensors(split) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.asarray(split.x)), torch.from_numpy(np.asarray(split.y))
 
 
-def _metrics(model, cued) -> dict[str, Any]:
+def _metrics(model, cued, recorded: Optional[dict] = None) -> dict[str, Any]:
+    """Accuracy and loss on ``test`` and every counterfactual/OOD set; a set found in
+    ``recorded`` (the metrics of a member's training record, made by the same evaluation of the
+    same saved model on the same data) is taken from there instead of evaluated again."""
     from mmkern.train.trainer import evaluate
 
-    return {"test": evaluate(model, cued.test),
-            **{name: evaluate(model, split) for name, split in cued.ood.items()}}
+    known = {} if recorded is None else {"test": recorded.get("test"), **recorded.get("ood", {})}
+    return {name: known.get(name) or evaluate(model, split)
+            for name, split in {"test": cued.test, **cued.ood}.items()}
+
+
+def path_subset(split) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of a split as tensors, reduced to :data:`PATH_SAMPLES` (sorted, seeded) samples
+    when it holds more."""
+    x, y = split_tensors(split)
+    if len(y) <= PATH_SAMPLES:
+        return x, y
+    keep = torch.from_numpy(np.sort(np.random.default_rng(0).choice(len(y), PATH_SAMPLES, replace=False)))
+    return x[keep], y[keep]
 
 
 def path_sets(cued) -> tuple[dict, tuple]:
     """The sets a path from a cue model is evaluated on, the cued test set (``"test"``) and each
-    counterfactual set present, as tensors; and the BatchNorm data: the first ``BN_SAMPLES`` of
-    the training set, which is in random order, so a random subset."""
+    counterfactual set present, as tensors of at most :data:`PATH_SAMPLES` samples; and the
+    BatchNorm data: the first ``BN_SAMPLES`` of the training set, which is in random order, so a
+    random subset."""
     from mmkern.data import COUNTERFACTUAL_SETS
 
-    sets = {"test": split_tensors(cued.test)}
-    sets.update({name: split_tensors(cued.ood[name]) for name in COUNTERFACTUAL_SETS if name in cued.ood})
+    sets = {"test": path_subset(cued.test)}
+    sets.update({name: path_subset(cued.ood[name]) for name in COUNTERFACTUAL_SETS if name in cued.ood})
     x, y = split_tensors(cued.train)
     return sets, (x[:BN_SAMPLES], y[:BN_SAMPLES])
 
@@ -224,7 +246,8 @@ def finetune_zoo(
         Per member, its ``record.json``: ``member``, ``finetune`` (the record of
         :func:`~mmkern.train.fine_tune`), ``metrics`` (``original`` and ``tuned``: accuracy and
         loss on ``test`` and on every counterfactual/OOD set), ``barriers`` (per set: the
-        curve and its loss and error barriers, original -> tuned).
+        curve and its loss and error barriers, original -> tuned, on at most
+        :data:`PATH_SAMPLES` samples of the set).
 
     Raises
     ------
@@ -336,7 +359,8 @@ def tune_member(zoo_dir: str, out: str, member_id: str, cued, clean, settings: d
 
     with torch_threads(threads):  # the evaluations on the threads of the fine-tuning
         record = {"member": member_id, "finetune": finetune_record,
-                  "metrics": {"original": _metrics(model, cued), "tuned": _metrics(tuned, cued)},
+                  "metrics": {"original": _metrics(model, cued, load_record(zoo_dir, member_id)["metrics"]),
+                              "tuned": _metrics(tuned, cued)},
                   "barriers": _barriers(model, tuned, cued, settings["alphas"])}
     os.makedirs(directory, exist_ok=True)
     return "finished", save_finished(directory, tuned, record)
@@ -354,7 +378,8 @@ def _finetune_members(zoo_dir, out, configs, datasets, clean_of, settings, threa
             check_shared(client, out)
             jobs = {m: (zoo_dir, out, m, datasets.get(c), clean_of(c), settings, threads or 1)
                     for m, c in pending.items()}
-            done, errors = run_tasks(client, tune_member, jobs, "finetune")
+            shared = {id(a): a for args in jobs.values() for a in args[3:5]}  # each dataset sent once
+            done, errors = run_tasks(client, tune_member, jobs, "finetune", scatter=tuple(shared.values()))
         results.update(done)
         results.update({m: ("failed", e) for m, e in errors.items()})
     else:
