@@ -139,7 +139,8 @@ def test_the_findings_follow_from_the_table(study):
         assert a["holds"] == (row["RI"] >= thresholds["keeps_cue_ri"] * 0.1
                               and row["barrier"] <= thresholds["connected_barrier"])
     (row,) = c["evidence"]
-    assert row["raw"] == digits["connectivity"]["1"]["raw"]["fit"]
+    assert row["raw"] == digits["connectivity"]["1"]["raw"]["fit"] and row["judged"] == reliant
+    assert c["aligned_above_control"] == (reliant and row["aligned"] > c["control"]["aligned"])
 
 
 def test_a_rerun_or_a_killed_run_reruns_nothing_finished(study):

@@ -443,8 +443,9 @@ def findings(summary: dict, settings: dict) -> list[dict]:
                                  f"connected to the original (loss barrier >= {t['barrier']:g}) and keeps NC "
                                  f"accuracy within {t['nc_margin']:g} of FTS",
                     "evidence": rows})
-    rows = [{"p": p, **{kind: summary["connectivity"][p][kind]["fit"] for kind in ("raw", "aligned", "quadratic")}}
-            for p in summary["connectivity"]]
+    rows = [{"p": p, **{kind: summary["connectivity"][p][kind]["fit"] for kind in ("raw", "aligned", "quadratic")},
+             "judged": p in reliant} for p in summary["connectivity"]]
+    control = {kind: summary["control"]["barriers"][kind]["fit"] for kind in ("raw", "aligned", "quadratic")}
     holds = bool(rows) and all(
         r["raw"] is not None and r["raw"] >= t["barrier"] and r["aligned"] is not None
         and r["aligned"] >= t["barrier"] and r["quadratic"] is not None and r["quadratic"] <= t["connected_barrier"]
@@ -454,6 +455,10 @@ def findings(summary: dict, settings: dict) -> list[dict]:
                              f"weight matching (loss barrier >= {t['barrier']:g} on the fitting data), but are "
                              f"along a quadratic path fit on that data (barrier <= {t['connected_barrier']:g})",
                 "evidence": rows,
-                # not judged: how far apart two clean models of the two initialisations are
-                "control": {kind: summary["control"]["barriers"][kind]["fit"] for kind in ("raw", "aligned", "quadratic")}})
+                # not judged: how far apart two clean models of the same two initialisations are, and
+                # whether the cue-reliant pairs are further apart after weight matching than they
+                "control": control,
+                "aligned_above_control": bool(reliant) and all(
+                    r["aligned"] is not None and control["aligned"] is not None and r["aligned"] > control["aligned"]
+                    for r in rows if r["judged"])})
     return out

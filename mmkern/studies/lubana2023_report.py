@@ -122,6 +122,10 @@ def _dataset_section(summary: dict, folder: str) -> list[str]:
             for row in evidence + ([{"control (not judged)": "", **f["control"]}] if "control" in f else []):
                 lines.append("  - " + ", ".join(f"{k} {_fmt(v) if isinstance(v, float) or v is None else v}".rstrip()
                                                 for k, v in row.items()))
+        if "aligned_above_control" in f:
+            lines.append("  - after weight matching, the judged cue-vs-clean pairs are "
+                         + ("" if f["aligned_above_control"] else "not all ")
+                         + "further apart than the two clean models of the control")
     return lines + [""]
 
 
