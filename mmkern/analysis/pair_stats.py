@@ -1,0 +1,272 @@
+"""Statistics over the pairs of a population of models, all computed by :mod:`scipy.stats`.
+
+A metric between models (RM: 1 - SVCCA of two models' activations; PM: their disagreement) is an
+``(M, M)`` symmetric matrix; its values over the ``M (M - 1) / 2`` pairs ``i < j`` are what these
+functions summarise. Pairs that share a model are not independent, which matters in two places:
+
+- :func:`mean_ci` and the intervals of :func:`correlation` resample *pairs* (the BCa bootstrap
+  of :func:`scipy.stats.bootstrap`): intervals of the pairs at hand, narrower than those of the
+  population of models they come from would be.
+- :func:`mantel` tests a correlation between two matrices by permuting the *models* of one of
+  them (rows and columns together; Mantel 1967), so its null keeps every dependence between
+  pairs that share a model. A test over pairs would reject far too often.
+
+Groups of pairs (one per factor that was varied) are compared by Kruskal-Wallis and then pairwise
+by Mann-Whitney U with the Benjamini-Hochberg correction (:func:`compare_groups`).
+
+Every input is checked: a value that is not finite, a matrix that is not square and symmetric,
+fewer pairs than a statistic needs, give a ``ValueError`` naming the argument. A statistic that
+is undefined on the data (the correlation of a constant) is ``None``, never NaN.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+
+from mmkern._validate import check_choice, check_float, check_int
+
+__all__ = ["compare_groups", "correlation", "mantel", "mean_ci", "pair_values"]
+
+#: Resamples of the bootstraps and of the permutation test, unless given.
+N_RESAMPLES = 9999
+
+
+def _stats():
+    from scipy import stats
+
+    return stats
+
+
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(check_int(seed, "seed", low=0))
+
+
+def _finite(values, name: str, *, ndim: int) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of real numbers, got {type(values).__name__}") from None
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} holds {int((~np.isfinite(array)).sum())} values that are not finite")
+    return array
+
+
+def pair_values(matrix, name: str = "matrix") -> np.ndarray:
+    """The values of the pairs ``i < j`` of a symmetric ``(M, M)`` matrix, row by row.
+
+    Parameters
+    ----------
+    matrix : array_like, shape (M, M)
+        Finite and symmetric (to 1e-9 of its largest magnitude); the diagonal is ignored.
+    name : str
+        The argument's name in error messages.
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape (M (M - 1) / 2,)
+    """
+    m = _finite(matrix, name, ndim=2)
+    if m.shape[0] != m.shape[1]:
+        raise ValueError(f"{name} must be square (M, M), got shape {m.shape}")
+    scale = max(float(np.abs(m).max(initial=0.0)), 1e-300)
+    if np.abs(m - m.T).max(initial=0.0) > 1e-9 * scale:
+        raise ValueError(f"{name} must be symmetric (a metric between models)")
+    return m[np.triu_indices(m.shape[0], k=1)]
+
+
+def _interval(data: tuple, statistic: Callable, confidence: float, n_resamples: int, seed: int,
+              paired: bool) -> tuple[Optional[float], Optional[float]]:
+    result = _stats().bootstrap(data, statistic, n_resamples=n_resamples, confidence_level=confidence,
+                                paired=paired, vectorized=False, method="BCa", rng=_rng(seed))
+    low, high = (float(v) for v in (result.confidence_interval.low, result.confidence_interval.high))
+    if not (np.isfinite(low) and np.isfinite(high)):  # a degenerate resampling distribution
+        return None, None
+    return low, high
+
+
+def mean_ci(values, *, confidence: float = 0.95, n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict[str, Any]:
+    """The mean of a metric over pairs of models and its bootstrap confidence interval (over pairs).
+
+    Parameters
+    ----------
+    values : array_like, shape (n_pairs,)
+        The pairs' values (e.g. :func:`pair_values` of a matrix); at least one.
+    confidence : float, default 0.95
+    n_resamples : int, default 9999
+    seed : int, default 0
+        Seeds the resampling: the interval is reproducible.
+
+    Returns
+    -------
+    dict
+        ``{"mean", "ci_low", "ci_high", "n_pairs"}``; the interval is the mean itself when every
+        value is equal, and None for a single pair.
+    """
+    confidence = check_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
+    n_resamples = check_int(n_resamples, "n_resamples", low=1)
+    pairs = _finite(values, "values", ndim=1)
+    if pairs.size == 0:
+        raise ValueError("values holds no pair")
+    out = {"mean": float(pairs.mean()), "ci_low": None, "ci_high": None, "n_pairs": int(pairs.size)}
+    if pairs.size >= 2 and np.ptp(pairs) == 0:
+        out["ci_low"] = out["ci_high"] = out["mean"]
+    elif pairs.size >= 2:
+        # on values scaled to magnitude 1: BCa's acceleration cubes deviations, which overflows
+        # for extreme magnitudes; the interval of the mean scales with the values
+        scale = float(np.abs(pairs).max())
+        low, high = _interval((pairs / scale,), np.mean, confidence, n_resamples, seed, False)
+        if low is not None:
+            out["ci_low"], out["ci_high"] = low * scale, high * scale
+    return out
+
+
+def compare_groups(groups: Mapping[str, Any]) -> dict[str, Any]:
+    """Do the pairs of several groups (e.g. one per varied factor) differ in a metric?
+
+    Parameters
+    ----------
+    groups : mapping of str to array_like
+        Each group's pair values, shape ``(n_pairs,)``; at least 2 groups, each of at least 2
+        pairs.
+
+    Returns
+    -------
+    dict
+        ``kruskal``: ``{"statistic", "p_value"}`` of :func:`scipy.stats.kruskal` (None when every
+        value is equal); ``pairwise``: per pair of groups, ``{"a", "b", "statistic", "p_value",
+        "p_adjusted"}`` of a two-sided :func:`scipy.stats.mannwhitneyu`, the p-values adjusted by
+        :func:`scipy.stats.false_discovery_control` (Benjamini-Hochberg); ``ranking``: the groups
+        by decreasing median (ties: by mean, then name), each with its ``median``, ``mean`` and
+        ``n_pairs``.
+    """
+    if not isinstance(groups, Mapping):
+        raise TypeError(f"groups must be a mapping of group name to pair values, got {type(groups).__name__}")
+    if len(groups) < 2:
+        raise ValueError(f"groups must hold at least 2 groups, got {len(groups)}")
+    values = {}
+    for name, vals in groups.items():
+        v = _finite(vals, f"groups[{name!r}]", ndim=1)
+        if v.size < 2:
+            raise ValueError(f"groups[{name!r}] must hold at least 2 pairs, got {v.size}")
+        values[str(name)] = v
+    stats = _stats()
+    everything = np.concatenate(list(values.values()))
+    kruskal = None
+    if np.ptp(everything) > 0:
+        result = stats.kruskal(*values.values())
+        kruskal = {"statistic": float(result.statistic), "p_value": float(result.pvalue)}
+    pairwise = []
+    for a, b in itertools.combinations(values, 2):
+        if np.ptp(np.concatenate([values[a], values[b]])) == 0:
+            statistic, p = float(values[a].size * values[b].size / 2), 1.0
+        else:
+            result = stats.mannwhitneyu(values[a], values[b], alternative="two-sided")
+            statistic, p = float(result.statistic), float(result.pvalue)
+        pairwise.append({"a": a, "b": b, "statistic": statistic, "p_value": p})
+    adjusted = stats.false_discovery_control([row["p_value"] for row in pairwise], method="bh")
+    for row, p in zip(pairwise, np.atleast_1d(adjusted)):
+        row["p_adjusted"] = float(p)
+    ranking = sorted(({"group": name, "median": float(np.median(v)), "mean": float(v.mean()), "n_pairs": int(v.size)}
+                      for name, v in values.items()), key=lambda r: (-r["median"], -r["mean"], r["group"]))
+    return {"kruskal": kruskal, "pairwise": pairwise, "ranking": ranking}
+
+
+def _corr(method: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    stats = _stats()
+    if method == "spearman":
+        return lambda x, y: float(stats.spearmanr(x, y).statistic)
+    return lambda x, y: float(stats.pearsonr(x, y).statistic)
+
+
+def correlation(x, y, *, confidence: float = 0.95, n_resamples: int = N_RESAMPLES, seed: int = 0
+                ) -> dict[str, Any]:
+    """Spearman and Pearson correlation of two metrics over the same pairs, with bootstrap
+    intervals over pairs and scipy's p-values (which treat the pairs as independent: see
+    :func:`mantel` for the test that does not).
+
+    Parameters
+    ----------
+    x, y : array_like, shape (n_pairs,)
+        The two metrics' values on the same pairs, in the same order; at least 3 pairs.
+    confidence, n_resamples, seed
+        As in :func:`mean_ci`.
+
+    Returns
+    -------
+    dict
+        ``{"spearman": {...}, "pearson": {...}, "n_pairs"}``, each ``{"r", "ci_low", "ci_high",
+        "p_value"}``; all None where the correlation is undefined (a constant input).
+    """
+    x, y = _finite(x, "x", ndim=1), _finite(y, "y", ndim=1)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must hold the same pairs, got {x.size} and {y.size} values")
+    if x.size < 3:
+        raise ValueError(f"x and y must hold at least 3 pairs, got {x.size}")
+    confidence = check_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
+    n_resamples = check_int(n_resamples, "n_resamples", low=1)
+    stats = _stats()
+    out: dict[str, Any] = {"n_pairs": int(x.size)}
+    for method, test in (("spearman", stats.spearmanr), ("pearson", stats.pearsonr)):
+        if np.ptp(x) == 0 or np.ptp(y) == 0:
+            out[method] = {"r": None, "ci_low": None, "ci_high": None, "p_value": None}
+            continue
+        result = test(x, y)
+        low, high = _interval((x, y), _corr(method), confidence, n_resamples, seed, True)
+        out[method] = {"r": float(result.statistic), "ci_low": low, "ci_high": high, "p_value": float(result.pvalue)}
+    return out
+
+
+def mantel(a, b, *, method: str = "spearman", n_resamples: int = N_RESAMPLES, alternative: str = "two-sided",
+           seed: int = 0) -> dict[str, Any]:
+    """Correlation of two metrics between the same models, tested by permuting the models.
+
+    Parameters
+    ----------
+    a, b : array_like, shape (M, M)
+        Symmetric matrices of the two metrics over the same ``M >= 3`` models.
+    method : {"spearman", "pearson"}
+        The correlation of their pair values (:func:`pair_values`).
+    n_resamples : int, default 9999
+        Random permutations; when ``M!`` is at most this, all permutations are used (an exact
+        test, as :func:`scipy.stats.permutation_test` does).
+    alternative : {"two-sided", "greater", "less"}
+    seed : int, default 0
+
+    Returns
+    -------
+    dict
+        ``{"r", "p_value", "n_models", "n_pairs", "n_permutations", "method"}``; ``r`` and
+        ``p_value`` None when a matrix is constant over the pairs.
+    """
+    check_choice(method, "method", ("spearman", "pearson"))
+    check_choice(alternative, "alternative", ("two-sided", "greater", "less"))
+    n_resamples = check_int(n_resamples, "n_resamples", low=1)
+    x, y = pair_values(a, "a"), pair_values(b, "b")
+    ma = _finite(a, "a", ndim=2)
+    if ma.shape != np.shape(b):
+        raise ValueError(f"a and b must be matrices over the same models, got shapes {ma.shape} and {np.shape(b)}")
+    m = ma.shape[0]
+    if m < 3:
+        raise ValueError(f"a and b must be over at least 3 models, got {m}")
+    exact = np.prod(np.arange(1, m + 1, dtype=np.float64))
+    out = {"r": None, "p_value": None, "n_models": m, "n_pairs": int(x.size), "method": method,
+           "n_permutations": int(min(exact, n_resamples))}
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out
+    corr = _corr(method)
+    upper = np.triu_indices(m, k=1)
+
+    def statistic(order: np.ndarray) -> float:
+        order = np.asarray(order, dtype=np.intp)
+        return corr(ma[np.ix_(order, order)][upper], y)
+
+    result = _stats().permutation_test((np.arange(m),), statistic, permutation_type="pairings",
+                                       n_resamples=n_resamples, alternative=alternative, vectorized=False,
+                                       rng=_rng(seed))
+    out["r"], out["p_value"] = float(result.statistic), float(result.pvalue)
+    return out
