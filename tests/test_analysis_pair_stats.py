@@ -123,6 +123,14 @@ def test_mantel_exact_p_value_is_the_fraction_of_model_permutations(rng):
     assert out["r"] == pytest.approx(observed)
     assert out["p_value"] == pytest.approx(np.mean(np.array(null) >= observed - 1e-12))
     assert (out["n_models"], out["n_pairs"], out["n_permutations"]) == (5, 10, 120)
+    for alternative in ("two-sided", "greater", "less"):  # scipy's exact test, on one group
+        def statistic(order):
+            order = np.asarray(order)
+            return stats.pearsonr(a[np.ix_(order, order)][upper], b[upper]).statistic
+
+        scipy_p = stats.permutation_test((np.arange(m),), statistic, permutation_type="pairings",
+                                         alternative=alternative, vectorized=False).pvalue
+        assert mantel(a, b, method="pearson", alternative=alternative)["p_value"] == pytest.approx(scipy_p, rel=1e-12)
 
 
 def test_mantel_rejects_about_five_percent_of_unrelated_metrics():
@@ -151,3 +159,25 @@ def test_mantel_detects_a_relation_and_refuses_bad_input(rng):
         mantel(a, a, method="kendall")
     with pytest.raises(ValueError, match="b must be symmetric"):
         mantel(a, np.triu(a))
+
+
+def test_a_stratified_mantel_test_permutes_models_within_each_group(rng):
+    groups_a = [_distances(rng.normal(size=(n, 2))) for n in (4, 3)]
+    groups_b = [g + 0.3 * _distances(rng.normal(size=(len(g), 2))) for g in groups_a]
+    out = mantel(groups_a, groups_b, method="pearson", alternative="greater")
+    uppers = [np.triu_indices(len(g), 1) for g in groups_a]
+    y = np.concatenate([g[u] for g, u in zip(groups_b, uppers)])
+
+    def pooled(orders):
+        return stats.pearsonr(np.concatenate([g[np.ix_(o, o)][u] for g, o, u in zip(groups_a, orders, uppers)]),
+                              y).statistic
+
+    observed = pooled([range(4), range(3)])
+    null = [pooled([list(p), list(q)]) for p in itertools.permutations(range(4)) for q in itertools.permutations(range(3))]
+    assert out["r"] == pytest.approx(observed)
+    assert out["p_value"] == pytest.approx(np.mean(np.array(null) >= observed - 1e-12))
+    assert (out["n_models"], out["n_groups"], out["n_pairs"], out["n_permutations"]) == (7, 2, 9, 144)
+    with pytest.raises(ValueError, match="same models"):
+        mantel(groups_a, groups_b[:1])
+    with pytest.raises(ValueError, match=r"b\[1\] must be symmetric"):
+        mantel(groups_a, [groups_b[0], np.triu(groups_b[1])])

@@ -86,7 +86,20 @@ def test_train_then_analyze_writes_results_figures_and_report(zoo):
     connectivity = order["connectivity"]
     assert len(connectivity["curves"]) == 3 and connectivity["curves"][0]["alphas"] == [0, 0.5, 1]
     assert np.array(connectivity["loss_barrier"]).shape == (3, 3)
+    # RM vs PM over the pairs of members within the groups
+    from mmkern.analysis.pair_stats import pair_values
+    from scipy import stats
+
+    layer = results["rm_layer"]
+    rm = np.concatenate([pair_values(1 - np.array(g["representational"][layer]["svcca"])) for g in results["groups"]])
+    pm = np.concatenate([pair_values(g["predictive"]["iid"]["disagreement"]) for g in results["groups"]])
+    iid = results["rm_vs_pm"]["iid"]
+    assert (iid["n_pairs"], iid["n_groups"]) == (rm.size, 2) and rm.size >= 3
+    assert iid["spearman"] == pytest.approx(stats.spearmanr(rm, pm).statistic)
+    assert 0 < iid["p_value"] <= 1
     text = report.read_text()
+    assert (f"Spearman correlation of RM with PM over the {rm.size} pairs of members within the 2 factor "
+            "groups") in text
     for name in ("rm_vs_pm.png", "pm_by_set.png", "matrices_order_seed.png",
                  "curves_init_seed.png"):
         assert f"(figures/{name})" in text

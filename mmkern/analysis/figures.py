@@ -95,20 +95,25 @@ def group_curves(group: dict, out_dir: str) -> str:
 
 
 def rm_vs_pm(results: dict, out_dir: str) -> str:
-    """RM at ``results["rm_layer"]`` against mean disagreement, one point per group and set."""
+    """RM (1 - SVCCA at ``results["rm_layer"]``) against disagreement, one point per pair of
+    members of a group, on the i.i.d. set and averaged over the OOD sets."""
     plt = _pyplot()
     layer = results["rm_layer"]
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for group in results["groups"]:
-        rm = group["representational"][layer]["rm"]
-        pm = group["predictive"]
-        ood = [v["mean_disagreement"] for k, v in pm.items() if k != IID]
-        points = ax.scatter([rm], [pm[IID]["mean_disagreement"]], s=40, label=group["name"])
+        rm = 1.0 - np.asarray(group["representational"][layer]["svcca"])
+        upper = np.triu_indices(rm.shape[0], k=1)
+        pm = {k: np.asarray(v["disagreement"])[upper] for k, v in group["predictive"].items()}
+        points = ax.scatter(rm[upper], pm[IID], s=24, label=group["name"])
+        ood = [v for k, v in pm.items() if k != IID]
         if ood:
-            ax.scatter([rm], [float(np.mean(ood))], s=40, facecolors="none",
-                       edgecolors=points.get_facecolor())
-    ax.set(xlabel=f"RM = 1 - mean SVCCA ({layer})", ylabel="PM = mean disagreement",
-           title="representational vs predictive multiplicity\n(filled: i.i.d., hollow: mean OOD)")
+            ax.scatter(rm[upper], np.mean(ood, axis=0), s=24, facecolors="none", edgecolors=points.get_facecolor())
+    iid = results.get("rm_vs_pm", {}).get(IID)
+    note = "" if not iid else (f"\ni.i.d.: Spearman {iid['spearman']:.2f} over {iid['n_pairs']} pairs, "
+                               f"permutation p = {iid['p_value']:.3f}")
+    ax.set(xlabel=f"RM = 1 - SVCCA of the pair ({layer})", ylabel="PM = disagreement of the pair",
+           title="representational vs predictive multiplicity per pair\n(filled: i.i.d., hollow: mean OOD)" + note)
+    ax.title.set_fontsize(8)
     ax.legend(fontsize=7)
     return _save(fig, os.path.join(out_dir, "rm_vs_pm.png"))
 

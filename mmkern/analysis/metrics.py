@@ -13,8 +13,9 @@ their initialisation seed), following Heljakka et al. (arXiv 2206.08890):
   (:func:`mmkern.interpolation_curve`, BatchNorm re-estimated on training samples) and the
   four barrier matrices built from those curves.
 
-Across groups, the correlation of RM (the penultimate measured layer) with PM (mean
-disagreement) on each set summarises how the two kinds of multiplicity move together.
+Over the pairs within every group, the correlation of RM (1 - SVCCA of the pair at the
+penultimate measured layer) with PM (the pair's disagreement) on each set says how the two kinds
+of multiplicity move together (:func:`rm_vs_pm`).
 """
 
 from __future__ import annotations
@@ -160,11 +161,48 @@ def _matrices(m: int, curves: dict) -> dict:
     return out
 
 
-def _pearson(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.size < 3 or np.std(x) == 0 or np.std(y) == 0:
-        return None
-    return float(np.corrcoef(x, y)[0, 1])
+#: Resamples of the bootstrap intervals and permutations of the test in :func:`rm_vs_pm`.
+RESAMPLES = 999
+
+
+def rm_vs_pm(groups: list, layer: str) -> dict:
+    """RM against PM over the pairs of members within every group, per evaluation set.
+
+    Parameters
+    ----------
+    groups : list of dict
+        Groups of :func:`analyze_groups` (``representational`` and ``predictive``).
+    layer : str
+        The layer whose RM is compared (:func:`rm_layer`).
+
+    Returns
+    -------
+    dict
+        ``{set: None or {"spearman", "ci_low", "ci_high", "pearson", "p_value", "n_pairs",
+        "n_groups"}}``: the Spearman correlation of the pairs' RM (1 - SVCCA) and PM
+        (disagreement) with its BCa bootstrap interval over pairs, Pearson's r, and the p-value
+        of the Spearman correlation under permutations of the members within each group (a
+        stratified Mantel test, :func:`mmkern.analysis.pair_stats.mantel`; a member shared by
+        several groups is permuted in each independently); None with fewer than 3 pairs or a
+        constant metric. Intervals and p-values use :data:`RESAMPLES` draws, seeded.
+    """
+    from mmkern.analysis.pair_stats import correlation, mantel, pair_values
+
+    rm = [1.0 - np.asarray(g["representational"][layer]["svcca"], dtype=float) for g in groups]
+    out = {}
+    for name in groups[0]["predictive"]:
+        pm = [np.asarray(g["predictive"][name]["disagreement"], dtype=float) for g in groups]
+        x = np.concatenate([pair_values(m, "RM") for m in rm])
+        y = np.concatenate([pair_values(m, "PM") for m in pm])
+        if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+            out[name] = None
+            continue
+        corr = correlation(x, y, n_resamples=RESAMPLES)
+        test = mantel(rm, pm, n_resamples=RESAMPLES)
+        out[name] = {"spearman": corr["spearman"]["r"], "ci_low": corr["spearman"]["ci_low"],
+                     "ci_high": corr["spearman"]["ci_high"], "pearson": corr["pearson"]["r"],
+                     "p_value": test["p_value"], "n_pairs": corr["n_pairs"], "n_groups": test["n_groups"]}
+    return out
 
 
 def rm_layer(layers: Sequence[str]) -> str:
@@ -216,7 +254,7 @@ def analyze_groups(
     Returns
     -------
     dict
-        ``{"groups": [...], "rm_layer": str, "rm_vs_pm": {set: pearson r or None}}``; each group
+        ``{"groups": [...], "rm_layer": str, "rm_vs_pm": {set: ...}}`` (:func:`rm_vs_pm`); each group
         holds ``name``, ``factor``, ``members``, ``representational``, ``predictive`` and
         (with ``barriers``) ``connectivity``. Groups with fewer than two finished members are
         listed under ``"skipped"``.
@@ -260,12 +298,9 @@ def analyze_groups(
     out = {"groups": groups, "skipped": skipped}
     if groups:
         layer = rm_layer(groups[0]["representational"])
-        rm = [g["representational"][layer]["rm"] for g in groups]
         out["rm_layer"] = layer
-        out["rm_vs_pm"] = {name: _pearson(rm, [g["predictive"][name]["mean_disagreement"]
-                                               for g in groups])
-                           for name in groups[0]["predictive"]}
+        out["rm_vs_pm"] = rm_vs_pm(groups, layer)
     return out
 
 
-__all__ = ["IID", "analyze_groups", "connectivity", "predictive", "representational", "rm_layer"]
+__all__ = ["IID", "analyze_groups", "connectivity", "predictive", "representational", "rm_layer", "rm_vs_pm"]

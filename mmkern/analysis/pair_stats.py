@@ -9,7 +9,10 @@ functions summarise. Pairs that share a model are not independent, which matters
   population of models they come from would be.
 - :func:`mantel` tests a correlation between two matrices by permuting the *models* of one of
   them (rows and columns together; Mantel 1967), so its null keeps every dependence between
-  pairs that share a model. A test over pairs would reject far too often.
+  pairs that share a model. A test over pairs would reject far too often. With groups of
+  models it permutes within each group (stratified), which :func:`scipy.stats.permutation_test`
+  cannot do for groups of unequal sizes; the loop is written here, with scipy's p-value
+  conventions (tested against it on one group).
 
 Groups of pairs (one per factor that was varied) are compared by Kruskal-Wallis and then pairwise
 by Mann-Whitney U with the Benjamini-Hochberg correction (:func:`compare_groups`).
@@ -22,6 +25,8 @@ is undefined on the data (the correlation of a constant) is ``None``, never NaN.
 from __future__ import annotations
 
 import itertools
+import math
+import warnings
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
@@ -81,8 +86,13 @@ def pair_values(matrix, name: str = "matrix") -> np.ndarray:
 
 def _interval(data: tuple, statistic: Callable, confidence: float, n_resamples: int, seed: int,
               paired: bool) -> tuple[Optional[float], Optional[float]]:
-    result = _stats().bootstrap(data, statistic, n_resamples=n_resamples, confidence_level=confidence,
-                                paired=paired, vectorized=False, method="BCa", rng=_rng(seed))
+    """The BCa interval, or (None, None) where it is undefined: a resample of few pairs can be
+    constant (its correlation undefined), which scipy warns about; the None says it here."""
+    stats = _stats()
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # and its ConstantInputWarning
+        result = stats.bootstrap(data, statistic, n_resamples=n_resamples, confidence_level=confidence,
+                                 paired=paired, vectorized=False, method="BCa", rng=_rng(seed))
     low, high = (float(v) for v in (result.confidence_interval.low, result.confidence_interval.high))
     if not (np.isfinite(low) and np.isfinite(high)):  # a degenerate resampling distribution
         return None, None
@@ -221,52 +231,91 @@ def correlation(x, y, *, confidence: float = 0.95, n_resamples: int = N_RESAMPLE
     return out
 
 
+def _matrices(value, name: str) -> list[np.ndarray]:
+    """One symmetric matrix, or a non-empty sequence of them (groups), as a list of arrays."""
+    if isinstance(value, (list, tuple)) and value and np.ndim(value[0]) == 2:
+        groups = [_finite(v, f"{name}[{g}]", ndim=2) for g, v in enumerate(value)]
+        names = [f"{name}[{g}]" for g in range(len(value))]
+    else:
+        groups, names = [_finite(value, name, ndim=2)], [name]
+    for m, label in zip(groups, names):
+        pair_values(m, label)  # square and symmetric
+    return groups
+
+
 def mantel(a, b, *, method: str = "spearman", n_resamples: int = N_RESAMPLES, alternative: str = "two-sided",
            seed: int = 0) -> dict[str, Any]:
     """Correlation of two metrics between the same models, tested by permuting the models.
 
     Parameters
     ----------
-    a, b : array_like, shape (M, M)
-        Symmetric matrices of the two metrics over the same ``M >= 3`` models.
+    a, b : array_like, shape (M, M), or sequences of such matrices
+        Symmetric matrices of the two metrics over the same models. Given as sequences (one
+        matrix per group of models, e.g. per factor group, ``a[g]`` and ``b[g]`` over the same
+        ``M_g`` models), the correlation is over the pairs within every group, pooled, and the
+        models are permuted within each group (a stratified Mantel test): pairs across groups,
+        which no matrix holds, are never formed.
     method : {"spearman", "pearson"}
         The correlation of their pair values (:func:`pair_values`).
     n_resamples : int, default 9999
-        Random permutations; when ``M!`` is at most this, all permutations are used (an exact
-        test, as :func:`scipy.stats.permutation_test` does).
+        Random permutations; when the number of distinct ones (``M!``, or the product of the
+        groups' ``M_g!``) is at most this, all are used (an exact test, as
+        :func:`scipy.stats.permutation_test` does).
     alternative : {"two-sided", "greater", "less"}
     seed : int, default 0
 
     Returns
     -------
     dict
-        ``{"r", "p_value", "n_models", "n_pairs", "n_permutations", "method"}``; ``r`` and
-        ``p_value`` None when a matrix is constant over the pairs.
+        ``{"r", "p_value", "n_models", "n_groups", "n_pairs", "n_permutations", "method"}``;
+        ``r`` and ``p_value`` None when either metric is constant over the pairs.
     """
     check_choice(method, "method", ("spearman", "pearson"))
     check_choice(alternative, "alternative", ("two-sided", "greater", "less"))
     n_resamples = check_int(n_resamples, "n_resamples", low=1)
-    x, y = pair_values(a, "a"), pair_values(b, "b")
-    ma = _finite(a, "a", ndim=2)
-    if ma.shape != np.shape(b):
-        raise ValueError(f"a and b must be matrices over the same models, got shapes {ma.shape} and {np.shape(b)}")
-    m = ma.shape[0]
-    if m < 3:
-        raise ValueError(f"a and b must be over at least 3 models, got {m}")
-    exact = np.prod(np.arange(1, m + 1, dtype=np.float64))
-    out = {"r": None, "p_value": None, "n_models": m, "n_pairs": int(x.size), "method": method,
-           "n_permutations": int(min(exact, n_resamples))}
+    first, second = _matrices(a, "a"), _matrices(b, "b")
+    if [m.shape for m in first] != [m.shape for m in second]:
+        raise ValueError(f"a and b must be matrices over the same models, got shapes "
+                         f"{[m.shape for m in first]} and {[m.shape for m in second]}")
+    sizes = [m.shape[0] for m in first]
+    uppers = [np.triu_indices(n, k=1) for n in sizes]
+    y = np.concatenate([m[u] for m, u in zip(second, uppers)])
+    if y.size < 3:
+        raise ValueError(f"a and b must be over at least 3 models (3 pairs), got {y.size} pair(s)")
+    exact = float(np.prod([math.factorial(min(n, 170)) for n in sizes], dtype=np.float64))
+    out = {"r": None, "p_value": None, "n_models": int(sum(sizes)), "n_groups": len(sizes), "n_pairs": int(y.size),
+           "method": method, "n_permutations": int(min(exact, n_resamples))}
+    x = np.concatenate([m[u] for m, u in zip(first, uppers)])
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         return out
     corr = _corr(method)
-    upper = np.triu_indices(m, k=1)
 
-    def statistic(order: np.ndarray) -> float:
-        order = np.asarray(order, dtype=np.intp)
-        return corr(ma[np.ix_(order, order)][upper], y)
+    def statistic(*orders: np.ndarray) -> float:
+        pooled = [m[np.ix_(o, o)][u] for m, o, u in zip(first, (np.asarray(o, dtype=np.intp) for o in orders), uppers)]
+        return corr(np.concatenate(pooled), y)
 
-    result = _stats().permutation_test((np.arange(m),), statistic, permutation_type="pairings",
-                                       n_resamples=n_resamples, alternative=alternative, vectorized=False,
-                                       rng=_rng(seed))
-    out["r"], out["p_value"] = float(result.statistic), float(result.pvalue)
+    out["r"] = observed = statistic(*(np.arange(n) for n in sizes))
+    if exact <= n_resamples:  # every permutation of every group, the identity among them
+        null = np.array([statistic(*orders) for orders in itertools.product(
+            *(itertools.permutations(range(n)) for n in sizes))])
+        extra = 0
+    else:
+        rng = _rng(seed)
+        null = np.array([statistic(*(rng.permutation(n) for n in sizes)) for _ in range(n_resamples)])
+        extra = 1  # the observed ordering counts among the permutations
+    out["p_value"] = _p_value(observed, null, extra, alternative)
     return out
+
+
+def _p_value(observed: float, null: np.ndarray, extra: int, alternative: str) -> float:
+    """scipy.stats.permutation_test's p-value of ``observed`` against the permutation
+    distribution ``null`` (``extra = 1``: randomized, the observed value added; with its
+    relative tolerance for ties)."""
+    tolerance = abs(100 * np.finfo(np.float64).eps * observed)
+    greater = (np.count_nonzero(null >= observed - tolerance) + extra) / (null.size + extra)
+    less = (np.count_nonzero(null <= observed + tolerance) + extra) / (null.size + extra)
+    if alternative == "greater":
+        return float(greater)
+    if alternative == "less":
+        return float(less)
+    return float(min(1.0, 2 * min(greater, less)))

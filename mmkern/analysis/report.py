@@ -61,14 +61,17 @@ def render(results: dict, figures: dict) -> str:
                      _fmt(pm[IID]["accuracy_mean"]), _fmt(barrier)])
     lines += _table(["factor group", "models", "RM", "PM i.i.d.", "PM mean OOD",
                      "mean test accuracy", "mean loss barrier"], rows)
-    corr = results.get("rm_vs_pm", {})
-    if any(v is not None for v in corr.values()):
-        lines += [f"Pearson correlation of RM with PM across the {len(groups)} factor groups "
-                  "(with few groups, indicative only): " + ", ".join(
-                      f"{name} {_fmt(r, 2)}" for name, r in corr.items() if r is not None) + ".",
-                  ""]
+    corr = {name: c for name, c in results.get("rm_vs_pm", {}).items() if c is not None}
+    if corr:
+        first = next(iter(corr.values()))
+        lines += [f"Spearman correlation of RM with PM over the {first['n_pairs']} pairs of members within the "
+                  f"{first['n_groups']} factor groups, with its 95% bootstrap interval over pairs and the p-value of "
+                  "a permutation test over the members within each group (pairs that share a member are not "
+                  "independent): " + "; ".join(
+                      f"{name} {_fmt(c['spearman'], 2)} [{_fmt(c['ci_low'], 2)}, {_fmt(c['ci_high'], 2)}], "
+                      f"p = {_fmt(c['p_value'], 3)}" for name, c in corr.items()) + ".", ""]
     else:
-        lines += ["(RM/PM correlation needs at least three factor groups.)", ""]
+        lines += ["(The RM/PM correlation needs at least three pairs of members that differ in both.)", ""]
     lines += [f"![RM vs PM]({figures['rm_vs_pm']})", "",
               f"![PM per test set]({figures['pm_by_set']})", ""]
 
