@@ -282,7 +282,7 @@ def mantel(a, b, *, method: str = "spearman", n_resamples: int = N_RESAMPLES, al
     y = np.concatenate([m[u] for m, u in zip(second, uppers)])
     if y.size < 3:
         raise ValueError(f"a and b must be over at least 3 models (3 pairs), got {y.size} pair(s)")
-    exact = float(np.prod([math.factorial(min(n, 170)) for n in sizes], dtype=np.float64))
+    exact = math.prod(math.factorial(n) for n in sizes)  # distinct permutations (an int, never overflows)
     out = {"r": None, "p_value": None, "n_models": int(sum(sizes)), "n_groups": len(sizes), "n_pairs": int(y.size),
            "method": method, "n_permutations": int(min(exact, n_resamples))}
     x = np.concatenate([m[u] for m, u in zip(first, uppers)])
