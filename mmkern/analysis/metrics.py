@@ -189,10 +189,10 @@ def rm_vs_pm(groups: list, layer: str) -> dict:
     from mmkern.analysis.pair_stats import correlation, mantel, pair_values
 
     rm = [1.0 - np.asarray(g["representational"][layer]["svcca"], dtype=float) for g in groups]
+    x = np.concatenate([pair_values(m, "RM") for m in rm])
     out = {}
     for name in groups[0]["predictive"]:
         pm = [np.asarray(g["predictive"][name]["disagreement"], dtype=float) for g in groups]
-        x = np.concatenate([pair_values(m, "RM") for m in rm])
         y = np.concatenate([pair_values(m, "PM") for m in pm])
         if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
             out[name] = None

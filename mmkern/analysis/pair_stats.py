@@ -231,16 +231,16 @@ def correlation(x, y, *, confidence: float = 0.95, n_resamples: int = N_RESAMPLE
     return out
 
 
-def _matrices(value, name: str) -> list[np.ndarray]:
-    """One symmetric matrix, or a non-empty sequence of them (groups), as a list of arrays."""
+def _matrices(value, name: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """One symmetric matrix, or a non-empty sequence of them (groups): the checked arrays, and
+    the pair values of all of them, group after group."""
     if isinstance(value, (list, tuple)) and value and np.ndim(value[0]) == 2:
-        groups = [_finite(v, f"{name}[{g}]", ndim=2) for g, v in enumerate(value)]
-        names = [f"{name}[{g}]" for g in range(len(value))]
+        labelled = [(v, f"{name}[{g}]") for g, v in enumerate(value)]
     else:
-        groups, names = [_finite(value, name, ndim=2)], [name]
-    for m, label in zip(groups, names):
-        pair_values(m, label)  # square and symmetric
-    return groups
+        labelled = [(value, name)]
+    groups = [_finite(v, label, ndim=2) for v, label in labelled]
+    pairs = [pair_values(m, label) for m, (_, label) in zip(groups, labelled)]  # square and symmetric
+    return groups, np.concatenate(pairs)
 
 
 def mantel(a, b, *, method: str = "spearman", n_resamples: int = N_RESAMPLES, alternative: str = "two-sided",
@@ -273,19 +273,17 @@ def mantel(a, b, *, method: str = "spearman", n_resamples: int = N_RESAMPLES, al
     check_choice(method, "method", ("spearman", "pearson"))
     check_choice(alternative, "alternative", ("two-sided", "greater", "less"))
     n_resamples = check_int(n_resamples, "n_resamples", low=1)
-    first, second = _matrices(a, "a"), _matrices(b, "b")
+    (first, x), (second, y) = _matrices(a, "a"), _matrices(b, "b")
     if [m.shape for m in first] != [m.shape for m in second]:
         raise ValueError(f"a and b must be matrices over the same models, got shapes "
                          f"{[m.shape for m in first]} and {[m.shape for m in second]}")
     sizes = [m.shape[0] for m in first]
     uppers = [np.triu_indices(n, k=1) for n in sizes]
-    y = np.concatenate([m[u] for m, u in zip(second, uppers)])
     if y.size < 3:
         raise ValueError(f"a and b must be over at least 3 models (3 pairs), got {y.size} pair(s)")
     exact = math.prod(math.factorial(n) for n in sizes)  # distinct permutations (an int, never overflows)
     out = {"r": None, "p_value": None, "n_models": int(sum(sizes)), "n_groups": len(sizes), "n_pairs": int(y.size),
            "method": method, "n_permutations": int(min(exact, n_resamples))}
-    x = np.concatenate([m[u] for m, u in zip(first, uppers)])
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         return out
     corr = _corr(method)

@@ -113,6 +113,8 @@ QUICK = {"datasets": ("digits",), "p_values": (1.0,), "seeds": (0, 1), "epochs":
 COUNTERFACTUAL = {"NC": "cue-none", "C": "cue", "RC": "cue-random", "RI": "image-random"}
 #: The control pair of the cue-vs-clean paths: two clean models (its file ``connectivity/<CONTROL>.json``).
 CONTROL = "clean-vs-clean"
+#: The paths of a pair record.
+_KINDS = ("raw", "aligned", "quadratic")
 
 
 def study_settings(quick: bool = False, datasets: Optional[Sequence[str]] = None) -> dict:
@@ -369,7 +371,7 @@ def _p_of(config: dict) -> float:
 
 def _barriers_of(record: dict) -> dict:
     """{path kind: {set: loss barrier}} of a pair record."""
-    return {kind: {s: record[kind][s]["loss_barrier"] for s in record[kind]} for kind in ("raw", "aligned", "quadratic")}
+    return {kind: {s: record[kind][s]["loss_barrier"] for s in record[kind]} for kind in _KINDS}
 
 
 def summarise(name: str, cue_records: list, tuned: dict, pairs: dict, control: dict, settings: dict) -> dict[str, Any]:
@@ -443,9 +445,9 @@ def findings(summary: dict, settings: dict) -> list[dict]:
                                  f"connected to the original (loss barrier >= {t['barrier']:g}) and keeps NC "
                                  f"accuracy within {t['nc_margin']:g} of FTS",
                     "evidence": rows})
-    rows = [{"p": p, **{kind: summary["connectivity"][p][kind]["fit"] for kind in ("raw", "aligned", "quadratic")},
+    rows = [{"p": p, **{kind: summary["connectivity"][p][kind]["fit"] for kind in _KINDS},
              "judged": p in reliant} for p in summary["connectivity"]]
-    control = {kind: summary["control"]["barriers"][kind]["fit"] for kind in ("raw", "aligned", "quadratic")}
+    control = {kind: summary["control"]["barriers"][kind]["fit"] for kind in _KINDS}
     holds = bool(rows) and all(
         r["raw"] is not None and r["raw"] >= t["barrier"] and r["aligned"] is not None
         and r["aligned"] >= t["barrier"] and r["quadratic"] is not None and r["quadratic"] <= t["connected_barrier"]

@@ -149,7 +149,8 @@ def run_tasks(client, function, jobs: dict, label: str, bar=None, on_done=None, 
     healthy member would be reported failed with the one that kills its workers)."""
     require_distributed()
     run = uuid.uuid4().hex[:8]
-    shared = {id(v): client.scatter(v, broadcast=True) for v in scatter if v is not None}
+    unique = {id(v): v for v in scatter if v is not None}  # an object given twice is sent once
+    shared = {key: client.scatter(v, broadcast=True) for key, v in unique.items()}
     waiting, futures, running = list(jobs.items()), {}, []
 
     def submit_next() -> None:

@@ -378,8 +378,8 @@ def _finetune_members(zoo_dir, out, configs, datasets, clean_of, settings, threa
             check_shared(client, out)
             jobs = {m: (zoo_dir, out, m, datasets.get(c), clean_of(c), settings, threads or 1)
                     for m, c in pending.items()}
-            shared = {id(a): a for args in jobs.values() for a in args[3:5]}  # each dataset sent once
-            done, errors = run_tasks(client, tune_member, jobs, "finetune", scatter=tuple(shared.values()))
+            datasets_sent = tuple(a for args in jobs.values() for a in args[3:5])  # the cued and clean sets
+            done, errors = run_tasks(client, tune_member, jobs, "finetune", scatter=datasets_sent)
         results.update(done)
         results.update({m: ("failed", e) for m, e in errors.items()})
     else:
