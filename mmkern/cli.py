@@ -296,7 +296,38 @@ def lubana2023(out_dir: str, quick: bool, datasets: tuple, data_dir: str | None,
     import time
 
     from mmkern.studies.lubana2023 import run_study, study_settings
-    from mmkern.studies.lubana2023_report import verdict
+    from mmkern.studies._report import verdict
+
+    study_settings(quick, datasets or None)  # bad options fail before anything runs
+    started = time.perf_counter()
+    with _cluster(workers, scheduler) as cluster:
+        results = run_study(out_dir, quick=quick, datasets=datasets or None, data_dir=data_dir,
+                            device=_resolve_device(device), **cluster)
+    for f in results["findings"]:
+        click.echo(f"{f['dataset']} claim ({f['claim']}): {verdict(f)}")
+    click.echo(f"done in {time.perf_counter() - started:.0f} s; report: {results['report']}")
+
+
+@reproduce.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="The study directory: zoos, per-pair tables, results.json, report.md.")
+@click.option("--quick", is_flag=True,
+              help="One dataset (digits), three factors of 4 models, fewer epochs and resamples (minutes).")
+@click.option("--dataset", "datasets", multiple=True, metavar="NAME",
+              help="mnist1d, digits, mnist5k (default: all three), or mnist, fashion_mnist, cifar10, svhn "
+                   "(with --data-dir); repeat for several.")
+@_DATA_DIR
+@_DEVICE
+@_CLUSTER_OPTIONS
+def heljakka2023(out_dir: str, quick: bool, datasets: tuple, data_dir: str | None, device: str,
+                 workers: int | None, scheduler: str | None) -> None:
+    """Heljakka et al. 2023, "Disentangling Model Multiplicity in Deep Learning": a zoo per dataset with ten
+    factors varied one at a time, RM by factor, RM vs PM over pairs, finite samples of models, and the
+    paper's claims checked."""
+    import time
+
+    from mmkern.studies._report import verdict
+    from mmkern.studies.heljakka2023 import run_study, study_settings
 
     study_settings(quick, datasets or None)  # bad options fail before anything runs
     started = time.perf_counter()

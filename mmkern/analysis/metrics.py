@@ -186,23 +186,12 @@ def rm_vs_pm(groups: list, layer: str) -> dict:
         several groups is permuted in each independently); None with fewer than 3 pairs or a
         constant metric. Intervals and p-values use :data:`RESAMPLES` draws, seeded.
     """
-    from mmkern.analysis.pair_stats import correlation, mantel, pair_values
+    from mmkern.analysis.pair_stats import association
 
     rm = [1.0 - np.asarray(g["representational"][layer]["svcca"], dtype=float) for g in groups]
-    x = np.concatenate([pair_values(m, "RM") for m in rm])
-    out = {}
-    for name in groups[0]["predictive"]:
-        pm = [np.asarray(g["predictive"][name]["disagreement"], dtype=float) for g in groups]
-        y = np.concatenate([pair_values(m, "PM") for m in pm])
-        if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-            out[name] = None
-            continue
-        corr = correlation(x, y, n_resamples=RESAMPLES)
-        test = mantel(rm, pm, n_resamples=RESAMPLES)
-        out[name] = {"spearman": corr["spearman"]["r"], "ci_low": corr["spearman"]["ci_low"],
-                     "ci_high": corr["spearman"]["ci_high"], "pearson": corr["pearson"]["r"],
-                     "p_value": test["p_value"], "n_pairs": corr["n_pairs"], "n_groups": test["n_groups"]}
-    return out
+    return {name: association(rm, [np.asarray(g["predictive"][name]["disagreement"], dtype=float) for g in groups],
+                              n_resamples=RESAMPLES)
+            for name in groups[0]["predictive"]}
 
 
 def rm_layer(layers: Sequence[str]) -> str:

@@ -33,7 +33,8 @@ import numpy as np
 
 from mmkern._validate import check_choice, check_float, check_int
 
-__all__ = ["compare_groups", "correlation", "mantel", "mean_ci", "pair_values"]
+__all__ = ["association", "compare_groups", "correlation", "mantel", "mean_ci", "pair_values",
+           "partial_correlation"]
 
 #: Resamples of the bootstraps and of the permutation test, unless given.
 N_RESAMPLES = 9999
@@ -231,6 +232,58 @@ def correlation(x, y, *, confidence: float = 0.95, n_resamples: int = N_RESAMPLE
     return out
 
 
+def _partial(r_xy: float, r_xz: float, r_yz: float) -> float:
+    """The partial correlation of x and y given z from the three correlations (NaN where z
+    determines x or y)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float((r_xy - r_xz * r_yz) / np.sqrt((1.0 - r_xz**2) * (1.0 - r_yz**2)))
+
+
+def partial_correlation(x, y, z, *, method: str = "spearman", confidence: float = 0.95,
+                        n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict[str, Any]:
+    """The correlation of x and y over pairs once z is accounted for, with a bootstrap interval.
+
+    The partial correlation ``(r_xy - r_xz r_yz) / sqrt((1 - r_xz^2) (1 - r_yz^2))`` of the three
+    Spearman (rank) or Pearson correlations: whether x says something about y that z does not
+    (e.g. RM about OOD PM beyond i.i.d. PM).
+
+    Parameters
+    ----------
+    x, y, z : array_like, shape (n_pairs,)
+        Three metrics on the same pairs, in the same order; at least 4 pairs.
+    method : {"spearman", "pearson"}
+    confidence, n_resamples, seed
+        As in :func:`mean_ci` (a paired BCa bootstrap over pairs).
+
+    Returns
+    -------
+    dict
+        ``{"r", "ci_low", "ci_high", "n_pairs", "method"}``; ``r`` (and the interval) None where
+        it is undefined (a constant metric, or z determining x or y).
+    """
+    check_choice(method, "method", ("spearman", "pearson"))
+    x, y, z = (_finite(v, name, ndim=1) for v, name in ((x, "x"), (y, "y"), (z, "z")))
+    if not x.shape == y.shape == z.shape:
+        raise ValueError(f"x, y and z must hold the same pairs, got {x.size}, {y.size} and {z.size} values")
+    if x.size < 4:
+        raise ValueError(f"x, y and z must hold at least 4 pairs, got {x.size}")
+    confidence = check_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
+    n_resamples = check_int(n_resamples, "n_resamples", low=1)
+    corr = _corr(method)
+
+    def statistic(a, b, c):
+        if np.ptp(a) == 0 or np.ptp(b) == 0 or np.ptp(c) == 0:
+            return np.nan
+        return _partial(corr(a, b), corr(a, c), corr(b, c))
+
+    out = {"r": None, "ci_low": None, "ci_high": None, "n_pairs": int(x.size), "method": method}
+    r = statistic(x, y, z)
+    if np.isfinite(r):
+        out["r"] = r
+        out["ci_low"], out["ci_high"] = _interval((x, y, z), statistic, confidence, n_resamples, seed, True)
+    return out
+
+
 def _matrices(value, name: str) -> tuple[list[np.ndarray], np.ndarray]:
     """One symmetric matrix, or a non-empty sequence of them (groups): the checked arrays, and
     the pair values of all of them, group after group."""
@@ -243,8 +296,8 @@ def _matrices(value, name: str) -> tuple[list[np.ndarray], np.ndarray]:
     return groups, np.concatenate(pairs)
 
 
-def mantel(a, b, *, method: str = "spearman", n_resamples: int = N_RESAMPLES, alternative: str = "two-sided",
-           seed: int = 0) -> dict[str, Any]:
+def mantel(a, b, *, given=None, method: str = "spearman", n_resamples: int = N_RESAMPLES,
+           alternative: str = "two-sided", seed: int = 0) -> dict[str, Any]:
     """Correlation of two metrics between the same models, tested by permuting the models.
 
     Parameters
@@ -255,6 +308,10 @@ def mantel(a, b, *, method: str = "spearman", n_resamples: int = N_RESAMPLES, al
         ``M_g`` models), the correlation is over the pairs within every group, pooled, and the
         models are permuted within each group (a stratified Mantel test): pairs across groups,
         which no matrix holds, are never formed.
+    given : array_like or sequence, optional
+        A third metric over the same models (and groups): the statistic is then the partial
+        correlation of ``a`` and ``b`` given it (:func:`partial_correlation`), ``a`` permuted
+        (the partial Mantel test of Smouse, Long and Sokal 1986).
     method : {"spearman", "pearson"}
         The correlation of their pair values (:func:`pair_values`).
     n_resamples : int, default 9999
@@ -277,6 +334,12 @@ def mantel(a, b, *, method: str = "spearman", n_resamples: int = N_RESAMPLES, al
     if [m.shape for m in first] != [m.shape for m in second]:
         raise ValueError(f"a and b must be matrices over the same models, got shapes "
                          f"{[m.shape for m in first]} and {[m.shape for m in second]}")
+    z = None
+    if given is not None:
+        third, z = _matrices(given, "given")
+        if [m.shape for m in third] != [m.shape for m in first]:
+            raise ValueError(f"given must be over the same models as a and b, got shapes "
+                             f"{[m.shape for m in third]} and {[m.shape for m in first]}")
     sizes = [m.shape[0] for m in first]
     uppers = [np.triu_indices(n, k=1) for n in sizes]
     if y.size < 3:
@@ -284,15 +347,20 @@ def mantel(a, b, *, method: str = "spearman", n_resamples: int = N_RESAMPLES, al
     exact = math.prod(math.factorial(n) for n in sizes)  # distinct permutations (an int, never overflows)
     out = {"r": None, "p_value": None, "n_models": int(sum(sizes)), "n_groups": len(sizes), "n_pairs": int(y.size),
            "method": method, "n_permutations": int(min(exact, n_resamples))}
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
+    if np.ptp(x) == 0 or np.ptp(y) == 0 or (z is not None and np.ptp(z) == 0):
         return out
     corr = _corr(method)
+    r_yz = None if z is None else corr(y, z)
 
     def statistic(*orders: np.ndarray) -> float:
-        pooled = [m[np.ix_(o, o)][u] for m, o, u in zip(first, (np.asarray(o, dtype=np.intp) for o in orders), uppers)]
-        return corr(np.concatenate(pooled), y)
+        pooled = np.concatenate([m[np.ix_(o, o)][u] for m, o, u in
+                                 zip(first, (np.asarray(o, dtype=np.intp) for o in orders), uppers)])
+        return corr(pooled, y) if z is None else _partial(corr(pooled, y), corr(pooled, z), r_yz)
 
-    out["r"] = observed = statistic(*(np.arange(n) for n in sizes))
+    observed = statistic(*(np.arange(n) for n in sizes))
+    if not np.isfinite(observed):  # given determines a or b
+        return out
+    out["r"] = observed
     if exact <= n_resamples:  # every permutation of every group, the identity among them
         null = np.array([statistic(*orders) for orders in itertools.product(
             *(itertools.permutations(range(n)) for n in sizes))])
@@ -317,3 +385,35 @@ def _p_value(observed: float, null: np.ndarray, extra: int, alternative: str) ->
     if alternative == "less":
         return float(less)
     return float(min(1.0, 2 * min(greater, less)))
+
+
+def association(a, b, *, n_resamples: int = N_RESAMPLES, seed: int = 0) -> Optional[dict[str, Any]]:
+    """How two metrics between models move together over pairs: the summary of
+    :func:`correlation` and :func:`mantel` in one row.
+
+    Parameters
+    ----------
+    a, b : sequence of array_like (M_g, M_g)
+        One symmetric matrix per group of models, as in :func:`mantel` (a single group: a
+        one-element list).
+    n_resamples, seed
+        Of the bootstrap intervals and of the permutations.
+
+    Returns
+    -------
+    dict or None
+        ``{"spearman", "ci_low", "ci_high", "pearson", "p_value", "n_pairs", "n_groups"}``: the
+        Spearman correlation of the pooled pair values with its BCa interval over pairs,
+        Pearson's r, and the two-sided p-value of the Spearman correlation under permutations of
+        the models within each group. None with fewer than 3 pairs or a constant metric.
+    """
+    (_, x), (_, y) = _matrices(list(a), "a"), _matrices(list(b), "b")
+    if x.size < 3 or x.size != y.size or np.ptp(x) == 0 or np.ptp(y) == 0:
+        if x.size != y.size:
+            raise ValueError(f"a and b must be over the same pairs, got {x.size} and {y.size}")
+        return None
+    corr = correlation(x, y, n_resamples=n_resamples, seed=seed)
+    test = mantel(list(a), list(b), n_resamples=n_resamples, seed=seed)
+    return {"spearman": corr["spearman"]["r"], "ci_low": corr["spearman"]["ci_low"],
+            "ci_high": corr["spearman"]["ci_high"], "pearson": corr["pearson"]["r"],
+            "p_value": test["p_value"], "n_pairs": corr["n_pairs"], "n_groups": test["n_groups"]}

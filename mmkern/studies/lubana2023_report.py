@@ -9,17 +9,11 @@ import numpy as np
 from mmkern._io import atomic_write_text
 from mmkern.analysis.figures import _pyplot, _save, slug
 from mmkern.analysis.report import _fmt, _table
+from mmkern.studies._report import verdict
 
 _SETS = ("test", "cue-none", "cue", "cue-random", "image-random")
 _SHORT = ("NC", "C", "RC", "RI")
 _KINDS = ("raw", "aligned", "quadratic")
-
-
-def verdict(finding: dict) -> str:
-    """"holds", "not testable here" or "does NOT hold": how a finding is reported."""
-    if finding["holds"]:
-        return "holds"
-    return "not testable here" if not finding.get("testable", True) else "does NOT hold"
 
 
 def _pm(stats: dict) -> str:

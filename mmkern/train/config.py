@@ -79,6 +79,7 @@ _INT_FIELDS = {
     "batch_size": (1, _SEED_MAX),
     "epochs": (0, _SEED_MAX),
     "eval_batch_size": (1, _SEED_MAX),
+    "replicate": (0, _SEED_MAX),
 }
 #: Real fields: (low, high, low bound excluded, high bound excluded).
 _REAL_FIELDS = {
@@ -217,6 +218,11 @@ class TrainConfig:
         override it.
     eval_batch_size : int, default 1024
         Batch size of evaluation passes (does not change any result beyond float rounding).
+    replicate : int, default 0
+        Which run of an otherwise identical config this is. It changes nothing in training:
+        distinct values only make distinct zoo members, so that retraining one config can be
+        measured (the floor of representational multiplicity; zero where training is bitwise
+        deterministic, as on the CPU with one thread).
     """
 
     dataset: str = "mnist1d"
@@ -240,6 +246,7 @@ class TrainConfig:
     aug_seed: int = 0
     device: str = "cpu"
     eval_batch_size: int = 1024
+    replicate: int = 0
 
     def __post_init__(self):
         def set_(name, value):
