@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mmkern.analysis.pair_stats import compare_groups, correlation, mantel, mean_ci, pair_values
+from mmkern.analysis.finite_sample import finite_sample
+from mmkern.analysis.pair_stats import (association, compare_groups, correlation, mantel, mean_ci, pair_values,
+                                        partial_correlation, within_groups)
 
 
 def _distances(points: np.ndarray) -> np.ndarray:
@@ -181,3 +183,153 @@ def test_a_stratified_mantel_test_permutes_models_within_each_group(rng):
         mantel(groups_a, groups_b[:1])
     with pytest.raises(ValueError, match=r"b\[1\] must be symmetric"):
         mantel(groups_a, [groups_b[0], np.triu(groups_b[1])])
+
+
+def _partial(x, y, z, test=stats.spearmanr):
+    """The partial correlation by its textbook route: correlate the residuals of x and y after a
+    least-squares fit on z (of their ranks, for Spearman's)."""
+    if test is stats.spearmanr:
+        x, y, z = (stats.rankdata(v) for v in (x, y, z))
+    design = np.column_stack([np.ones_like(z), z])
+    rx = x - design @ np.linalg.lstsq(design, x, rcond=None)[0]
+    ry = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+    return stats.pearsonr(rx, ry).statistic
+
+
+def test_partial_correlation_is_the_correlation_of_residuals_with_a_paired_bootstrap(rng):
+    z = rng.normal(size=40)
+    x, y = z + rng.normal(size=40) * 0.5, z + rng.normal(size=40) * 0.5
+    for method, test in (("spearman", stats.spearmanr), ("pearson", stats.pearsonr)):
+        out = partial_correlation(x, y, z, method=method, n_resamples=500, seed=1)
+        assert out["r"] == pytest.approx(_partial(x, y, z, test), abs=1e-12)
+        assert out["ci_low"] < out["r"] < out["ci_high"] and out["n_pairs"] == 40
+    # y driven by z alone: x adds nothing; y driven by x: it does
+    assert abs(partial_correlation(rng.normal(size=200), z.repeat(5) + rng.normal(size=200) * 0.1, z.repeat(5),
+                                   n_resamples=200)["r"]) < 0.25
+    assert partial_correlation(x, x + 0.1 * rng.normal(size=40), z, n_resamples=200)["ci_low"] > 0.5
+    assert partial_correlation(np.ones(5), np.arange(5.0), np.arange(5.0) ** 2)["r"] is None
+    assert partial_correlation(np.arange(5.0), np.arange(5.0) ** 3, np.arange(5.0))["r"] is None  # z determines x
+    with pytest.raises(ValueError, match="at least 4 pairs"):
+        partial_correlation([1, 2, 3], [1, 2, 3], [3, 1, 2])
+    with pytest.raises(ValueError, match="same pairs"):
+        partial_correlation([1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3])
+    with pytest.raises(ValueError, match="z holds 1 values that are not finite"):
+        partial_correlation([1, 2, 3, 4], [1, 2, 3, 4], [1, 2, np.inf, 4])
+
+
+def test_a_partial_mantel_test_permutes_the_models_of_a(rng):
+    m = 5
+    c = _distances(rng.normal(size=(m, 2)))
+    a = c + _distances(rng.normal(size=(m, 2)))
+    b = c + _distances(rng.normal(size=(m, 2)))
+    upper = np.triu_indices(m, 1)
+    out = mantel(a, b, given=c, alternative="greater")
+    assert out["r"] == pytest.approx(_partial(a[upper], b[upper], c[upper]), abs=1e-12)
+    null = [_partial(a[np.ix_(p, p)][upper], b[upper], c[upper]) for p in itertools.permutations(range(m))]
+    assert out["p_value"] == pytest.approx(np.mean(np.array(null) >= out["r"] - 1e-12))
+    assert out["n_permutations"] == 120
+    with pytest.raises(ValueError, match="given must be over the same models"):
+        mantel(a, b, given=c[:4, :4])
+    assert mantel(a, b, given=np.ones((m, m)) - np.eye(m))["r"] is None
+
+
+def test_a_mantel_test_on_some_pairs_permutes_every_model(rng):
+    m = 5
+    a = _distances(rng.normal(size=(m, 2)))
+    b = a + _distances(rng.normal(size=(m, 2)))
+    mask = np.zeros((m, m), dtype=bool)
+    mask[np.ix_([0, 1, 2], [0, 1, 2])] = mask[np.ix_([0, 3, 4], [0, 3, 4])] = True
+    np.fill_diagonal(mask, False)
+    upper = np.triu_indices(m, 1)
+    keep = mask[upper]
+    out = mantel(a, b, pairs=mask, alternative="greater")
+    observed = stats.spearmanr(a[upper][keep], b[upper][keep]).statistic
+    null = [stats.spearmanr(a[np.ix_(p, p)][upper][keep], b[upper][keep]).statistic
+            for p in itertools.permutations(range(m))]
+    assert out["r"] == pytest.approx(observed, abs=1e-12) and out["n_pairs"] == 6
+    assert out["p_value"] == pytest.approx(np.mean(np.array(null) >= observed - 1e-12))
+    given = _distances(rng.normal(size=(m, 2)))
+    partial = mantel(a, b, given=given, pairs=mask)["r"]
+    assert partial == pytest.approx(_partial(a[upper][keep], b[upper][keep], given[upper][keep]), abs=1e-12)
+    with pytest.raises(ValueError, match="symmetric boolean"):
+        mantel(a, b, pairs=np.triu(mask))
+    with pytest.raises(ValueError, match="single matrices"):
+        mantel([a, a], [b, b], pairs=mask)
+
+
+def test_association_pools_the_pairs_within_groups_and_tests_them_two_ways(rng):
+    m = 8
+    a = _distances(rng.normal(size=(m, 2)))
+    b = a + _distances(rng.normal(size=(m, 2)))
+    groups = [[0, 1, 2, 3], [0, 4, 5, 6, 7]]  # model 0 in both, as a base member
+    out = association(a, b, groups, n_resamples=300, seed=2)
+    models, mask = within_groups(groups, m)
+    assert models == list(range(m)) and mask.sum() == 2 * (6 + 10)
+    upper = np.triu_indices(m, 1)
+    x, y = a[upper][mask[upper]], b[upper][mask[upper]]
+    corr = correlation(x, y, n_resamples=300, seed=2)
+    stratified = mantel([a[np.ix_(g, g)] for g in groups], [b[np.ix_(g, g)] for g in groups], n_resamples=300,
+                        seed=2)
+    assert out == {"spearman": corr["spearman"]["r"], "ci_low": corr["spearman"]["ci_low"],
+                   "ci_high": corr["spearman"]["ci_high"], "pearson": corr["pearson"]["r"],
+                   "p_value": mantel(a, b, pairs=mask, n_resamples=300, seed=2)["p_value"],
+                   "p_within": stratified["p_value"], "n_pairs": 16, "n_groups": 2, "n_models": 8}
+    whole = association(a, b, n_resamples=300)
+    assert whole["n_pairs"] == 28 and whole["p_within"] is None
+    assert whole["p_value"] == mantel(a, b, n_resamples=300)["p_value"]
+    # only the groups' models are permuted: a model outside them changes nothing
+    bigger_a, bigger_b = np.pad(a, (0, 1), constant_values=9.0), np.pad(b, (0, 1), constant_values=3.0)
+    np.fill_diagonal(bigger_a, 0), np.fill_diagonal(bigger_b, 0)
+    assert association(bigger_a, bigger_b, groups, n_resamples=300, seed=2) == out
+    assert association(np.zeros((3, 3)), a[:3, :3]) is None
+    with pytest.raises(ValueError, match="indices of the 8 models"):
+        association(a, b, [[0, 9]])
+    with pytest.raises(ValueError, match="same models"):
+        association(a, b[:4, :4])
+
+
+def _group(rng, k, scale):
+    points = rng.normal(size=(k, 3)) * scale
+    return {"rm": _distances(points), "pm_iid": _distances(points) * 0.5, "pm_ood": _distances(points) * 0.8 + 0.1,
+            "ood_accuracy": rng.uniform(0.5, 0.9, size=(k, 4))}
+
+
+def test_finite_sample_errors_enumerate_every_subset_and_ranks_use_the_full_groups(rng):
+    groups = {f"g{i}": _group(rng, 5, 1.0 + i) for i in range(4)}
+    out = finite_sample(groups, draws=50, seed=1)
+    assert out["k"] == [2, 3, 4, 5] and out["n_groups"] == 4 and out["draws"] == 50
+    g = groups["g0"]
+    full = (g["rm"].sum()) / 20
+
+    def mean_rm(s):
+        return g["rm"][np.ix_(s, s)].sum() / (len(s) * (len(s) - 1))
+
+    for k in (2, 3, 4):  # the error of group g0 alone, by enumeration
+        mine = finite_sample({"g0": g, "g1": g, "g2": g}, draws=1)["error"]["rm"][k - 2]
+        direct = np.mean([abs(mean_rm(list(s)) - full) / full for s in itertools.combinations(range(5), k)])
+        assert mine == pytest.approx(direct, rel=1e-12)
+    assert all(v[-1] == 0.0 for v in out["error"].values())
+    spread = {n: float((grp["ood_accuracy"].max(0) - grp["ood_accuracy"].min(0)).mean()) for n, grp in groups.items()}
+    for n in groups:
+        assert out["full"][n]["ood_accuracy_spread"] == pytest.approx(spread[n])
+    row = out["rank_correlation"]["pm_iid->ood_accuracy_spread"]
+    expected = stats.spearmanr([out["full"][n]["pm_iid"] for n in groups], [spread[n] for n in groups]).statistic
+    assert [row[f][-1] for f in ("mean", "low", "high")] == pytest.approx([expected] * 3, abs=1e-12)
+    # the groups' PM grow with their scale, and so does every subset's: a perfect ranking at every k
+    assert out["rank_correlation"]["pm_iid->pm_ood"]["mean"][0] > 0.5
+    assert finite_sample(groups, draws=50, seed=1) == out  # seeded
+
+
+def test_finite_sample_refuses_bad_groups(rng):
+    with pytest.raises(ValueError, match="at least 3 groups"):
+        finite_sample({"a": _group(rng, 3, 1), "b": _group(rng, 3, 1)})
+    bad = _group(rng, 3, 1)
+    bad["pm_ood"] = bad["pm_ood"][:2]
+    with pytest.raises(ValueError, match=r"groups\['a'\]\['pm_ood'\] must be a finite square"):
+        finite_sample({"a": bad, "b": _group(rng, 3, 1), "c": _group(rng, 3, 1)})
+    bad = _group(rng, 3, 1)
+    bad["ood_accuracy"] = bad["ood_accuracy"][:2]
+    with pytest.raises(ValueError, match="ood_accuracy"):
+        finite_sample({"a": bad, "b": _group(rng, 3, 1), "c": _group(rng, 3, 1)})
+    with pytest.raises(ValueError, match="at least 2 models"):
+        finite_sample({"a": _group(rng, 1, 1), "b": _group(rng, 3, 1), "c": _group(rng, 3, 1)})

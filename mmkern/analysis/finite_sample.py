@@ -20,12 +20,12 @@ accuracy of its models, averaged over the sets.
 from __future__ import annotations
 
 import itertools
-import warnings
 from typing import Any, Mapping
 
 import numpy as np
 
 from mmkern._validate import check_int
+from mmkern.analysis.pair_stats import stacked_correlation
 
 __all__ = ["PREDICTORS", "TARGETS", "finite_sample"]
 
@@ -92,8 +92,7 @@ def finite_sample(groups: Mapping[str, Mapping[str, Any]], *, draws: int = 500, 
         k}, "full": {group: its figures on all its models}}``; a rank correlation is None at a
         ``k`` where every draw has a constant figure.
     """
-    from scipy import stats
-
+    spearman = stacked_correlation("spearman")
     draws = check_int(draws, "draws", low=1)
     checked, size = _check(groups)
     rng = np.random.default_rng(check_int(seed, "seed", low=0))
@@ -111,18 +110,15 @@ def finite_sample(groups: Mapping[str, Mapping[str, Any]], *, draws: int = 500, 
             error[figure].append(float(np.mean(rel)) if rel else None)
         picks = {name: rng.integers(len(per_group[name]), size=draws) for name in names}
         for p in PREDICTORS:
+            # (draws, groups): the predictor of the subset drawn from every group in every draw
+            x = np.column_stack([np.array([f[p] for f in per_group[name]])[picks[name]] for name in names])
             for t in TARGETS:
-                target = [full[name][t] for name in names]
-                values = []
-                for d in range(draws):
-                    x = [per_group[name][picks[name][d]][p] for name in names]
-                    if np.ptp(x) > 0 and np.ptp(target) > 0:
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore")
-                            values.append(float(stats.spearmanr(x, target).statistic))
+                target = np.array([full[name][t] for name in names])
+                values = spearman(x, np.broadcast_to(target, x.shape))
+                values = values[np.isfinite(values)]  # a draw with a constant predictor ranks nothing
                 row = ranks[f"{p}->{t}"]
-                row["mean"].append(float(np.mean(values)) if values else None)
-                row["low"].append(float(np.percentile(values, 2.5)) if values else None)
-                row["high"].append(float(np.percentile(values, 97.5)) if values else None)
+                row["mean"].append(float(np.mean(values)) if values.size else None)
+                row["low"].append(float(np.percentile(values, 2.5)) if values.size else None)
+                row["high"].append(float(np.percentile(values, 97.5)) if values.size else None)
     return {"k": ks, "n_groups": len(names), "draws": draws, "error": error, "rank_correlation": ranks,
             "full": full}

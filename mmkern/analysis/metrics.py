@@ -165,33 +165,38 @@ def _matrices(m: int, curves: dict) -> dict:
 RESAMPLES = 999
 
 
-def rm_vs_pm(groups: list, layer: str) -> dict:
+def rm_vs_pm(zoo_dir, groups: list, layer: str) -> dict:
     """RM against PM over the pairs of members within every group, per evaluation set.
 
     Parameters
     ----------
+    zoo_dir : str or os.PathLike
+        The zoo, its outputs collected.
     groups : list of dict
-        Groups of :func:`analyze_groups` (``representational`` and ``predictive``).
+        Groups of :func:`analyze_groups` (their ``members``).
     layer : str
         The layer whose RM is compared (:func:`rm_layer`).
 
     Returns
     -------
     dict
-        ``{set: None or {"spearman", "ci_low", "ci_high", "pearson", "p_value", "n_pairs",
-        "n_groups"}}``: the Spearman correlation of the pairs' RM (1 - SVCCA) and PM
-        (disagreement) with its BCa bootstrap interval over pairs, Pearson's r, and the p-value
-        of the Spearman correlation under permutations of the members within each group (a
-        stratified Mantel test, :func:`mmkern.analysis.pair_stats.mantel`; a member shared by
-        several groups is permuted in each independently); None with fewer than 3 pairs or a
-        constant metric. Intervals and p-values use :data:`RESAMPLES` draws, seeded.
+        ``{set: None or {"spearman", "ci_low", "ci_high", "pearson", "p_value", "p_within",
+        "n_pairs", "n_groups", "n_models"}}`` (:func:`mmkern.analysis.pair_stats.association`): the
+        Spearman correlation of the pairs' RM (1 - SVCCA) and PM (disagreement) with its BCa
+        bootstrap interval over pairs, Pearson's r, and the p-values of the Spearman correlation
+        when the members of the groups are permuted all together (``p_value``) and within each
+        group (``p_within``); None with fewer than 3 pairs or a constant metric. Intervals and
+        p-values use :data:`RESAMPLES` draws, seeded.
     """
     from mmkern.analysis.pair_stats import association
 
-    rm = [1.0 - np.asarray(g["representational"][layer]["svcca"], dtype=float) for g in groups]
-    return {name: association(rm, [np.asarray(g["predictive"][name]["disagreement"], dtype=float) for g in groups],
-                              n_resamples=RESAMPLES)
-            for name in groups[0]["predictive"]}
+    members = list(dict.fromkeys(m for g in groups for m in g["members"]))
+    acts, preds = load_outputs(zoo_dir, members)
+    with _about(f"SVCCA of layer {layer!r}", members, "acts"):
+        rm = 1.0 - mmkern.pairwise_svcca(acts[layer])
+    within = [[members.index(m) for m in g["members"]] for g in groups]
+    return {name: association(rm, mmkern.disagreement_matrix(probs), within, n_resamples=RESAMPLES)
+            for name, probs in preds.items()}
 
 
 def rm_layer(layers: Sequence[str]) -> str:
@@ -288,7 +293,7 @@ def analyze_groups(
     if groups:
         layer = rm_layer(groups[0]["representational"])
         out["rm_layer"] = layer
-        out["rm_vs_pm"] = rm_vs_pm(groups, layer)
+        out["rm_vs_pm"] = rm_vs_pm(zoo_dir, groups, layer)
     return out
 
 

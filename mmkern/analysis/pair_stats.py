@@ -34,7 +34,7 @@ import numpy as np
 from mmkern._validate import check_choice, check_float, check_int
 
 __all__ = ["association", "compare_groups", "correlation", "mantel", "mean_ci", "pair_values",
-           "partial_correlation"]
+           "partial_correlation", "stacked_correlation", "within_groups"]
 
 #: Resamples of the bootstraps and of the permutation test, unless given.
 N_RESAMPLES = 9999
@@ -87,13 +87,14 @@ def pair_values(matrix, name: str = "matrix") -> np.ndarray:
 
 def _interval(data: tuple, statistic: Callable, confidence: float, n_resamples: int, seed: int,
               paired: bool) -> tuple[Optional[float], Optional[float]]:
-    """The BCa interval, or (None, None) where it is undefined: a resample of few pairs can be
-    constant (its correlation undefined), which scipy warns about; the None says it here."""
+    """The BCa interval of a vectorized ``statistic(*data, axis=-1)``, or (None, None) where it is
+    undefined: a resample of few pairs can be constant (its correlation undefined), which scipy
+    warns about; the None says it here."""
     stats = _stats()
     with warnings.catch_warnings(), np.errstate(invalid="ignore"):
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # and its ConstantInputWarning
         result = stats.bootstrap(data, statistic, n_resamples=n_resamples, confidence_level=confidence,
-                                 paired=paired, vectorized=False, method="BCa", rng=_rng(seed))
+                                 paired=paired, vectorized=True, method="BCa", rng=_rng(seed))
     low, high = (float(v) for v in (result.confidence_interval.low, result.confidence_interval.high))
     if not (np.isfinite(low) and np.isfinite(high)):  # a degenerate resampling distribution
         return None, None
@@ -130,7 +131,7 @@ def mean_ci(values, *, confidence: float = 0.95, n_resamples: int = N_RESAMPLES,
         # on values scaled to magnitude 1: BCa's acceleration cubes deviations, which overflows
         # for extreme magnitudes; the interval of the mean scales with the values
         scale = float(np.abs(pairs).max())
-        low, high = _interval((pairs / scale,), np.mean, confidence, n_resamples, seed, False)
+        low, high = _interval((pairs / scale,), _mean, confidence, n_resamples, seed, False)
         if low is not None:
             out["ci_low"], out["ci_high"] = low * scale, high * scale
     return out
@@ -187,11 +188,37 @@ def compare_groups(groups: Mapping[str, Any]) -> dict[str, Any]:
     return {"kruskal": kruskal, "pairwise": pairwise, "ranking": ranking}
 
 
+def _mean(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(values, axis=axis)
+
+
 def _corr(method: str) -> Callable[[np.ndarray, np.ndarray], float]:
     stats = _stats()
     if method == "spearman":
         return lambda x, y: float(stats.spearmanr(x, y).statistic)
     return lambda x, y: float(stats.pearsonr(x, y).statistic)
+
+
+def stacked_correlation(method: str) -> Callable[..., np.ndarray]:
+    """``corr(x, y, axis=-1)``: the correlation along an axis of stacked samples (the resamples of
+    a bootstrap, the draws of a simulation) in one call.
+
+    Pearson's r of the values, or of their ranks (Spearman's rho, ties averaged as scipy does);
+    NaN where a sample is constant. Equal to :func:`scipy.stats.pearsonr` /
+    :func:`scipy.stats.spearmanr` of each sample to rounding.
+    """
+    check_choice(method, "method", ("spearman", "pearson"))
+    stats = _stats()
+
+    def corr(x, y, axis=-1):
+        if method == "spearman":
+            x, y = stats.rankdata(x, axis=axis), stats.rankdata(y, axis=axis)
+        x = x - x.mean(axis, keepdims=True)
+        y = y - y.mean(axis, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (x * y).sum(axis) / np.sqrt((x * x).sum(axis) * (y * y).sum(axis))
+
+    return corr
 
 
 def correlation(x, y, *, confidence: float = 0.95, n_resamples: int = N_RESAMPLES, seed: int = 0
@@ -227,16 +254,18 @@ def correlation(x, y, *, confidence: float = 0.95, n_resamples: int = N_RESAMPLE
             out[method] = {"r": None, "ci_low": None, "ci_high": None, "p_value": None}
             continue
         result = test(x, y)
-        low, high = _interval((x, y), _corr(method), confidence, n_resamples, seed, True)
+        low, high = _interval((x, y), stacked_correlation(method), confidence, n_resamples, seed, True)
         out[method] = {"r": float(result.statistic), "ci_low": low, "ci_high": high, "p_value": float(result.pvalue)}
     return out
 
 
-def _partial(r_xy: float, r_xz: float, r_yz: float) -> float:
-    """The partial correlation of x and y given z from the three correlations (NaN where z
-    determines x or y)."""
+def _partial(r_xy, r_xz, r_yz):
+    """The partial correlation of x and y given z from the three correlations (arrays of them
+    alike; NaN where z determines x or y)."""
+    denominator = (1.0 - np.square(r_xz)) * (1.0 - np.square(r_yz))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return float((r_xy - r_xz * r_yz) / np.sqrt((1.0 - r_xz**2) * (1.0 - r_yz**2)))
+        # |r| = 1 up to rounding: what is left of x or y is rounding noise
+        return np.where(denominator < 1e-12, np.nan, (r_xy - r_xz * r_yz) / np.sqrt(denominator))
 
 
 def partial_correlation(x, y, z, *, method: str = "spearman", confidence: float = 0.95,
@@ -269,15 +298,13 @@ def partial_correlation(x, y, z, *, method: str = "spearman", confidence: float 
         raise ValueError(f"x, y and z must hold at least 4 pairs, got {x.size}")
     confidence = check_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
     n_resamples = check_int(n_resamples, "n_resamples", low=1)
-    corr = _corr(method)
+    corr, vcorr = _corr(method), stacked_correlation(method)
 
-    def statistic(a, b, c):
-        if np.ptp(a) == 0 or np.ptp(b) == 0 or np.ptp(c) == 0:
-            return np.nan
-        return _partial(corr(a, b), corr(a, c), corr(b, c))
+    def statistic(a, b, c, axis=-1):
+        return _partial(vcorr(a, b, axis), vcorr(a, c, axis), vcorr(b, c, axis))
 
     out = {"r": None, "ci_low": None, "ci_high": None, "n_pairs": int(x.size), "method": method}
-    r = statistic(x, y, z)
+    r = np.nan if min(np.ptp(x), np.ptp(y), np.ptp(z)) == 0 else float(_partial(corr(x, y), corr(x, z), corr(y, z)))
     if np.isfinite(r):
         out["r"] = r
         out["ci_low"], out["ci_high"] = _interval((x, y, z), statistic, confidence, n_resamples, seed, True)
@@ -296,7 +323,7 @@ def _matrices(value, name: str) -> tuple[list[np.ndarray], np.ndarray]:
     return groups, np.concatenate(pairs)
 
 
-def mantel(a, b, *, given=None, method: str = "spearman", n_resamples: int = N_RESAMPLES,
+def mantel(a, b, *, given=None, pairs=None, method: str = "spearman", n_resamples: int = N_RESAMPLES,
            alternative: str = "two-sided", seed: int = 0) -> dict[str, Any]:
     """Correlation of two metrics between the same models, tested by permuting the models.
 
@@ -312,6 +339,10 @@ def mantel(a, b, *, given=None, method: str = "spearman", n_resamples: int = N_R
         A third metric over the same models (and groups): the statistic is then the partial
         correlation of ``a`` and ``b`` given it (:func:`partial_correlation`), ``a`` permuted
         (the partial Mantel test of Smouse, Long and Sokal 1986).
+    pairs : array_like of bool, shape (M, M), optional
+        With single matrices: the pairs whose values are correlated (a symmetric mask, e.g. the
+        pairs within factor groups); all M models are still permuted together, so a permuted
+        matrix brings other pairs' values into those places. Default: every pair.
     method : {"spearman", "pearson"}
         The correlation of their pair values (:func:`pair_values`).
     n_resamples : int, default 9999
@@ -342,6 +373,16 @@ def mantel(a, b, *, given=None, method: str = "spearman", n_resamples: int = N_R
                              f"{[m.shape for m in third]} and {[m.shape for m in first]}")
     sizes = [m.shape[0] for m in first]
     uppers = [np.triu_indices(n, k=1) for n in sizes]
+    chosen = None
+    if pairs is not None:
+        if len(sizes) != 1:
+            raise ValueError("pairs selects pairs of one matrix: give single matrices a and b with it, not groups")
+        mask = np.asarray(pairs)
+        if mask.dtype != bool or mask.shape != first[0].shape or (mask != mask.T).any():
+            raise ValueError(f"pairs must be a symmetric boolean (M, M) mask, M = {sizes[0]}")
+        chosen = np.flatnonzero(mask[uppers[0]])  # positions among all pairs
+        x, y = x[chosen], y[chosen]
+        z = None if z is None else z[chosen]
     if y.size < 3:
         raise ValueError(f"a and b must be over at least 3 models (3 pairs), got {y.size} pair(s)")
     exact = math.prod(math.factorial(n) for n in sizes)  # distinct permutations (an int, never overflows)
@@ -349,27 +390,81 @@ def mantel(a, b, *, given=None, method: str = "spearman", n_resamples: int = N_R
            "method": method, "n_permutations": int(min(exact, n_resamples))}
     if np.ptp(x) == 0 or np.ptp(y) == 0 or (z is not None and np.ptp(z) == 0):
         return out
-    corr = _corr(method)
-    r_yz = None if z is None else corr(y, z)
+    if chosen is not None:  # the permuted pairs' values, from the full matrix, ranked anew
+        return _masked_mantel(first[0], y, z, chosen, sizes[0], exact, method, n_resamples, alternative, seed, out)
+    # Every permutation keeps each group's multiset of pair values, so the ranks of the permuted
+    # pairs are the permuted ranks, and their mean and norm do not change: each permuted
+    # correlation is one gather and one dot product of the centered (ranked) values.
+    stats = _stats()
 
-    def statistic(*orders: np.ndarray) -> float:
-        pooled = np.concatenate([m[np.ix_(o, o)][u] for m, o, u in
-                                 zip(first, (np.asarray(o, dtype=np.intp) for o in orders), uppers)])
-        return corr(pooled, y) if z is None else _partial(corr(pooled, y), corr(pooled, z), r_yz)
+    def centered(v):
+        v = stats.rankdata(v) if method == "spearman" else v
+        v = v - v.mean()
+        return v / np.sqrt(v @ v)
 
-    observed = statistic(*(np.arange(n) for n in sizes))
+    cx, cy = centered(x), centered(y)
+    cz = None if z is None else centered(z)
+    starts = np.cumsum([0] + [u[0].size for u in uppers])
+    positions = []  # per group: the (M_g, M_g) matrix of its pairs' positions in the pooled vector
+    for n, u, start in zip(sizes, uppers, starts):
+        where = np.zeros((n, n), dtype=np.intp)
+        where[u] = where.T[u] = start + np.arange(u[0].size)
+        positions.append(where)
+
+    def statistics(orders: list) -> np.ndarray:
+        """The statistic under each permutation: ``orders[g]`` is (n_permutations, M_g)."""
+        index = np.concatenate([where[o[:, :, None], o[:, None, :]][:, u[0], u[1]]
+                                for where, o, u in zip(positions, orders, uppers)], axis=1)
+        r_xy = cx[index] @ cy
+        if cz is None:
+            return r_xy
+        return _partial(r_xy, cx[index] @ cz, cy @ cz)
+
+    observed = float(statistics([np.arange(n)[None] for n in sizes])[0])
     if not np.isfinite(observed):  # given determines a or b
         return out
     out["r"] = observed
-    if exact <= n_resamples:  # every permutation of every group, the identity among them
-        null = np.array([statistic(*orders) for orders in itertools.product(
-            *(itertools.permutations(range(n)) for n in sizes))])
-        extra = 0
-    else:
-        rng = _rng(seed)
-        null = np.array([statistic(*(rng.permutation(n) for n in sizes)) for _ in range(n_resamples)])
-        extra = 1  # the observed ordering counts among the permutations
+    orders, extra = _orders(sizes, exact, n_resamples, seed)
+    null = statistics(orders)
     out["p_value"] = _p_value(observed, null, extra, alternative)
+    return out
+
+
+def _orders(sizes: list, exact: int, n_resamples: int, seed: int) -> tuple[list, int]:
+    """The permutations of a Mantel test, ``[(n_permutations, M_g) per group]``, and whether the
+    observed ordering is to be added (1: random draws) or is among them (0: all of them)."""
+    if exact <= n_resamples:  # every permutation of every group, the identity among them
+        combos = list(itertools.product(*(itertools.permutations(range(n)) for n in sizes)))
+        return [np.array([c[g] for c in combos], dtype=np.intp) for g in range(len(sizes))], 0
+    rng = _rng(seed)
+    draws = [np.empty((n_resamples, n), dtype=np.intp) for n in sizes]
+    for k in range(n_resamples):  # the draws of a loop of rng.permutation, group after group
+        for g, n in enumerate(sizes):
+            draws[g][k] = rng.permutation(n)
+    return draws, 1
+
+
+def _masked_mantel(a: np.ndarray, y: np.ndarray, z, chosen: np.ndarray, m: int, exact: int, method: str,
+                   n_resamples: int, alternative: str, seed: int, out: dict) -> dict:
+    """:func:`mantel` with ``pairs``: the chosen pairs of ``a`` permuted as a whole matrix."""
+    corr = stacked_correlation(method)
+    upper = np.triu_indices(m, k=1)
+    rows, cols = upper[0][chosen], upper[1][chosen]
+
+    def statistics(orders: np.ndarray) -> np.ndarray:
+        xs = a[orders[:, rows], orders[:, cols]]  # (n_permutations, n_pairs)
+        r_xy = corr(xs, np.broadcast_to(y, xs.shape))
+        if z is None:
+            return r_xy
+        zs = np.broadcast_to(z, xs.shape)
+        return _partial(r_xy, corr(xs, zs), corr(y[None], z[None])[0])
+
+    observed = float(statistics(np.arange(m)[None])[0])
+    if not np.isfinite(observed):
+        return out
+    out["r"] = observed
+    (orders,), extra = _orders([m], exact, n_resamples, seed)
+    out["p_value"] = _p_value(observed, statistics(orders), extra, alternative)
     return out
 
 
@@ -387,33 +482,80 @@ def _p_value(observed: float, null: np.ndarray, extra: int, alternative: str) ->
     return float(min(1.0, 2 * min(greater, less)))
 
 
-def association(a, b, *, n_resamples: int = N_RESAMPLES, seed: int = 0) -> Optional[dict[str, Any]]:
-    """How two metrics between models move together over pairs: the summary of
-    :func:`correlation` and :func:`mantel` in one row.
+def within_groups(groups, m: int) -> tuple[list[int], np.ndarray]:
+    """The models of some groups and the mask of the pairs within them.
 
     Parameters
     ----------
-    a, b : sequence of array_like (M_g, M_g)
-        One symmetric matrix per group of models, as in :func:`mantel` (a single group: a
-        one-element list).
+    groups : sequence of sequences of int
+        Indices of models among ``m`` (a model may be in several groups).
+    m : int
+
+    Returns
+    -------
+    models : list of int
+        The models of the groups, sorted.
+    mask : numpy.ndarray of bool, shape (len(models), len(models))
+        Symmetric, False on the diagonal: which pairs of ``models`` share a group (for
+        :func:`mantel`'s ``pairs``).
+    """
+    models = sorted({int(i) for g in groups for i in g})
+    if models and (models[0] < 0 or models[-1] >= m):
+        raise ValueError(f"groups must hold indices of the {m} models")
+    local = {i: k for k, i in enumerate(models)}
+    mask = np.zeros((len(models), len(models)), dtype=bool)
+    for g in groups:
+        idx = [local[int(i)] for i in g]
+        mask[np.ix_(idx, idx)] = True
+    np.fill_diagonal(mask, False)
+    return models, mask
+
+
+def association(a, b, groups=None, *, n_resamples: int = N_RESAMPLES, seed: int = 0) -> Optional[dict[str, Any]]:
+    """How two metrics between models move together over the pairs within groups of models: the
+    summary of :func:`correlation` and :func:`mantel` in one row.
+
+    Parameters
+    ----------
+    a, b : array_like, shape (M, M)
+        Symmetric matrices of the two metrics over the same M models.
+    groups : sequence of sequences of int, optional
+        Groups of models (indices; a model may be in several): the pairs within each group are
+        pooled, each pair once. Default: one group of all M models.
     n_resamples, seed
         Of the bootstrap intervals and of the permutations.
 
     Returns
     -------
     dict or None
-        ``{"spearman", "ci_low", "ci_high", "pearson", "p_value", "n_pairs", "n_groups"}``: the
-        Spearman correlation of the pooled pair values with its BCa interval over pairs,
-        Pearson's r, and the two-sided p-value of the Spearman correlation under permutations of
-        the models within each group. None with fewer than 3 pairs or a constant metric.
+        ``{"spearman", "ci_low", "ci_high", "pearson", "p_value", "p_within", "n_pairs",
+        "n_groups", "n_models"}``: the Spearman correlation of the pooled pairs with its BCa
+        interval over pairs, Pearson's r; ``p_value``, the two-sided p-value of that Spearman
+        correlation when the models of the groups are permuted all together (a Mantel test on
+        the pooled pairs: it tests the whole association, between groups as within them);
+        ``p_within``, the p-value when the models are permuted within each group only (a
+        stratified Mantel test: the association within groups alone; None for one group). None
+        with fewer than 3 pairs or a constant metric.
     """
-    (_, x), (_, y) = _matrices(list(a), "a"), _matrices(list(b), "b")
-    if x.size < 3 or x.size != y.size or np.ptp(x) == 0 or np.ptp(y) == 0:
-        if x.size != y.size:
-            raise ValueError(f"a and b must be over the same pairs, got {x.size} and {y.size}")
+    a, b = _finite(a, "a", ndim=2), _finite(b, "b", ndim=2)
+    if a.shape != b.shape or a.shape[0] != a.shape[1]:
+        raise ValueError(f"a and b must be square matrices over the same models, got shapes {a.shape} and {b.shape}")
+    groups = [list(range(a.shape[0]))] if groups is None else [[int(i) for i in g] for g in groups]
+    models, mask = within_groups(groups, a.shape[0])
+    local = {m: k for k, m in enumerate(models)}
+    a, b = a[np.ix_(models, models)], b[np.ix_(models, models)]
+    upper = np.triu_indices(len(models), k=1)
+    x, y = pair_values(a, "a")[mask[upper]], pair_values(b, "b")[mask[upper]]
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
     corr = correlation(x, y, n_resamples=n_resamples, seed=seed)
-    test = mantel(list(a), list(b), n_resamples=n_resamples, seed=seed)
+    p_within = None
+    if len(groups) > 1:
+        within = [[local[i] for i in g] for g in groups if len(g) >= 2]
+        p_within = mantel([a[np.ix_(g, g)] for g in within], [b[np.ix_(g, g)] for g in within],
+                          n_resamples=n_resamples, seed=seed)["p_value"]
+    test = mantel(a, b, pairs=mask, n_resamples=n_resamples, seed=seed)
     return {"spearman": corr["spearman"]["r"], "ci_low": corr["spearman"]["ci_low"],
             "ci_high": corr["spearman"]["ci_high"], "pearson": corr["pearson"]["r"],
-            "p_value": test["p_value"], "n_pairs": corr["n_pairs"], "n_groups": test["n_groups"]}
+            "p_value": test["p_value"], "p_within": p_within, "n_pairs": corr["n_pairs"],
+            "n_groups": len(groups), "n_models": len(models)}

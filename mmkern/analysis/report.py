@@ -65,12 +65,14 @@ def render(results: dict, figures: dict) -> str:
     if corr:
         first = next(iter(corr.values()))
         lines += [f"Spearman correlation of RM with PM over the {first['n_pairs']} pairs of members within the "
-                  f"{first['n_groups']} factor groups, with its 95% bootstrap interval over pairs and the p-value of "
-                  "a permutation test over the members within each group (pairs that share a member are not "
-                  "independent):", ""]
-        lines += _table(["test set", "Spearman", "95% interval", "Pearson", "permutation p"],
+                  f"{first['n_groups']} factor groups, with its 95% bootstrap interval over pairs, and the p-values "
+                  "of permutation tests over the members (pairs that share a member are not independent): all "
+                  "members permuted together (the whole association), and within each group only (the "
+                  "association within groups):", ""]
+        lines += _table(["test set", "Spearman", "95% interval", "Pearson", "permutation p", "within groups p"],
                         [[name, _fmt(c["spearman"], 2), f"[{_fmt(c['ci_low'], 2)}, {_fmt(c['ci_high'], 2)}]",
-                          _fmt(c["pearson"], 2), _fmt(c["p_value"], 3)] for name, c in corr.items()])
+                          _fmt(c["pearson"], 2), _fmt(c["p_value"], 3), _fmt(c["p_within"], 3)]
+                         for name, c in corr.items()])
     else:
         lines += ["(The RM/PM correlation needs at least three pairs of members that differ in both.)", ""]
     lines += [f"![RM vs PM]({figures['rm_vs_pm']})", "",

@@ -14,8 +14,10 @@ and every OOD set), :func:`analyse_zoo` computes
   across the training factors with pairwise Mann-Whitney tests (Benjamini-Hochberg), per metric and
   per layer, beside the controls and a Gaussian-noise baseline;
 - claim (2): the correlation of RM and PM over the pairs within the factor groups on every test
-  set (Spearman with its interval, Pearson, a permutation test over the models within each group),
-  per metric, per layer, and over all pairs of trained members;
+  set (Spearman with its interval, Pearson, and two permutation tests over models: of all the
+  trained models together, which tests the whole association, and within each group only, which
+  tests the association within groups), per metric, per layer, and over all pairs of trained
+  members;
 - claim (3): :func:`mmkern.analysis.finite_sample.finite_sample` over the training factor groups,
   and the partial correlation of RM with OOD PM given i.i.d. PM (with a partial Mantel test);
 - per group: prediction variance, ambiguity, Rashomon capacity, accuracy and its spread.
@@ -42,7 +44,7 @@ from mmkern.analysis.finite_sample import finite_sample
 from mmkern.analysis.metrics import rm_layer
 from mmkern.analysis.outputs import ACTIVATIONS_FILE, IID, PREDICTIONS_FILE, evaluation_sets
 from mmkern.analysis.pair_stats import (association, compare_groups, mantel, mean_ci, pair_values,
-                                        partial_correlation)
+                                        partial_correlation, within_groups)
 
 __all__ = ["OOD_MEAN", "RM_METRICS", "SAMPLES_PER_FEATURE", "analyse_zoo"]
 
@@ -54,6 +56,10 @@ RM_METRICS = ("svcca", "cka", "pwcca")
 OOD_MEAN = "ood_mean"
 #: Pairs of independent Gaussian matrices of each layer's shape: the noise baseline of RM.
 NOISE_PAIRS = 10
+#: Blahut-Arimoto tolerance of the Rashomon capacity (nats; the reported exp(capacity) is within
+#: this relative error). Models that nearly agree converge like 1 / iterations, and the default
+#: 1e-6 made the capacities most of the analysis' time; the report prints three decimals.
+CAPACITY_TOL = 1e-4
 
 
 def _similarity(metric: str, arrays: list) -> np.ndarray:
@@ -156,16 +162,13 @@ def _factor_test(matrix: np.ndarray, groups: dict) -> Optional[dict]:
     return {**kruskal, "pairwise": result["pairwise"], "ranking": result["ranking"]}
 
 
-def _sub(matrix: np.ndarray, groups: dict) -> list:
-    return [matrix[np.ix_(idx, idx)] for idx in groups.values()]
-
-
 def _group_stats(preds: dict, labels: dict, members: list, groups: dict, sets: list) -> dict:
     out = {}
     for name, idx in groups.items():
         per_set = {}
         for s in sets:
-            result = mmkern.predictive_multiplicity(np.stack([preds[members[i]][s] for i in idx]), labels[s])
+            result = mmkern.predictive_multiplicity(np.stack([preds[members[i]][s] for i in idx]), labels[s],
+                                                    tol=CAPACITY_TOL)
             per_set[s] = {"mean_disagreement": result.mean_disagreement, "ambiguity": result.ambiguity,
                           "prediction_variance": result.prediction_variance,
                           "rashomon_capacity": result.rashomon_capacity, "accuracy_mean": result.accuracy_mean,
@@ -240,35 +243,34 @@ def analyse_zoo(zoo_dir: str, dataset, n_samples: int, factors: list, controls: 
         train_sub = {f: idx for f, idx in sub.items() if f in factors}
         by_layer[layer] = {
             "rm_by_factor": _by_factor(v["rm"], sub, resamples), "factor_test": _factor_test(v["rm"], train_sub),
-            "rm_pm_correlation": {s: association(_sub(v["rm"], train_sub),
-                                                 _sub(pm["disagreement"][s][np.ix_(v["members"], v["members"])],
-                                                      train_sub), n_resamples=resamples)
+            "rm_pm_correlation": {s: association(v["rm"], pm["disagreement"][s][np.ix_(v["members"], v["members"])],
+                                                 list(train_sub.values()), n_resamples=resamples)
                                   for s in (IID, OOD_MEAN)}}
     by_metric = {metric: {"rm_by_factor": _by_factor(rm[metric], groups, resamples),
                           "factor_test": _factor_test(rm[metric], training)} for metric in RM_METRICS}
     widths = {layer: a.shape[1] for layer, a in acts["base"].items()}
-    correlation = {s: association(_sub(rm["svcca"], training), _sub(pm["disagreement"][s], training),
-                                  n_resamples=resamples) for s in pm["disagreement"]}
-    robustness = {metric: {kind: {s: association(_sub(rm[metric], training), _sub(pm[kind][s], training),
-                                                 n_resamples=resamples) for s in (IID, OOD_MEAN)}
-                           for kind in pm} for metric in RM_METRICS}
-    trained = sorted({i for idx in training.values() for i in idx})
-    everyone = {"trained": trained}
-    all_pairs = {s: association(_sub(rm["svcca"], everyone), _sub(pm["disagreement"][s], everyone),
-                                n_resamples=resamples) for s in (IID, OOD_MEAN)}
+    within = list(training.values())
+    correlation = {s: association(rm["svcca"], pm["disagreement"][s], within, n_resamples=resamples)
+                   for s in pm["disagreement"]}
+    robustness = {metric: {kind: {s: association(rm[metric], pm[kind][s], within, n_resamples=resamples)
+                                  for s in (IID, OOD_MEAN)} for kind in pm} for metric in RM_METRICS}
+    trained, mask = within_groups(within, len(members))
+    all_pairs = {s: association(rm["svcca"], pm["disagreement"][s], [trained], n_resamples=resamples)
+                 for s in (IID, OOD_MEAN)}
     ood_sets = [s for s in sets if s != IID]
     accuracy = {m: np.array([np.mean(preds[m][s].argmax(1) == labels[s]) for s in ood_sets]) for m in members}
     finite = finite_sample({f: {"rm": rm["svcca"][np.ix_(idx, idx)], "pm_iid": pm["disagreement"][IID][np.ix_(idx, idx)],
                                 "pm_ood": pm["disagreement"][OOD_MEAN][np.ix_(idx, idx)],
                                 "ood_accuracy": np.stack([accuracy[members[i]] for i in idx])}
                             for f, idx in training.items()}, draws=draws, seed=seed) if len(training) >= 3 else None
-    x, y, z = (np.concatenate([pair_values(m) for m in _sub(mat, training)])
-               for mat in (rm["svcca"], pm["disagreement"][OOD_MEAN], pm["disagreement"][IID]))
+    # claim (3): does a pair's RM say more about its OOD PM than its i.i.d. PM does?
+    rm_t, ood_t, iid_t = (mat[np.ix_(trained, trained)] for mat in
+                          (rm["svcca"], pm["disagreement"][OOD_MEAN], pm["disagreement"][IID]))
+    upper = np.triu_indices(len(trained), k=1)
+    x, y, z = (pair_values(mat)[mask[upper]] for mat in (rm_t, ood_t, iid_t))
     partial = partial_correlation(x, y, z, n_resamples=resamples, seed=seed) if x.size >= 4 else None
     if partial is not None:
-        partial["p_value"] = mantel(_sub(rm["svcca"], training), _sub(pm["disagreement"][OOD_MEAN], training),
-                                    given=_sub(pm["disagreement"][IID], training), n_resamples=resamples,
-                                    seed=seed)["p_value"]
+        partial["p_value"] = mantel(rm_t, ood_t, given=iid_t, pairs=mask, n_resamples=resamples, seed=seed)["p_value"]
     summary = {
         "members": [{"id": m, "group": [f for f, idx in groups.items() if index[m] in idx],
                      "test_accuracy": float(np.mean(preds[m][IID].argmax(1) == labels[IID])),

@@ -188,12 +188,16 @@ def _dataset_section(name: str, s: dict, settings: dict) -> list[str]:
     lines += _table(["layer", "p", *layer_factors], rows)
     lines += ["### RM vs PM (claim 2)", "",
               "Over the pairs within the training factor groups: Spearman correlation of RM (1 - SVCCA) and PM "
-              "(disagreement) with its 95% BCa interval over pairs, Pearson's r, and the p-value of a permutation test "
-              "of the models within each group (stratified Mantel).", ""]
+              "(disagreement) with its 95% BCa interval over pairs, Pearson's r, and two permutation tests over models "
+              "(pairs that share a model are not independent): *permutation p* permutes all the trained models "
+              "together (a Mantel test of the whole association; the claim is judged by it), *within groups p* "
+              "permutes the models within each group only (a stratified Mantel test: it holds the groups' mean RM "
+              "and PM fixed, so it tests the association within groups alone).", ""]
     rows = [[test_set, str(c["n_pairs"]), _fmt(c["spearman"], 3), _interval(c), _fmt(c["pearson"], 3),
-             _fmt(c["p_value"], 4)] if c else [test_set, "-", "-", "-", "-", "-"]
+             _fmt(c["p_value"], 4), _fmt(c["p_within"], 4)] if c else [test_set, "-", "-", "-", "-", "-", "-"]
             for test_set, c in s["rm_pm_correlation"].items()]
-    lines += _table(["test set", "pairs", "Spearman", "95% interval", "Pearson", "permutation p"], rows)
+    lines += _table(["test set", "pairs", "Spearman", "95% interval", "Pearson", "permutation p", "within groups p"],
+                    rows)
     rows = []
     for metric, kinds in s["robustness"].items():
         for kind, per_set in kinds.items():
