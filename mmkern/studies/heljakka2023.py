@@ -300,7 +300,7 @@ def _dataset(out_dir: str, name: str, spec: dict, settings: dict, data_dir, devi
             _say(progress, f"{name}: analysis up to date")
             return done["analysis"]
     _say(progress, f"{name}: measuring {len(design.members)} members and their pairs")
-    summary, pairs = analyse_zoo(zoo_dir, dataset, n_samples, settings["factors"], settings["controls"],
+    summary, pairs = analyse_zoo(zoo_dir, dataset, settings["factors"], settings["controls"],
                                  resamples=settings["resamples"], draws=settings["draws"])
     summary = finite_json({"dataset": name, "zoo": os.path.relpath(zoo_dir, out_dir),
                            "pairs": os.path.relpath(os.path.join(root, "pairs.csv"), out_dir),

@@ -179,18 +179,66 @@ def _group_stats(preds: dict, labels: dict, members: list, groups: dict, sets: l
     return out
 
 
-def analyse_zoo(zoo_dir: str, dataset, n_samples: int, factors: list, controls: list, *, resamples: int,
-                draws: int, seed: int = 0) -> tuple[dict[str, Any], str]:
+def _by_layer(layers: dict, pm: dict, groups: dict, factors: list, resamples: int) -> dict:
+    """Claims (1) and (2) at every layer of the base architecture (the groups of its members)."""
+    out = {}
+    for layer, v in layers.items():
+        local = {i: k for k, i in enumerate(v["members"])}
+        sub = {f: [local[i] for i in idx] for f, idx in groups.items()
+               if f != "architecture" and all(i in local for i in idx)}
+        training = {f: idx for f, idx in sub.items() if f in factors}
+        out[layer] = {
+            "rm_by_factor": _by_factor(v["rm"], sub, resamples), "factor_test": _factor_test(v["rm"], training),
+            "rm_pm_correlation": {s: association(v["rm"], pm["disagreement"][s][np.ix_(v["members"], v["members"])],
+                                                 list(training.values()), n_resamples=resamples)
+                                  for s in (IID, OOD_MEAN)}}
+    return out
+
+
+def _correlations(rm: dict, pm: dict, training: dict, m: int, resamples: int) -> dict:
+    """Claim (2): RM vs PM over the pairs within the training groups, per test set; the
+    robustness rows (every RM and PM metric); and over all pairs of trained members."""
+    within = list(training.values())
+    trained, _ = within_groups(within, m)
+    return {
+        "rm_pm_correlation": {s: association(rm["svcca"], pm["disagreement"][s], within, n_resamples=resamples)
+                              for s in pm["disagreement"]},
+        "robustness": {metric: {kind: {s: association(rm[metric], pm[kind][s], within, n_resamples=resamples)
+                                       for s in (IID, OOD_MEAN)} for kind in pm} for metric in RM_METRICS},
+        "all_pairs": {s: association(rm["svcca"], pm["disagreement"][s], [trained], n_resamples=resamples)
+                      for s in (IID, OOD_MEAN)}}
+
+
+def _finite_samples(rm: dict, pm: dict, training: dict, accuracy: np.ndarray, m: int, resamples: int, draws: int,
+                    seed: int) -> dict:
+    """Claim (3): :func:`finite_sample` over the training groups, and whether a pair's RM says more
+    about its OOD PM than its i.i.d. PM does (partial correlation, partial Mantel test)."""
+    iid, ood = pm["disagreement"][IID], pm["disagreement"][OOD_MEAN]
+    finite = None
+    if len(training) >= 3:
+        finite = finite_sample({f: {"rm": rm["svcca"][np.ix_(idx, idx)], "pm_iid": iid[np.ix_(idx, idx)],
+                                    "pm_ood": ood[np.ix_(idx, idx)], "ood_accuracy": accuracy[idx]}
+                                for f, idx in training.items()}, draws=draws, seed=seed)
+    trained, mask = within_groups(list(training.values()), m)
+    rm_t, ood_t, iid_t = (mat[np.ix_(trained, trained)] for mat in (rm["svcca"], ood, iid))
+    upper = np.triu_indices(len(trained), k=1)
+    x, y, z = (pair_values(mat)[mask[upper]] for mat in (rm_t, ood_t, iid_t))
+    partial = partial_correlation(x, y, z, n_resamples=resamples, seed=seed) if x.size >= 4 else None
+    if partial is not None:
+        partial["p_value"] = mantel(rm_t, ood_t, given=iid_t, pairs=mask, n_resamples=resamples, seed=seed)["p_value"]
+    return {"finite_sample": finite, "rm_adds_to_pm": partial}
+
+
+def analyse_zoo(zoo_dir: str, dataset, factors: list, controls: list, *, resamples: int, draws: int,
+                seed: int = 0) -> tuple[dict[str, Any], str]:
     """Everything the study reports about one dataset's zoo.
 
     Parameters
     ----------
     zoo_dir : str
-        The trained zoo, its outputs collected.
+        The trained zoo, its outputs collected (the same i.i.d. test samples for every member).
     dataset : mmkern.data.Dataset
         Its dataset (the labels of the test sets).
-    n_samples : int
-        The i.i.d. test samples whose activations were collected.
     factors, controls : list of str
         The training factors (compared by claim (1), pooled by claims (2) and (3)) and the control
         groups (shown beside them).
@@ -198,34 +246,35 @@ def analyse_zoo(zoo_dir: str, dataset, n_samples: int, factors: list, controls: 
         Bootstrap resamples and permutations of every interval and test.
     draws : int
         Random draws of the finite-sample rank correlations.
+    seed : int, default 0
+        Seeds every resampling and the noise baseline.
 
     Returns
     -------
     summary : dict
-        JSON-ready: ``members``, ``representation_layer``, ``excluded``, ``rm_by_factor``
-        (SVCCA), ``factor_test``, ``by_metric``, ``by_layer``, ``baselines``, ``rm_pm_correlation``,
-        ``robustness``, ``all_pairs``, ``group_stats``, ``finite_sample``, ``rm_adds_to_pm``.
+        JSON-ready: ``members``, ``n_samples``, ``sets``, ``excluded``, ``dropped``, ``groups``,
+        ``rm_by_factor`` (SVCCA), ``factor_test``, ``by_metric``, ``by_layer``, ``baselines``,
+        ``rm_pm_correlation``, ``robustness``, ``all_pairs``, ``group_stats``, ``finite_sample``,
+        ``rm_adds_to_pm``.
     pairs_csv : str
         The per-pair table.
     """
     from mmkern.train import list_members, load_zoo
 
     members = list_members(zoo_dir)
+    acts, preds, configs = _load(zoo_dir, members)
+    n = int(next(iter(acts["base"].values())).shape[0])
+    limit = n // SAMPLES_PER_FEATURE
+    if _representation(acts["base"]).shape[1] > limit:
+        raise ValueError(f"{zoo_dir}: the base member's representation layer is wider than n / "
+                         f"{SAMPLES_PER_FEATURE} = {limit} (n = {n} samples); collect more samples")
+    # members not comparable on these samples are left out of every measurement, and listed
+    dropped = [m for m in members if _representation(acts[m]).shape[1] > limit]
+    members = [m for m in members if m not in dropped]
     zoo_groups = {g["factor"]: g["members"] for g in load_zoo(zoo_dir)["groups"]}
     index = {m: i for i, m in enumerate(members)}
     groups = {f: [index[m] for m in zoo_groups[f] if m in index] for f in [*factors, *controls] if f in zoo_groups}
     training = {f: groups[f] for f in factors if f in groups and len(groups[f]) >= 2}
-    acts, preds, configs = _load(zoo_dir, members)
-    n = int(next(iter(acts["base"].values())).shape[0])
-    dropped = [m for m in members if _representation(acts[m]).shape[1] > n // SAMPLES_PER_FEATURE]
-    if "base" in dropped:
-        raise ValueError(f"{zoo_dir}: the base member's representation layer is wider than n / "
-                         f"{SAMPLES_PER_FEATURE} = {n // SAMPLES_PER_FEATURE} (n = {n} samples); collect more samples")
-    if dropped:  # not comparable on these samples: left out of every measurement, and listed
-        members = [m for m in members if m not in dropped]
-        index = {m: i for i, m in enumerate(members)}
-        groups = {f: [index[m] for m in zoo_groups[f] if m in index] for f in groups}
-        training = {f: groups[f] for f in training if len(groups[f]) >= 2}
     sets = list(evaluation_sets(dataset))
     labels = {name: split.y for name, split in evaluation_sets(dataset).items()}
     rm, layers, pm, excluded, representation = _matrices(acts, preds, configs, members, sets, n)
@@ -233,59 +282,25 @@ def analyse_zoo(zoo_dir: str, dataset, n_samples: int, factors: list, controls: 
     for name, idx in groups.items():
         for i, j in itertools.combinations(sorted(idx), 2):
             group_of.setdefault((i, j), name)
-    pairs_csv = _pair_table(members, group_of, rm, layers, pm)
-
-    same_arch = {f: idx for f, idx in groups.items() if f != "architecture"}
-    by_layer = {}
-    for layer, v in layers.items():
-        local = {i: k for k, i in enumerate(v["members"])}
-        sub = {f: [local[i] for i in idx] for f, idx in same_arch.items() if all(i in local for i in idx)}
-        train_sub = {f: idx for f, idx in sub.items() if f in factors}
-        by_layer[layer] = {
-            "rm_by_factor": _by_factor(v["rm"], sub, resamples), "factor_test": _factor_test(v["rm"], train_sub),
-            "rm_pm_correlation": {s: association(v["rm"], pm["disagreement"][s][np.ix_(v["members"], v["members"])],
-                                                 list(train_sub.values()), n_resamples=resamples)
-                                  for s in (IID, OOD_MEAN)}}
     by_metric = {metric: {"rm_by_factor": _by_factor(rm[metric], groups, resamples),
                           "factor_test": _factor_test(rm[metric], training)} for metric in RM_METRICS}
-    widths = {layer: a.shape[1] for layer, a in acts["base"].items()}
-    within = list(training.values())
-    correlation = {s: association(rm["svcca"], pm["disagreement"][s], within, n_resamples=resamples)
-                   for s in pm["disagreement"]}
-    robustness = {metric: {kind: {s: association(rm[metric], pm[kind][s], within, n_resamples=resamples)
-                                  for s in (IID, OOD_MEAN)} for kind in pm} for metric in RM_METRICS}
-    trained, mask = within_groups(within, len(members))
-    all_pairs = {s: association(rm["svcca"], pm["disagreement"][s], [trained], n_resamples=resamples)
-                 for s in (IID, OOD_MEAN)}
     ood_sets = [s for s in sets if s != IID]
-    accuracy = {m: np.array([np.mean(preds[m][s].argmax(1) == labels[s]) for s in ood_sets]) for m in members}
-    finite = finite_sample({f: {"rm": rm["svcca"][np.ix_(idx, idx)], "pm_iid": pm["disagreement"][IID][np.ix_(idx, idx)],
-                                "pm_ood": pm["disagreement"][OOD_MEAN][np.ix_(idx, idx)],
-                                "ood_accuracy": np.stack([accuracy[members[i]] for i in idx])}
-                            for f, idx in training.items()}, draws=draws, seed=seed) if len(training) >= 3 else None
-    # claim (3): does a pair's RM say more about its OOD PM than its i.i.d. PM does?
-    rm_t, ood_t, iid_t = (mat[np.ix_(trained, trained)] for mat in
-                          (rm["svcca"], pm["disagreement"][OOD_MEAN], pm["disagreement"][IID]))
-    upper = np.triu_indices(len(trained), k=1)
-    x, y, z = (pair_values(mat)[mask[upper]] for mat in (rm_t, ood_t, iid_t))
-    partial = partial_correlation(x, y, z, n_resamples=resamples, seed=seed) if x.size >= 4 else None
-    if partial is not None:
-        partial["p_value"] = mantel(rm_t, ood_t, given=iid_t, pairs=mask, n_resamples=resamples, seed=seed)["p_value"]
+    accuracy = np.array([[np.mean(preds[m][s].argmax(1) == labels[s]) for s in ood_sets] for m in members])
     summary = {
-        "members": [{"id": m, "group": [f for f, idx in groups.items() if index[m] in idx],
+        "members": [{"id": m, "group": [f for f, idx in groups.items() if i in idx],
                      "test_accuracy": float(np.mean(preds[m][IID].argmax(1) == labels[IID])),
-                     "ood_accuracy_mean": float(accuracy[m].mean()) if ood_sets else None,
-                     "representation_layer": representation[m]} for m in members],
+                     "ood_accuracy_mean": float(accuracy[i].mean()) if ood_sets else None,
+                     "representation_layer": representation[m]} for i, m in enumerate(members)],
         "n_samples": n, "sets": sets, "excluded": excluded, "dropped": dropped,
         "groups": {f: [members[i] for i in idx] for f, idx in groups.items()},
         "rm_by_factor": by_metric["svcca"]["rm_by_factor"], "factor_test": by_metric["svcca"]["factor_test"],
-        "by_metric": by_metric, "by_layer": by_layer,
-        "baselines": {"gaussian": _noise_baseline(n, widths, seed)},
-        "rm_pm_correlation": correlation, "robustness": robustness, "all_pairs": all_pairs,
+        "by_metric": by_metric, "by_layer": _by_layer(layers, pm, groups, factors, resamples),
+        "baselines": {"gaussian": _noise_baseline(n, {layer: a.shape[1] for layer, a in acts["base"].items()}, seed)},
+        **_correlations(rm, pm, training, len(members), resamples),
         "group_stats": _group_stats(preds, labels, members, groups, sets),
-        "finite_sample": finite, "rm_adds_to_pm": partial,
+        **_finite_samples(rm, pm, training, accuracy, len(members), resamples, draws, seed),
     }
-    return summary, pairs_csv
+    return summary, _pair_table(members, group_of, rm, layers, pm)
 
 
 def write_pairs(path: str, pairs_csv: str) -> None:

@@ -15,6 +15,13 @@ from mmkern.studies._report import verdict
 _IID, _OOD = "iid", "ood_mean"
 
 
+def _p(value) -> str:
+    """A p-value: three decimals, or two significant digits below 0.001."""
+    if value is None:
+        return "-"
+    return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
+
+
 def _interval(row: dict, digits: int = 3) -> str:
     if row is None or row.get("ci_low") is None:
         return "-"
@@ -45,8 +52,9 @@ def _forest_figure(results: dict, path: str) -> str:
         ax.set_yticks(range(len(rows)), [f"{f} (n={r['n_pairs']})" for f, r in rows], fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel("RM = 1 - SVCCA (representation layer)", fontsize=8)
-        ax.set_title(f"{name}: Kruskal-Wallis p = {_fmt((s['factor_test'] or {}).get('p_value'), 3)}", fontsize=9)
+        ax.set_title(f"{name}: Kruskal-Wallis p = {_p((s['factor_test'] or {}).get('p_value'))}", fontsize=9)
     fig.suptitle("RM by factor: mean over pairs, 95% BCa bootstrap interval over pairs (n = pairs)", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -137,9 +145,9 @@ def _layers_figure(results: dict, path: str) -> str:
         for factor in factors:
             values = [1 - s["by_layer"][layer]["rm_by_factor"][factor]["mean"]
                       if factor in s["by_layer"][layer]["rm_by_factor"] else np.nan for layer in layers]
-            control = factor in results["settings"]["controls"]
-            ax.plot(range(len(layers)), values, marker="s" if control else "o", ls="--" if control else "-",
-                    label=factor, lw=1)
+            style = {"retrained": {"color": "grey", "ls": "--", "marker": "s"},
+                     "untrained": {"color": "k", "ls": "--", "marker": "s"}}.get(factor, {"marker": "o"})
+            ax.plot(range(len(layers)), values, label=factor, lw=1, **style)
         noise = [1 - s["baselines"]["gaussian"][layer]["mean"] for layer in layers]
         ax.plot(range(len(layers)), noise, color="k", ls=":", label="Gaussian noise")
         ax.set_xticks(range(len(layers)), layers, rotation=45, fontsize=7)
@@ -172,10 +180,10 @@ def _dataset_section(name: str, s: dict, settings: dict) -> list[str]:
     if test:
         significant = [r for r in test["pairwise"] if r["p_adjusted"] < settings["thresholds"]["alpha"]]
         lines += [f"Kruskal-Wallis across the {len(test['ranking'])} training factors: H = {_fmt(test['statistic'], 2)}, "
-                  f"p = {_fmt(test['p_value'], 4)}; pairwise Mann-Whitney U with Benjamini-Hochberg: "
+                  f"p = {_p(test['p_value'])}; pairwise Mann-Whitney U with Benjamini-Hochberg: "
                   f"{len(significant)} of {len(test['pairwise'])} pairs of factors differ at "
-                  f"{settings['thresholds']['alpha']:g}. CKA: p = {_fmt((s['by_metric']['cka']['factor_test'] or {}).get('p_value'), 4)}; "
-                  f"PWCCA: p = {_fmt((s['by_metric']['pwcca']['factor_test'] or {}).get('p_value'), 4)}. "
+                  f"{settings['thresholds']['alpha']:g}. CKA: p = {_p((s['by_metric']['cka']['factor_test'] or {}).get('p_value'))}; "
+                  f"PWCCA: p = {_p((s['by_metric']['pwcca']['factor_test'] or {}).get('p_value'))}. "
                   "Ranking by median RM: " + ", ".join(f"{r['group']} ({_fmt(r['median'])})" for r in test["ranking"])
                   + ".", ""]
     noise = s["baselines"]["gaussian"]
@@ -183,7 +191,7 @@ def _dataset_section(name: str, s: dict, settings: dict) -> list[str]:
               "10 pairs): " + ", ".join(f"{layer} {_fmt(v['mean'])}" for layer, v in noise.items()) + ".", ""]
     lines += ["Per layer of the base architecture (1 - SVCCA; Kruskal-Wallis p across the training factors):", ""]
     layer_factors = list(dict.fromkeys(f for v in s["by_layer"].values() for f in v["rm_by_factor"]))
-    rows = [[layer, _fmt((v["factor_test"] or {}).get("p_value"), 4),
+    rows = [[layer, _p((v["factor_test"] or {}).get("p_value")),
              *(_fmt(v["rm_by_factor"].get(f, {}).get("mean")) for f in layer_factors)] for layer, v in s["by_layer"].items()]
     lines += _table(["layer", "p", *layer_factors], rows)
     lines += ["### RM vs PM (claim 2)", "",
