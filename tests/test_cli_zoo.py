@@ -232,3 +232,21 @@ def test_collect_outputs_rejects_bad_arguments(zoo, tmp_path):
         train_zoo(load_recipe(recipe), tmp_path / "empty", progress=False, callback=stop)
     with pytest.raises(ValueError, match="no finished member"):
         collect_outputs(tmp_path / "empty")
+
+
+def test_a_width_factor_is_analysed_without_barriers_between_its_shapes(tmp_path):
+    """Models of different widths have RM and PM but no weights to interpolate: the group gets no
+    barriers (and says why), the other groups keep theirs."""
+    recipe = tmp_path / "widths.toml"
+    recipe.write_text(MICRO_RECIPE.replace('field = "order_seed"\nvalues = [0, 1, 2]',
+                                           'field = "width"\nvalues = [0.25, 0.5]'))
+    out = tmp_path / "out"
+    assert run("train", str(recipe), "--out", str(out)).exit_code == 0
+    result = run("analyze", str(out), "--alphas", "3")
+    assert result.exit_code == 0, result.output
+    groups = {g["factor"]: g for g in json.loads((out / "analysis" / "results.json").read_text())["groups"]}
+    assert "connectivity" in groups["init_seed"] and "connectivity" not in groups["width"]
+    assert groups["width"]["connectivity_skipped"].startswith("the members differ in architecture or width")
+    svcca = np.array(groups["width"]["representational"]["fc1"]["svcca"])
+    assert svcca.shape == (2, 2) and 0 < svcca[0, 1] < 1
+    assert "No loss barriers or plane: the members differ" in (out / "analysis" / "report.md").read_text()

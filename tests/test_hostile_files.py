@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from _datafiles import cifar_batch, idx_bytes, python2_pickle_bytes, write_bytes
 
+import mmkern
 from mmkern.data.local import read_cifar_batch, read_idx
 
 # ---------------------------------------------------------------------------------------------
@@ -379,6 +380,26 @@ def test_inconsistent_outputs_name_member_and_file(copy, problem):
     save_activations(path, acts)
     with pytest.raises(ValueError, match=rf"^member 'init_seed=1': {path}:? {message}"):
         load_outputs(copy, ["base", "init_seed=1"])
+
+
+def test_outputs_of_members_of_different_widths_load(copy):
+    """A width factor gives layers of different widths: they load (SVCCA compares them); the
+    number of samples must still agree."""
+    from _train_helpers import toy_dataset
+
+    from mmkern.analysis import collect_outputs
+    from mmkern.analysis.outputs import load_outputs
+    from mmkern.train.activations import load_activations, save_activations
+
+    collect_outputs(copy, n_samples=30, dataset=toy_dataset(), progress=False)
+    path = copy / "members" / "init_seed=1" / "activations.npz"
+    acts = load_activations(path)
+    layer = list(acts)[0]
+    acts[layer] = np.concatenate([acts[layer], acts[layer][:, :1] * 2], axis=1)
+    save_activations(path, acts)
+    loaded, _ = load_outputs(copy, ["base", "init_seed=1"])
+    assert loaded[layer][1].shape[1] == loaded[layer][0].shape[1] + 1
+    assert mmkern.pairwise_svcca(loaded[layer]).shape == (2, 2)
 
 
 def test_outputs_marker_of_the_wrong_shape_is_recomputed(copy):

@@ -21,6 +21,7 @@ of multiplicity move together (:func:`rm_vs_pm`).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from typing import Iterator, Optional, Sequence, Union
@@ -257,7 +258,7 @@ def analyze_groups(
     from tqdm.auto import tqdm
 
     from mmkern.analysis.outputs import evaluation_sets
-    from mmkern.train import list_members, load_member, load_zoo
+    from mmkern.train import list_members, load_member, load_record, load_zoo
 
     finished = set(list_members(zoo_dir))
     labels = {name: split.y for name, split in evaluation_sets(dataset).items()}
@@ -277,13 +278,19 @@ def analyze_groups(
                   "fixed": group.get("fixed", {}),
                   "representational": representational(acts, members),
                   "predictive": predictive(preds, labels, members)}
-        if (barriers and client is None) or (plane and len(members) >= 3):
+        # weights are interpolated only between models of one shape (a width factor's are not)
+        shapes = {json.dumps([c["model"], c["width"], c["model_options"]], sort_keys=True)
+                  for c in (load_record(zoo_dir, m)["config"] for m in members)}
+        if len(shapes) > 1 and (barriers or plane):
+            result["connectivity_skipped"] = "the members differ in architecture or width: no weights to interpolate"
+        same_shape = len(shapes) == 1
+        if same_shape and ((barriers and client is None) or (plane and len(members) >= 3)):
             models = [load_member(zoo_dir, m, device=device)[0] for m in members]
-        if barriers:
+        if barriers and same_shape:
             result["connectivity"] = connectivity(None if client is not None else models, test, bn_data, alphas,
                                                   align=align,
                                                   remote=None if client is None else (client, zoo_dir, members))
-        if plane and len(members) >= 3:
+        if plane and same_shape and len(members) >= 3:
             from mmkern.analysis.figures import as_plane
 
             result["plane"] = {"members": members[:3],

@@ -196,23 +196,27 @@ def load_outputs(zoo_dir, member_ids: Sequence[str]) -> tuple[dict, dict]:
     Returns
     -------
     activations : dict
-        ``{layer: list of M (n, d) float32 arrays}`` in the order of ``member_ids``.
+        ``{layer: list of M (n, d_m) float32 arrays}`` in the order of ``member_ids`` (members
+        of different widths have layers of different widths d_m).
     predictions : dict
         ``{set: (M, n_set, C) float32 array}``.
 
     Raises
     ------
     ValueError
-        Naming the member and the file: unreadable, non-finite values, or layers, sets or sample
-        counts that differ from the first member's.
+        Naming the member and the file: unreadable, non-finite values, or layers, sets, sample
+        counts or prediction shapes that differ from the first member's.
     """
-    acts = _load_stacked(zoo_dir, member_ids, ACTIVATIONS_FILE, "layer", ndim=2)
+    acts = _load_stacked(zoo_dir, member_ids, ACTIVATIONS_FILE, "layer", ndim=2, same_width=False)
     preds = _load_stacked(zoo_dir, member_ids, PREDICTIONS_FILE, "set", ndim=2)
     return acts, {name: np.stack(arrays) for name, arrays in preds.items()}
 
 
-def _load_stacked(zoo_dir, member_ids: Sequence[str], file: str, what: str, ndim: int) -> dict:
-    """``{name: [array of each member]}`` from each member's ``file``, validated."""
+def _load_stacked(zoo_dir, member_ids: Sequence[str], file: str, what: str, ndim: int,
+                  same_width: bool = True) -> dict:
+    """``{name: [array of each member]}`` from each member's ``file``, validated: the same names
+    and shapes as the first member's (with ``same_width=False``, the same number of rows: the
+    layers of models of different widths)."""
     from mmkern.train import load_activations, member_dir
 
     out: dict[str, list] = {}
@@ -233,7 +237,7 @@ def _load_stacked(zoo_dir, member_ids: Sequence[str], file: str, what: str, ndim
                 raise ValueError(f"{where}: {what} {name!r} contains NaN or infinity ({bad} entries): "
                                  "the member's outputs are not finite")
             expected = first.setdefault(name, a.shape)
-            if a.shape != expected:
+            if a.shape[:1 if not same_width else None] != expected[:1 if not same_width else None]:
                 raise ValueError(f"{where}: {what} {name!r} has shape {a.shape}, but member "
                                  f"{member_ids[0]!r} has {expected}; run collect_outputs again")
             out.setdefault(name, []).append(a)

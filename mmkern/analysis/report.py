@@ -98,6 +98,8 @@ def render(results: dict, figures: dict) -> str:
                              *(_fmt(c["aligned"][f"mean_{f}"]) for f in BARRIER_FIELDS)])
             lines += _table(["mean over pairs", "loss barrier", "loss barrier (mean endpoints)",
                              "error barrier", "error barrier (mean endpoints)"], rows)
+        if "connectivity_skipped" in g:
+            lines += [f"No loss barriers or plane: {g['connectivity_skipped']}.", ""]
         lines += [f"![matrices]({figures[('matrices', g['name'])]})", ""]
         if ("curves", g["name"]) in figures:
             lines += [f"![curves]({figures[('curves', g['name'])]})", ""]
