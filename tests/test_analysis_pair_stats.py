@@ -333,3 +333,19 @@ def test_finite_sample_refuses_bad_groups(rng):
         finite_sample({"a": bad, "b": _group(rng, 3, 1), "c": _group(rng, 3, 1)})
     with pytest.raises(ValueError, match="at least 2 models"):
         finite_sample({"a": _group(rng, 1, 1), "b": _group(rng, 3, 1), "c": _group(rng, 3, 1)})
+
+
+def test_stacked_correlation_is_scipys_per_sample_ties_included(rng):
+    from mmkern.analysis.pair_stats import stacked_correlation
+
+    x = rng.integers(0, 4, size=(30, 12)).astype(float)  # many ties
+    y = x + rng.integers(0, 3, size=(30, 12))
+    x[0] = 1.0  # a constant sample: NaN, as scipy's
+    for method, test in (("spearman", stats.spearmanr), ("pearson", stats.pearsonr)):
+        got = stacked_correlation(method)(x, y)
+        with np.errstate(invalid="ignore"), pytest.warns(stats.ConstantInputWarning):
+            expected = np.array([test(a, b).statistic for a, b in zip(x, y)])
+        np.testing.assert_allclose(got[1:], expected[1:], rtol=1e-12)
+        assert np.isnan(got[0]) and np.isnan(expected[0])
+    with pytest.raises(ValueError, match="method must be one of"):
+        stacked_correlation("kendall")
