@@ -148,6 +148,21 @@ def test_mantel_rejects_about_five_percent_of_unrelated_metrics():
     assert stats.kstest(p_values, "uniform").pvalue > 1e-3  # and the null is uniform-ish
 
 
+def test_a_mantel_test_on_the_pairs_within_groups_rejects_about_five_percent_of_unrelated_metrics():
+    """Calibration of the test claim (2) is judged by: 9 models in two groups sharing one, the
+    pairs within the groups correlated, every model permuted; 200 populations."""
+    groups = [[0, 1, 2, 3, 4], [0, 5, 6, 7, 8]]
+    _, mask = within_groups(groups, 9)
+    p_values = []
+    for seed in range(200):
+        g = np.random.default_rng(seed)
+        a, b = _distances(g.normal(size=(9, 3))), _distances(g.normal(size=(9, 3)))
+        p_values.append(mantel(a, b, pairs=mask, n_resamples=199, seed=seed)["p_value"])
+    rejected = int(np.sum(np.array(p_values) <= 0.05))
+    assert 1 <= rejected <= 24
+    assert stats.kstest(p_values, "uniform").pvalue > 1e-3
+
+
 def test_mantel_detects_a_relation_and_refuses_bad_input(rng):
     a = _distances(rng.normal(size=(8, 2)))
     out = mantel(a, a ** 2, n_resamples=999)

@@ -11,6 +11,7 @@ from mmkern._io import atomic_write_text
 from mmkern.analysis.figures import _pyplot, _save
 from mmkern.analysis.report import _fmt, _table
 from mmkern.studies._report import verdict
+from mmkern.studies.heljakka2023_analysis import NOISE_PAIRS
 
 _IID, _OOD = "iid", "ood_mean"
 
@@ -152,7 +153,10 @@ def _layers_figure(results: dict, path: str) -> str:
         ax.plot(range(len(layers)), noise, color="k", ls=":", label="Gaussian noise")
         ax.set_xticks(range(len(layers)), layers, rotation=45, fontsize=7)
         ax.set_ylabel("mean SVCCA over the group's pairs", fontsize=8)
-        ax.set_title(f"{name}: SVCCA by layer (base architecture)", fontsize=9)
+        sizes = sorted({r["n_pairs"] for v in s["by_layer"].values() for r in v["rm_by_factor"].values()})
+        ax.set_title(f"{name}: SVCCA by layer of the base architecture\n(mean over each group's pairs, n = "
+                     f"{'-'.join(map(str, sorted({sizes[0], sizes[-1]})))}; Gaussian noise: {NOISE_PAIRS} pairs)",
+                     fontsize=8)
         ax.legend(fontsize=5, ncol=2)
     fig.tight_layout()
     return _save(fig, path)
