@@ -186,7 +186,9 @@ def test_a_second_trainer_of_one_zoo_is_refused(tmp_path):
     try:
         lock = zoo / ".lock"
         deadline = time.monotonic() + 120
-        while not (lock.exists() and f"process {holder.pid}" in lock.read_text()):
+        # the holder takes the lock, then writes zoo.json (atomically) and blocks in its first
+        # epoch's callback: from then on it writes nothing until released
+        while not (lock.exists() and f"process {holder.pid}" in lock.read_text() and (zoo / "zoo.json").exists()):
             assert holder.poll() is None and time.monotonic() < deadline, holder.stderr.read()
             time.sleep(0.05)
         recipe = tmp_path / "fault.toml"
