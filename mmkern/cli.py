@@ -280,6 +280,23 @@ def reproduce() -> None:
     """Reproduce a research study end to end (resumable: rerun to continue)."""
 
 
+def _reproduce(study, out_dir: str, quick: bool, datasets: tuple, data_dir: str | None, device: str,
+               workers: int | None, scheduler: str | None) -> None:
+    """Run a study module's ``run_study`` and print its findings, one line each."""
+    import time
+
+    from mmkern.studies._common import verdict
+
+    study.study_settings(quick, datasets or None)  # bad options fail before anything runs
+    started = time.perf_counter()
+    with _cluster(workers, scheduler) as cluster:
+        results = study.run_study(out_dir, quick=quick, datasets=datasets or None, data_dir=data_dir,
+                                  device=_resolve_device(device), **cluster)
+    for f in results["findings"]:
+        click.echo(f"{f['dataset']} claim ({f['claim']}): {verdict(f)}")
+    click.echo(f"done in {time.perf_counter() - started:.0f} s; report: {results['report']}")
+
+
 @reproduce.command()
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="The study directory: models, curves, results.json, report.md.")
@@ -293,19 +310,9 @@ def lubana2023(out_dir: str, quick: bool, datasets: tuple, data_dir: str | None,
                workers: int | None, scheduler: str | None) -> None:
     """Lubana et al. 2023, "Mechanistic Mode Connectivity": cue models, FTM / FTS / LLR / LPFT / CBFT,
     Table 1, barriers, the learning-rate sweep, cue vs clean paths, and the paper's claims checked."""
-    import time
+    from mmkern.studies import lubana2023 as study
 
-    from mmkern.studies.lubana2023 import run_study, study_settings
-    from mmkern.studies._report import verdict
-
-    study_settings(quick, datasets or None)  # bad options fail before anything runs
-    started = time.perf_counter()
-    with _cluster(workers, scheduler) as cluster:
-        results = run_study(out_dir, quick=quick, datasets=datasets or None, data_dir=data_dir,
-                            device=_resolve_device(device), **cluster)
-    for f in results["findings"]:
-        click.echo(f"{f['dataset']} claim ({f['claim']}): {verdict(f)}")
-    click.echo(f"done in {time.perf_counter() - started:.0f} s; report: {results['report']}")
+    _reproduce(study, out_dir, quick, datasets, data_dir, device, workers, scheduler)
 
 
 @reproduce.command()
@@ -324,19 +331,9 @@ def heljakka2023(out_dir: str, quick: bool, datasets: tuple, data_dir: str | Non
     """Heljakka et al. 2023, "Disentangling Model Multiplicity in Deep Learning": a zoo per dataset with ten
     factors varied one at a time, RM by factor, RM vs PM over pairs, finite samples of models, and the
     paper's claims checked."""
-    import time
+    from mmkern.studies import heljakka2023 as study
 
-    from mmkern.studies._report import verdict
-    from mmkern.studies.heljakka2023 import run_study, study_settings
-
-    study_settings(quick, datasets or None)  # bad options fail before anything runs
-    started = time.perf_counter()
-    with _cluster(workers, scheduler) as cluster:
-        results = run_study(out_dir, quick=quick, datasets=datasets or None, data_dir=data_dir,
-                            device=_resolve_device(device), **cluster)
-    for f in results["findings"]:
-        click.echo(f"{f['dataset']} claim ({f['claim']}): {verdict(f)}")
-    click.echo(f"done in {time.perf_counter() - started:.0f} s; report: {results['report']}")
+    _reproduce(study, out_dir, quick, datasets, data_dir, device, workers, scheduler)
 
 
 if __name__ == "__main__":  # pragma: no cover

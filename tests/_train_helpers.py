@@ -74,3 +74,16 @@ def tree_fingerprint(directory: str) -> dict[str, tuple[int, str]]:
                 digest = hashlib.sha256(f.read()).hexdigest()
             out[os.path.relpath(path, directory)] = (os.stat(path).st_mtime_ns, digest)
     return out
+
+
+def assert_refused_in_one_line(tmp_path, study: str, args: list, message: str) -> None:
+    """``mmkern reproduce STUDY --out tmp_path/s ARGS`` fails with ``message`` on stderr, no
+    traceback, and creates nothing."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "mmkern", "reproduce", study, "--out", str(tmp_path / "s"), *args],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "s").exists()

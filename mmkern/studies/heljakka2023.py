@@ -65,9 +65,9 @@ import json
 import os
 from typing import Any, Optional, Sequence
 
-from mmkern._dask import cluster_options
 from mmkern._io import atomic_write_text, finite_json
 from mmkern._validate import check_bool
+from mmkern.studies._common import run_in, say
 
 __all__ = ["CONTROLS", "DATASETS", "FACTORS", "PAPER_SCALE", "THRESHOLDS", "run_study", "study_settings"]
 
@@ -243,28 +243,19 @@ def run_study(out_dir, *, quick: bool = False, datasets: Optional[Sequence[str]]
         ``settings``, ``rm_by_factor``, ``factor_test``, ``rm_pm_correlation``, ``finite_sample``
         (each by dataset), ``datasets`` (every dataset's analysis), ``findings``, ``report``.
     """
-    from mmkern.train._cluster import cluster_client
-
     settings = study_settings(quick, datasets)
-    cluster = cluster_options(client, workers)
-    out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    if cluster is None:
-        return _run(out_dir, settings, data_dir, device, {}, progress)
-    with cluster_client(**cluster) as own:
-        return _run(out_dir, settings, data_dir, device, {"client": own}, progress)
+    return run_in(out_dir, lambda out, cluster: _run(out, settings, data_dir, device, cluster, progress),
+                  client, workers)
 
 
 def _say(progress: bool, message: str) -> None:
-    if progress:
-        print(f"heljakka2023: {message}", flush=True)
+    say("heljakka2023", progress, message)
 
 
-def _fingerprint(zoo_dir: str, spec: dict, settings: dict) -> str:
-    """What an analysis depends on: the design and statistics settings and every member's weights."""
-    from mmkern.train import list_members, load_record
-
-    members = {m: load_record(zoo_dir, m)["checkpoint"]["sha256"] for m in list_members(zoo_dir)}
+def _fingerprint(records: list, spec: dict, settings: dict) -> str:
+    """What an analysis depends on: the design and statistics settings and every member's weights
+    (the checkpoint SHA-256 of each record :func:`mmkern.train.train_zoo` returned)."""
+    members = {r["id"]: r["checkpoint"]["sha256"] for r in records}
     keys = ("factors", "controls", "resamples", "draws")
     data = {"spec": spec, "settings": {k: settings[k] for k in keys}, "members": members, "analysis": 3}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
@@ -274,7 +265,7 @@ def _dataset(out_dir: str, name: str, spec: dict, settings: dict, data_dir, devi
              progress: bool) -> dict:
     """Train, collect and analyse one dataset (each step resumed); its analysis."""
     from mmkern.analysis import collect_outputs, zoo_dataset
-    from mmkern.studies.heljakka2023_analysis import analyse_zoo, write_pairs
+    from mmkern.studies.heljakka2023_analysis import analyse_zoo
     from mmkern.train import Recipe, train_zoo
     from mmkern.train.zoo import read_json
 
@@ -283,29 +274,29 @@ def _dataset(out_dir: str, name: str, spec: dict, settings: dict, data_dir, devi
     design = Recipe.from_dict(recipe(name, spec, settings))
     untrained = sum(1 for m in design.members if m.config.epochs == 0)
     _say(progress, f"{name}: {len(design.members) - untrained} models to train and {untrained} untrained")
-    train_zoo(design, zoo_dir, data_dir=data_dir, device=device, progress=progress, threads=1, **cluster)
+    records = train_zoo(design, zoo_dir, data_dir=data_dir, device=device, progress=progress, threads=1, **cluster)
     dataset = zoo_dataset(zoo_dir, data_dir)
     n_samples = min(spec["n_samples"], len(dataset.test))
     _say(progress, f"{name}: activations of {n_samples} test samples and predictions on {1 + len(dataset.ood)} sets")
     collect_outputs(zoo_dir, n_samples=n_samples, reduce="mean", data_dir=data_dir, device=device or "cpu",
                     progress=progress, dataset=dataset, client=cluster.get("client"))
-    path = os.path.join(root, "analysis.json")
-    fingerprint = _fingerprint(zoo_dir, spec, settings)
+    path, pairs_path = os.path.join(root, "analysis.json"), os.path.join(root, "pairs.csv")
+    fingerprint = _fingerprint(records, spec, settings)
     if os.path.isfile(path):
         try:
             done = read_json(path)
         except ValueError:
             done = {}
-        if done.get("fingerprint") == fingerprint and os.path.isfile(os.path.join(root, "pairs.csv")):
+        if done.get("fingerprint") == fingerprint and os.path.isfile(pairs_path):
             _say(progress, f"{name}: analysis up to date")
             return done["analysis"]
     _say(progress, f"{name}: measuring {len(design.members)} members and their pairs")
     summary, pairs = analyse_zoo(zoo_dir, dataset, settings["factors"], settings["controls"],
                                  resamples=settings["resamples"], draws=settings["draws"])
     summary = finite_json({"dataset": name, "zoo": os.path.relpath(zoo_dir, out_dir),
-                           "pairs": os.path.relpath(os.path.join(root, "pairs.csv"), out_dir),
+                           "pairs": os.path.relpath(pairs_path, out_dir),
                            "trained": len(design.members) - untrained, "untrained": untrained, **summary})
-    write_pairs(os.path.join(root, "pairs.csv"), pairs)
+    atomic_write_text(pairs_path, pairs)
     atomic_write_text(path, json.dumps({"fingerprint": fingerprint, "analysis": summary}, indent=1,
                                        allow_nan=False) + "\n")
     return summary

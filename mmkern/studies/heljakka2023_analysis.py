@@ -39,7 +39,6 @@ from typing import Any, Optional
 import numpy as np
 
 import mmkern
-from mmkern._io import atomic_write_text
 from mmkern.analysis.finite_sample import finite_sample
 from mmkern.analysis.metrics import rm_layer
 from mmkern.analysis.outputs import ACTIVATIONS_FILE, IID, PREDICTIONS_FILE, evaluation_sets
@@ -89,11 +88,10 @@ def _architecture(config: dict) -> tuple:
     return config["model"], tuple(sorted(config["model_options"].items()))
 
 
-def _matrices(acts: dict, preds: dict, configs: dict, members: list, sets: list, n: int
+def _matrices(acts: dict, preds: dict, configs: dict, members: list, sets: list, limit: int
               ) -> tuple[dict, dict, dict, list, dict]:
     """RM matrices (representation layer, per metric), per-layer SVCCA, PM matrices, the excluded
-    (member, layer) entries and the representation layer of every member."""
-    limit = n // SAMPLES_PER_FEATURE
+    (member, layer) entries (wider than ``limit``) and the representation layer of every member."""
     excluded = [{"member": m, "layer": layer, "width": int(a.shape[1]), "max_width": limit}
                 for m in members for layer, a in acts[m].items() if a.shape[1] > limit]
     representation = {m: rm_layer(acts[m]) for m in members}
@@ -277,7 +275,7 @@ def analyse_zoo(zoo_dir: str, dataset, factors: list, controls: list, *, resampl
     training = {f: groups[f] for f in factors if f in groups and len(groups[f]) >= 2}
     sets = list(evaluation_sets(dataset))
     labels = {name: split.y for name, split in evaluation_sets(dataset).items()}
-    rm, layers, pm, excluded, representation = _matrices(acts, preds, configs, members, sets, n)
+    rm, layers, pm, excluded, representation = _matrices(acts, preds, configs, members, sets, limit)
     group_of = {}
     for name, idx in groups.items():
         for i, j in itertools.combinations(sorted(idx), 2):
@@ -301,8 +299,3 @@ def analyse_zoo(zoo_dir: str, dataset, factors: list, controls: list, *, resampl
         **_finite_samples(rm, pm, training, accuracy, len(members), resamples, draws, seed),
     }
     return summary, _pair_table(members, group_of, rm, layers, pm)
-
-
-def write_pairs(path: str, pairs_csv: str) -> None:
-    """Write the per-pair table atomically."""
-    atomic_write_text(path, pairs_csv)

@@ -10,7 +10,7 @@ import numpy as np
 from mmkern._io import atomic_write_text
 from mmkern.analysis.figures import _pyplot, _save
 from mmkern.analysis.report import _fmt, _table
-from mmkern.studies._report import verdict
+from mmkern.studies._common import verdict
 from mmkern.studies.heljakka2023_analysis import NOISE_PAIRS
 
 _IID, _OOD = "iid", "ood_mean"

@@ -60,9 +60,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from mmkern._dask import cluster_options
 from mmkern._io import atomic_write_text, finite_json
 from mmkern._validate import check_bool
+from mmkern.studies._common import run_in, say
 
 __all__ = ["DATASETS", "METHODS", "P_VALUES", "THRESHOLDS", "run_study", "study_settings"]
 
@@ -209,21 +209,13 @@ def run_study(out_dir, *, quick: bool = False, datasets: Optional[Sequence[str]]
         ``settings``, ``datasets`` (per dataset: ``table``, ``barriers``, ``sweep``,
         ``connectivity``, ``findings``) and ``findings`` (all datasets').
     """
-    from mmkern.train._cluster import cluster_client
-
     settings = study_settings(quick, datasets)
-    cluster = cluster_options(client, workers)
-    out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    if cluster is None:
-        return _run(out_dir, settings, data_dir, device, {}, progress)
-    with cluster_client(**cluster) as own:
-        return _run(out_dir, settings, data_dir, device, {"client": own}, progress)
+    return run_in(out_dir, lambda out, cluster: _run(out, settings, data_dir, device, cluster, progress),
+                  client, workers)
 
 
 def _say(progress: bool, message: str) -> None:
-    if progress:
-        print(f"lubana2023: {message}", flush=True)
+    say("lubana2023", progress, message)
 
 
 def _run(out_dir: str, settings: dict, data_dir, device, cluster: dict, progress: bool) -> dict:

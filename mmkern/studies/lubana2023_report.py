@@ -9,7 +9,7 @@ import numpy as np
 from mmkern._io import atomic_write_text
 from mmkern.analysis.figures import _pyplot, _save, slug
 from mmkern.analysis.report import _fmt, _table
-from mmkern.studies._report import verdict
+from mmkern.studies._common import verdict
 
 _SETS = ("test", "cue-none", "cue", "cue-random", "image-random")
 _SHORT = ("NC", "C", "RC", "RI")
